@@ -1,0 +1,530 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Protocols.
+const (
+	ProtocolJSONRPC = "jsonrpc"
+	ProtocolMCP     = "mcp"
+)
+
+// MCPProtocolVersion is the MCP revision offered in the initialize request.
+const MCPProtocolVersion = "2025-06-18"
+
+// Config describes one agent process.
+type Config struct {
+	ID      string   // agent id, e.g. "echo-3"
+	Pool    string   // pool name
+	Command []string // argv; Command[0] is looked up in PATH
+	Env     []string // added to the inherited environment (KEY=value)
+	Dir     string
+	// Credential runs the agent as another user; nil keeps the daemon's.
+	Credential *syscall.Credential
+	// CgroupFD, when > 0, is an open cgroup v2 directory: the process is
+	// cloned directly into it. Otherwise it gets its own process group.
+	CgroupFD int
+	Protocol string // ProtocolJSONRPC (default) or ProtocolMCP
+	Method   string // call method for the native protocol (default task/run)
+	Tool     string // MCP tool name for calls
+	// MaxLineBytes bounds one line from the agent (default 1 MiB).
+	MaxLineBytes int64
+	Logger       *slog.Logger
+	// StderrRate is the number of stderr lines per second logged before
+	// lines are counted and suppressed (default 50, burst 4x).
+	StderrRate int
+	// OnStderr, when set, sees every stderr line (suppressed ones too), for
+	// the Arbiter's log templates. It must not block.
+	OnStderr func(line string)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Agent is one running agent process. Its methods are safe for concurrent
+// use, but only one Call or Ping runs at a time.
+type Agent struct {
+	cfg    Config
+	cmd    *exec.Cmd
+	stdin  *os.File
+	stdout *os.File
+	stderr *os.File
+	w      *bufio.Writer
+
+	callMu sync.Mutex // one request in flight
+	nextID atomic.Uint64
+	replies chan reply // the reader hands the reply to the call in flight
+
+	done     chan struct{} // closed when the process has exited
+	exitTime time.Time
+	state    *os.ProcessState
+	waitErr  error
+
+	readDone chan struct{} // closed when the stdout reader stops
+	readErr  error
+
+	closeOnce sync.Once
+	started   time.Time
+}
+
+type reply struct {
+	line []byte
+	err  error
+}
+
+// Start spawns the process. It does not handshake; call [Agent.Initialize].
+func Start(cfg Config) (*Agent, error) {
+	if len(cfg.Command) == 0 {
+		return nil, errors.New("agent: empty command")
+	}
+	if cfg.Protocol == "" {
+		cfg.Protocol = ProtocolJSONRPC
+	}
+	if cfg.Method == "" {
+		cfg.Method = "task/run"
+	}
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StderrRate <= 0 {
+		cfg.StderrRate = 50
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+
+	// Pipes are made by hand and handed over as *os.File so exec starts no
+	// copying goroutines and Wait never closes our ends under a reader.
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: stdin pipe: %w", cfg.ID, err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, fmt.Errorf("agent %s: stdout pipe: %w", cfg.ID, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("agent %s: stderr pipe: %w", cfg.ID, err)
+	}
+	closeChildEnds := func() { inR.Close(); outW.Close(); errW.Close() }
+
+	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
+	cmd.Dir = cfg.Dir
+	cmd.Env = append(inheritedEnv(), cfg.Env...)
+	cmd.Env = append(cmd.Env, "RESILIENT_AGENT_ID="+cfg.ID, "RESILIENT_POOL="+cfg.Pool)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	attr := &syscall.SysProcAttr{Credential: cfg.Credential}
+	if cfg.CgroupFD > 0 {
+		attr.UseCgroupFD = true
+		attr.CgroupFD = cfg.CgroupFD
+	} else {
+		attr.Setpgid = true
+	}
+	cmd.SysProcAttr = attr
+	if err := cmd.Start(); err != nil {
+		closeChildEnds()
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("agent %s: start %q: %w", cfg.ID, cfg.Command[0], err)
+	}
+	closeChildEnds()
+
+	a := &Agent{
+		cfg:      cfg,
+		cmd:      cmd,
+		stdin:    inW,
+		stdout:   outR,
+		stderr:   errR,
+		w:        bufio.NewWriterSize(inW, 16<<10),
+		replies:  make(chan reply, 1),
+		done:     make(chan struct{}),
+		readDone: make(chan struct{}),
+		started:  cfg.Now(),
+	}
+	go a.wait()
+	go a.readStdout()
+	go a.readStderr()
+	return a, nil
+}
+
+// environment variables of the daemon's own service manager that must not
+// leak into agents (an agent must not be able to notify systemd as us).
+var privateEnv = []string{"NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "INVOCATION_ID=", "RESILIENT_SOCKET="}
+
+func inheritedEnv() []string {
+	env := os.Environ()
+	out := env[:0:0]
+next:
+	for _, kv := range env {
+		for _, p := range privateEnv {
+			if strings.HasPrefix(kv, p) {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// ID returns the agent's id.
+func (a *Agent) ID() string { return a.cfg.ID }
+
+// PID returns the process id.
+func (a *Agent) PID() int { return a.cmd.Process.Pid }
+
+// Started returns when the process was started.
+func (a *Agent) Started() time.Time { return a.started }
+
+// Done is closed once the process has exited.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// ExitTime is when the daemon learnt of the exit; valid after Done.
+func (a *Agent) ExitTime() time.Time { <-a.done; return a.exitTime }
+
+// ExitStatus describes how the process ended, e.g. "exit status 1" or
+// "signal: killed"; valid after Done.
+func (a *Agent) ExitStatus() string {
+	<-a.done
+	if a.state != nil {
+		return a.state.String()
+	}
+	if a.waitErr != nil {
+		return a.waitErr.Error()
+	}
+	return "exited"
+}
+
+// ExitedOK reports whether the process exited with status 0; valid after Done.
+func (a *Agent) ExitedOK() bool {
+	<-a.done
+	return a.state != nil && a.state.Success()
+}
+
+func (a *Agent) wait() {
+	state, err := a.cmd.Process.Wait()
+	a.exitTime = a.cfg.Now()
+	a.state, a.waitErr = state, err
+	close(a.done)
+}
+
+// Signal sends sig to the process (not its tree; use the cgroup for that).
+func (a *Agent) Signal(sig syscall.Signal) error {
+	return a.cmd.Process.Signal(sig)
+}
+
+// SignalGroup sends sig to the agent's process group; meaningful only when
+// the agent was started without a cgroup.
+func (a *Agent) SignalGroup(sig syscall.Signal) error {
+	return syscall.Kill(-a.cmd.Process.Pid, sig)
+}
+
+// Close closes the agent's pipes. It does not kill the process: the owner
+// kills it through its cgroup (or process group) first.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		a.stdin.Close()
+		a.stdout.Close()
+		a.stderr.Close()
+	})
+	return nil
+}
+
+// readStdout reads reply lines and hands each to the call in flight. A line
+// that arrives with no call in flight is a protocol error: it is kept and
+// returned to the next call, which then fails.
+func (a *Agent) readStdout() {
+	defer close(a.readDone)
+	lr := newLineReader(a.stdout, a.cfg.MaxLineBytes)
+	for {
+		line, err := lr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
+				err = ErrExited
+			}
+			a.readErr = err
+			select {
+			case a.replies <- reply{err: err}:
+			default:
+			}
+			return
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if isNotification(line) {
+			// Agent-side notifications (MCP logging, progress) are not
+			// replies; they never reach a call.
+			continue
+		}
+		a.replies <- reply{line: line}
+	}
+}
+
+// isNotification reports whether line is a JSON-RPC message with a method
+// and no id, cheaply, without a full decode.
+func isNotification(line []byte) bool {
+	if !bytes.Contains(line, []byte(`"method"`)) {
+		return false
+	}
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	if json.Unmarshal(line, &m) != nil {
+		return false
+	}
+	return m.Method != "" && len(m.ID) == 0
+}
+
+func (a *Agent) readStderr() {
+	sc := bufio.NewScanner(a.stderr)
+	sc.Buffer(make([]byte, 4096), 4096)
+	sc.Split(scanLinesTruncating)
+	lim := newRateLimiter(a.cfg.StderrRate, a.cfg.Now)
+	log := a.cfg.Logger.With("agent", a.cfg.ID, "pool", a.cfg.Pool)
+	for sc.Scan() {
+		line := strings.ToValidUTF8(sc.Text(), "\uFFFD")
+		if a.cfg.OnStderr != nil {
+			a.cfg.OnStderr(line)
+		}
+		if ok, dropped := lim.allow(); ok {
+			if dropped > 0 {
+				log.Warn("agent stderr lines suppressed", "count", dropped)
+			}
+			log.Info(line, "source", "stderr")
+		}
+	}
+}
+
+// Initialize performs the protocol handshake.
+func (a *Agent) Initialize(ctx context.Context) error {
+	switch a.cfg.Protocol {
+	case ProtocolMCP:
+		params := map[string]any{
+			"protocolVersion": MCPProtocolVersion,
+			"capabilities":    map[string]any{},
+			"clientInfo":      map[string]any{"name": "resilienced", "version": "1"},
+		}
+		p, _ := json.Marshal(params)
+		if _, err := a.request(ctx, "initialize", p); err != nil {
+			return fmt.Errorf("mcp initialize: %w", err)
+		}
+		return a.notify("notifications/initialized", nil)
+	default:
+		p, _ := json.Marshal(map[string]string{"agent": a.cfg.ID, "pool": a.cfg.Pool, "protocol": "resilient/1"})
+		if _, err := a.request(ctx, "initialize", p); err != nil {
+			return fmt.Errorf("initialize: %w", err)
+		}
+		return nil
+	}
+}
+
+// Ping checks liveness of an idle agent.
+func (a *Agent) Ping(ctx context.Context) error {
+	_, err := a.request(ctx, "ping", nil)
+	return err
+}
+
+// Call sends params (a JSON object) with the pool's call method and returns
+// the raw result. For MCP the params become the tool's arguments and the
+// result is the tool's structured content, or its single text content.
+func (a *Agent) Call(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
+	if a.cfg.Protocol == ProtocolMCP {
+		p, err := json.Marshal(struct {
+			Name      string          `json:"name"`
+			Arguments json.RawMessage `json:"arguments"`
+		}{a.cfg.Tool, params})
+		if err != nil {
+			return nil, err
+		}
+		res, err := a.request(ctx, "tools/call", p)
+		if err != nil {
+			return nil, err
+		}
+		return mcpOutput(res)
+	}
+	return a.request(ctx, a.cfg.Method, params)
+}
+
+func mcpOutput(res json.RawMessage) (json.RawMessage, error) {
+	var r struct {
+		Content []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"content"`
+		Structured json.RawMessage `json:"structuredContent"`
+		IsError    bool            `json:"isError"`
+	}
+	if err := json.Unmarshal(res, &r); err != nil {
+		return nil, fmt.Errorf("%w: tools/call result: %v", ErrProtocol, err)
+	}
+	if r.IsError {
+		msg := "tool error"
+		if len(r.Content) > 0 {
+			msg = r.Content[0].Text
+		}
+		return nil, &RPCError{Code: -32000, Message: msg}
+	}
+	if len(r.Structured) > 0 && string(r.Structured) != "null" {
+		return r.Structured, nil
+	}
+	if len(r.Content) == 1 && r.Content[0].Type == "text" {
+		return json.RawMessage(r.Content[0].Text), nil
+	}
+	return res, nil
+}
+
+func (a *Agent) notify(method string, params json.RawMessage) error {
+	a.callMu.Lock()
+	defer a.callMu.Unlock()
+	buf := make([]byte, 0, 64+len(params))
+	buf = append(buf, `{"jsonrpc":"2.0","method":`...)
+	buf = strconv.AppendQuote(buf, method)
+	if len(params) > 0 {
+		buf = append(buf, `,"params":`...)
+		buf = append(buf, params...)
+	}
+	buf = append(buf, "}\n"...)
+	return a.write(buf)
+}
+
+func (a *Agent) write(b []byte) error {
+	if _, err := a.w.Write(b); err != nil {
+		return fmt.Errorf("%w: write: %v", ErrExited, err)
+	}
+	if err := a.w.Flush(); err != nil {
+		return fmt.Errorf("%w: write: %v", ErrExited, err)
+	}
+	return nil
+}
+
+// request sends one request and waits for its reply, the context, or the
+// process's death, whichever comes first.
+func (a *Agent) request(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	if !a.callMu.TryLock() {
+		return nil, ErrBusy
+	}
+	defer a.callMu.Unlock()
+	// A reply left over from an abandoned call would be taken for this
+	// one's: the agent is out of step.
+	select {
+	case r := <-a.replies:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return nil, fmt.Errorf("%w: unsolicited reply %.80q", ErrProtocol, r.line)
+	default:
+	}
+	id := a.nextID.Add(1)
+	buf := make([]byte, 0, 80+len(params)+len(method))
+	buf = append(buf, `{"jsonrpc":"2.0","id":`...)
+	buf = strconv.AppendUint(buf, id, 10)
+	buf = append(buf, `,"method":`...)
+	buf = strconv.AppendQuote(buf, method)
+	if len(params) > 0 {
+		buf = append(buf, `,"params":`...)
+		buf = append(buf, params...)
+	}
+	buf = append(buf, "}\n"...)
+	if err := a.write(buf); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-a.replies:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return decodeReply(r.line, id)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-a.done:
+		// The process is gone; a reply it wrote just before dying may
+		// still be in the pipe.
+		select {
+		case r := <-a.replies:
+			if r.err == nil {
+				return decodeReply(r.line, id)
+			}
+		case <-time.After(time.Millisecond):
+		}
+		return nil, fmt.Errorf("%w: %s", ErrExited, a.ExitStatus())
+	}
+}
+
+func decodeReply(line []byte, id uint64) (json.RawMessage, error) {
+	var m struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Result  json.RawMessage `json:"result"`
+		Error   *RPCError       `json:"error"`
+	}
+	if err := json.Unmarshal(line, &m); err != nil {
+		return nil, &garbageError{line: line, err: err}
+	}
+	if m.JSONRPC != "2.0" {
+		return nil, fmt.Errorf("%w: reply without \"jsonrpc\":\"2.0\"", ErrProtocol)
+	}
+	if got, err := strconv.ParseUint(string(m.ID), 10, 64); err != nil || got != id {
+		return nil, fmt.Errorf("%w: reply id %s, want %d", ErrProtocol, m.ID, id)
+	}
+	if m.Error != nil {
+		return nil, m.Error
+	}
+	if m.Result == nil {
+		return nil, fmt.Errorf("%w: reply has neither result nor error", ErrProtocol)
+	}
+	return m.Result, nil
+}
+
+// garbageError is a reply line that is not JSON at all. It is a protocol
+// error whose raw line is kept so the contract can classify it (for the
+// native protocol a non-JSON line is the model's invalid JSON).
+type garbageError struct {
+	line []byte
+	err  error
+}
+
+func (e *garbageError) Error() string {
+	return fmt.Sprintf("%v: reply is not JSON (%v): %.80q", ErrProtocol, e.err, e.line)
+}
+func (e *garbageError) Unwrap() error { return ErrProtocol }
+
+// IsInvalidJSON reports whether err is a reply that was not JSON at all.
+func IsInvalidJSON(err error) bool {
+	var g *garbageError
+	return errors.As(err, &g)
+}
+
+// Broken is closed once the agent's stdout has ended or failed (EOF, a line
+// too long, the pipe closed): the agent can no longer reply, even if its
+// process lives on.
+func (a *Agent) Broken() <-chan struct{} { return a.readDone }
+
+// BrokenErr says why stdout ended; valid after Broken.
+func (a *Agent) BrokenErr() error { <-a.readDone; return a.readErr }

@@ -1,0 +1,367 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/agent"
+	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/contract"
+	"github.com/resilienced/resilienced/internal/session"
+)
+
+// CallRequest is one call on a pool.
+type CallRequest struct {
+	Input   json.RawMessage // the call's input, any JSON value
+	Session string          // "" for a sessionless call
+	// IdempotencyKey, when set, makes the call run at most once: a repeat
+	// returns the stored result.
+	IdempotencyKey string
+}
+
+// CallResult is a validated result.
+type CallResult struct {
+	Output   json.RawMessage `json:"output"`
+	Agent    string          `json:"agent"`
+	Attempts int             `json:"attempts"`
+	Cached   bool            `json:"cached,omitempty"` // from the idempotency store
+	Seq      uint64          `json:"seq,omitempty"`    // the exchange's sequence number in its session
+	// Violations are the failed attempts before the one that succeeded.
+	Violations []*contract.Violation `json:"violations,omitempty"`
+}
+
+type callReq struct {
+	params json.RawMessage
+	reply  chan callResult
+}
+
+type callResult struct {
+	out       json.RawMessage
+	agent     string
+	violation *contract.Violation
+	bounced   bool // the agent stopped accepting before it ran the call
+}
+
+// contextEntry is one exchange as the agent protocol carries it.
+type contextEntry struct {
+	Input  json.RawMessage `json:"input"`
+	Output json.RawMessage `json:"output"`
+}
+
+type callParams struct {
+	Session  *string         `json:"session"`
+	Context  []contextEntry  `json:"context"`
+	Input    json.RawMessage `json:"input"`
+	Feedback string          `json:"feedback,omitempty"`
+}
+
+// Call runs one call: it is sent to an idle active agent (for a session,
+// the agent the ring assigns), its output is checked against the contract,
+// and on any failure the agent is replaced and the call retried on another
+// agent with the same context, up to the pool's retries. A session's
+// exchange is appended durably before the result is returned; a violating
+// output never enters the context.
+func (p *Pool) Call(ctx context.Context, req CallRequest) (*CallResult, error) {
+	if len(req.Input) == 0 {
+		req.Input = json.RawMessage("null")
+	}
+	if !json.Valid(req.Input) {
+		return nil, fmt.Errorf("%w: input is not valid JSON", ErrInvalidInput)
+	}
+	store := p.sup.opts.Store
+	if req.Session != "" && store == nil {
+		return nil, fmt.Errorf("pool %s: sessions need a state store (the daemon runs without one)", p.name)
+	}
+	if req.IdempotencyKey != "" && store != nil {
+		if out, ok, err := store.Result(ctx, p.name, req.IdempotencyKey); err != nil {
+			return nil, err
+		} else if ok {
+			return &CallResult{Output: out, Cached: true}, nil
+		}
+	}
+
+	p.mu.Lock()
+	pc := p.cfg
+	down := p.down
+	state, reason := p.state, p.reason
+	breaker := p.breaker
+	p.mu.Unlock()
+	switch state {
+	case PoolFailed:
+		return nil, fmt.Errorf("%w: pool %s: %s (restart it with `resilientctl restart %s`)", ErrPoolFailed, p.name, reason, p.name)
+	case PoolStopped:
+		return nil, fmt.Errorf("%w: pool %s", ErrPoolStopped, p.name)
+	}
+
+	params := callParams{Input: req.Input, Context: []contextEntry{}}
+	if req.Session != "" {
+		params.Session = &req.Session
+		exs, err := store.Context(ctx, p.name, req.Session)
+		if err != nil {
+			return nil, err
+		}
+		params.Context = make([]contextEntry, len(exs))
+		for i, ex := range exs {
+			params.Context[i] = contextEntry{Input: ex.Input, Output: ex.Output}
+		}
+	}
+
+	res := &CallResult{}
+	for res.Attempts <= pc.Retries {
+		var done func(bool)
+		if breaker != nil {
+			d, err := breaker.Allow()
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrBreakerOpen, err)
+			}
+			done = d
+		}
+		raw, err := json.Marshal(params)
+		if err != nil {
+			return nil, err
+		}
+		r, err := p.dispatch(ctx, req.Session, raw, down)
+		if err != nil {
+			if done != nil {
+				done(true) // the caller gave up; not the agents' fault
+			}
+			return nil, err
+		}
+		if r.bounced {
+			if done != nil {
+				done(true)
+			}
+			continue
+		}
+		res.Attempts++
+		if done != nil {
+			done(r.violation == nil)
+		}
+		if r.violation == nil {
+			res.Output, res.Agent = r.out, r.agent
+			break
+		}
+		res.Violations = append(res.Violations, r.violation)
+		if pc.OnViolation == config.OnViolationReask {
+			params.Feedback = fmt.Sprintf("Your previous answer was rejected (%s). Answer again, following the output contract exactly.", r.violation.Error())
+		}
+	}
+	if res.Output == nil {
+		last := res.Violations[len(res.Violations)-1]
+		return nil, fmt.Errorf("pool %s: %w (%d attempts): %w", p.name, ErrRetriesExhausted, res.Attempts, last)
+	}
+
+	if req.Session != "" {
+		ex, err := store.Append(ctx, p.name, req.Session, session.Exchange{
+			Time: p.sup.opts.Now(), Agent: res.Agent, Input: req.Input, Output: res.Output,
+		}, session.Limit{Entries: pc.ContextLimit.Entries, Bytes: pc.ContextLimit.Bytes, TTL: pc.SessionTTL}, req.IdempotencyKey, res.Output)
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: session %s: storing the exchange: %w", p.name, req.Session, err)
+		}
+		res.Seq = ex.Seq
+	} else if req.IdempotencyKey != "" && store != nil {
+		if err := store.PutResult(ctx, p.name, req.IdempotencyKey, res.Output); err != nil {
+			return nil, fmt.Errorf("pool %s: storing the result: %w", p.name, err)
+		}
+	}
+	return res, nil
+}
+
+// dispatch hands one attempt to an agent and waits for its outcome.
+func (p *Pool) dispatch(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}) (callResult, error) {
+	req := &callReq{params: params, reply: make(chan callResult, 1)}
+	for {
+		var target *slot
+		if sessionID != "" {
+			p.mu.Lock()
+			if id, ok := p.ring.Assign(sessionID); ok {
+				target = p.slots[id]
+			}
+			p.mu.Unlock()
+		}
+		if target != nil {
+			select {
+			case target.own <- req:
+			case <-target.dead:
+				continue // its sessions move; ask the ring again
+			case <-ctx.Done():
+				return callResult{}, ctx.Err()
+			case <-down:
+				return callResult{}, p.downErr()
+			}
+		} else {
+			select {
+			case p.work <- req:
+			case <-ctx.Done():
+				return callResult{}, ctx.Err()
+			case <-down:
+				return callResult{}, p.downErr()
+			}
+		}
+		select {
+		case r := <-req.reply:
+			return r, nil
+		case <-ctx.Done():
+			return callResult{}, ctx.Err()
+		}
+	}
+}
+
+func (p *Pool) downErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == PoolFailed {
+		return fmt.Errorf("%w: pool %s: %s", ErrPoolFailed, p.name, p.reason)
+	}
+	return fmt.Errorf("%w: pool %s", ErrPoolStopped, p.name)
+}
+
+// serve is an agent's worker loop: as a spare it waits for promotion,
+// pinging now and then; as an active agent it takes calls. Any failure
+// ends the loop through p.fail.
+func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan struct{}) {
+	a := sl.a
+	var ping <-chan time.Time
+	var pingTimer *time.Timer
+	if pc.PingInterval > 0 {
+		pingTimer = time.NewTimer(pc.PingInterval)
+		defer pingTimer.Stop()
+		ping = pingTimer.C
+	}
+	resetPing := func() {
+		if pingTimer != nil {
+			pingTimer.Reset(pc.PingInterval)
+		}
+	}
+	deadline := c.Deadline()
+	for {
+		var own, work chan *callReq
+		if sl.accepting.Load() {
+			own, work = sl.own, p.work
+		}
+		var req *callReq
+		select {
+		case <-sl.promote:
+			continue
+		case req = <-own:
+		case req = <-work:
+		case why := <-sl.stopReq:
+			p.stopSlot(context.Background(), sl, pc.ShutdownTimeout)
+			<-a.Done()
+			p.mu.Lock()
+			if p.slots[sl.id] == sl {
+				delete(p.slots, sl.id)
+			}
+			sl.state = AgentDead
+			sl.markDead()
+			p.mu.Unlock()
+			p.log.Info("agent stopped", "agent", sl.id, "reason", why)
+			return
+		case <-a.Done():
+			p.fail(sl, evidence{kind: EventExit, reason: "exited: " + a.ExitStatus(), at: a.ExitTime()})
+			return
+		case <-a.Broken():
+			// A dying process closes its stdout too; tell the two apart so
+			// the event says what happened.
+			at := p.sup.opts.Now()
+			select {
+			case <-a.Done():
+				p.fail(sl, evidence{kind: EventExit, reason: "exited: " + a.ExitStatus(), at: at})
+			case <-time.After(20 * time.Millisecond):
+				p.fail(sl, evidence{kind: EventViolation, reason: "stdout closed while the process lives: " + errString(a.BrokenErr()), at: at})
+			}
+			return
+		case <-sl.dead:
+			return
+		case <-down:
+			return
+		case <-ping:
+			ctx, cancel := context.WithTimeout(context.Background(), pc.PingTimeout)
+			err := a.Ping(ctx)
+			cancel()
+			if err != nil {
+				kind := EventHang
+				if errors.Is(err, agent.ErrExited) {
+					kind = EventExit
+				}
+				p.fail(sl, evidence{kind: kind, reason: "ping failed: " + err.Error(), at: p.sup.opts.Now()})
+				return
+			}
+			resetPing()
+			continue
+		}
+		if !sl.accepting.Load() {
+			req.reply <- callResult{bounced: true}
+			continue
+		}
+		if !p.handle(sl, c, deadline, req) {
+			return
+		}
+		resetPing()
+	}
+}
+
+// handle runs one call on the agent. It reports false when the agent failed
+// (and was replaced).
+func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, req *callReq) bool {
+	// The agent's deadline is the contract's, not the caller's: a caller
+	// that gives up must not leave the agent out of step with a reply
+	// still coming.
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	start := p.sup.opts.Now()
+	out, err := sl.a.Call(ctx, req.params)
+	cancel()
+	sl.calls.Add(1)
+	var v *contract.Violation
+	if err == nil {
+		v = c.Check(out)
+	} else {
+		v = classify(err, deadline, c.MaxOutputBytes())
+	}
+	if v == nil {
+		req.reply <- callResult{out: out, agent: sl.id}
+		return true
+	}
+	kind := EventViolation
+	at := p.sup.opts.Now()
+	switch v.Code {
+	case contract.CodeDeadline:
+		kind = EventDeadline
+		at = start.Add(deadline)
+	case contract.CodeExit:
+		kind = EventExit
+		at = sl.a.ExitTime()
+	}
+	p.fail(sl, evidence{kind: kind, reason: v.Error(), at: at})
+	req.reply <- callResult{agent: sl.id, violation: v}
+	return false
+}
+
+// classify turns a transport error into the contract violation it is.
+func classify(err error, deadline time.Duration, maxBytes int64) *contract.Violation {
+	var rpc *agent.RPCError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return contract.NewViolation(contract.CodeDeadline, "no reply within the %s deadline", deadline)
+	case errors.Is(err, agent.ErrLineTooLong):
+		return contract.NewViolation(contract.CodeTooLarge, "output line exceeds the %d-byte limit", maxBytes)
+	case agent.IsInvalidJSON(err):
+		return contract.NewViolation(contract.CodeInvalidJSON, "%v", err)
+	case errors.Is(err, agent.ErrExited):
+		return contract.NewViolation(contract.CodeExit, "agent died during the call: %v", err)
+	case errors.As(err, &rpc):
+		return contract.NewViolation(contract.CodeProtocol, "%v", rpc)
+	default:
+		return contract.NewViolation(contract.CodeProtocol, "%v", err)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "EOF"
+	}
+	return err.Error()
+}

@@ -1,0 +1,28 @@
+// Package supervisor keeps pools of agents serving: Erlang/OTP supervision
+// for processes that crash, hang, leak and hallucinate.
+//
+// A [Supervisor] runs pools ([config.Pool]) arranged in groups
+// ([config.Group]). Each pool keeps `replicas` active agents and `spares`
+// warm ones that have passed their handshake and hold no work. Every agent
+// runs in its own sandbox (a cgroup, or a process group when cgroups are
+// not available), so killing it kills its whole process tree.
+//
+// A call ([Supervisor.Call]) goes to an idle active agent, or for a session
+// to the agent the pool's ring assigns it, carrying the session's last
+// validated context. The output is checked against the pool's contract.
+// On any failure of the agent (exit, violation, deadline, missed ping,
+// broken stdout) the supervisor does the same small set of things: kill
+// the agent's sandbox, promote a spare at once so the pool is back at
+// `replicas` active agents, start a replacement spare in the background
+// (with jittered exponential backoff), retry the call on another agent
+// with the same clean context (with `on_violation: reask` the retry carries
+// feedback describing the violation), and record events with timestamps.
+// The `recovered` event carries detect_ms and recover_ms.
+//
+// Restart policy follows OTP: permanent, transient and temporary agents;
+// intensity (max restarts within a period) with escalation to the parent
+// group, whose strategy (one_for_one, one_for_all, rest_for_one) restarts
+// the failed child and its siblings as the strategy says. At the top, a
+// child that gives up enters state failed with the reason, while every
+// other pool keeps running.
+package supervisor

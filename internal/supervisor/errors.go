@@ -1,0 +1,23 @@
+package supervisor
+
+import "errors"
+
+// Errors returned by [Supervisor] methods; callers test them with errors.Is.
+var (
+	// ErrUnknownPool: no pool of that name.
+	ErrUnknownPool = errors.New("unknown pool")
+	// ErrUnknownAgent: no live agent of that id.
+	ErrUnknownAgent = errors.New("unknown agent")
+	// ErrPoolFailed: the pool gave up (restart intensity exceeded) and
+	// serves no calls until it is restarted.
+	ErrPoolFailed = errors.New("pool failed")
+	// ErrPoolStopped: the pool is stopping or stopped.
+	ErrPoolStopped = errors.New("pool stopped")
+	// ErrRetriesExhausted: every attempt of a call failed; the error also
+	// wraps the last attempt's cause (a *contract.Violation).
+	ErrRetriesExhausted = errors.New("call failed on every attempt")
+	// ErrBreakerOpen: the pool's circuit breaker is open; calls fail fast.
+	ErrBreakerOpen = errors.New("circuit breaker open")
+	// ErrInvalidInput: the call's input is not valid JSON.
+	ErrInvalidInput = errors.New("invalid input")
+)

@@ -1,0 +1,123 @@
+package supervisor
+
+import (
+	"sync"
+	"time"
+)
+
+// Event kinds.
+const (
+	EventSpawn      = "spawn"
+	EventReady      = "ready"
+	EventExit       = "exit"
+	EventViolation  = "violation"
+	EventDeadline   = "deadline"
+	EventHang       = "hang"
+	EventKill       = "kill"
+	EventPromote    = "promote"
+	EventRecovered  = "recovered"
+	EventDrain      = "drain"
+	EventStop       = "stop"
+	EventSpawnFail  = "spawn_failed"
+	EventEscalate   = "escalate"
+	EventPoolFailed = "pool_failed"
+	EventRestart    = "restart"
+	EventIsolate    = "isolate"
+	EventRelease    = "release"
+	EventBreaker    = "breaker"
+	EventPrediction = "prediction"
+	EventChaos      = "chaos"
+	EventScale      = "scale"
+	EventReload     = "reload"
+)
+
+// Event is one thing that happened, with its timestamps. For a recovered
+// event, Fault is the first evidence (or the injection time of a chaos
+// fault), Detect when the supervisor acted, and Time when the pool was back
+// at full strength.
+type Event struct {
+	Time      time.Time `json:"time"`
+	Kind      string    `json:"kind"`
+	Pool      string    `json:"pool,omitempty"`
+	Agent     string    `json:"agent,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Cause     string    `json:"cause,omitempty"` // the failure kind a recovered event closes (exit, violation, ...)
+	Fault     time.Time `json:"fault,omitzero"`
+	Detect    time.Time `json:"detect,omitzero"`
+	DetectMS  *float64  `json:"detect_ms,omitempty"`
+	RecoverMS *float64  `json:"recover_ms,omitempty"`
+}
+
+func ms(d time.Duration) *float64 {
+	v := float64(d) / float64(time.Millisecond)
+	return &v
+}
+
+// hub fans events out to subscribers and to the sink, and keeps the most
+// recent ones in memory. A slow subscriber loses events (counted), it never
+// blocks the supervisor.
+type hub struct {
+	mu     sync.Mutex
+	subs   map[chan Event]struct{}
+	recent []Event
+	next   int
+	full   bool
+	sink   func(Event)
+	lost   uint64
+}
+
+func newHub(size int, sink func(Event)) *hub {
+	return &hub{subs: make(map[chan Event]struct{}), recent: make([]Event, size), sink: sink}
+}
+
+func (h *hub) emit(ev Event) {
+	h.mu.Lock()
+	h.recent[h.next] = ev
+	h.next = (h.next + 1) % len(h.recent)
+	if h.next == 0 {
+		h.full = true
+	}
+	for ch := range h.subs {
+		select {
+		case ch <- ev:
+		default:
+			h.lost++
+		}
+	}
+	sink := h.sink
+	h.mu.Unlock()
+	if sink != nil {
+		sink(ev)
+	}
+}
+
+func (h *hub) subscribe(buf int) (<-chan Event, func()) {
+	ch := make(chan Event, buf)
+	h.mu.Lock()
+	h.subs[ch] = struct{}{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		h.mu.Unlock()
+	}
+}
+
+// since returns the remembered events at or after t, oldest first.
+func (h *hub) since(t time.Time) []Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []Event
+	n := h.next
+	if !h.full {
+		n = 0
+	}
+	for i := range len(h.recent) {
+		ev := h.recent[(n+i)%len(h.recent)]
+		if ev.Kind == "" || ev.Time.Before(t) {
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out
+}

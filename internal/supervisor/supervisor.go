@@ -1,0 +1,409 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/user"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/cgroup"
+	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/session"
+)
+
+// Sandbox is one agent's cgroup, as the supervisor uses it.
+type Sandbox interface {
+	FD() int
+	Join(pid int) error
+	Kill() error
+	Freeze(ctx context.Context) error
+	Thaw(ctx context.Context) error
+	Destroy(ctx context.Context) error
+	Path() string
+	ID() uint64
+}
+
+// Sandboxes creates agent sandboxes. A nil Sandboxes runs agents in process
+// groups instead.
+type Sandboxes interface {
+	Create(pool, agent string, lim cgroup.Limits) (Sandbox, error)
+}
+
+// SessionStore keeps session contexts and idempotent results durably.
+type SessionStore interface {
+	Context(ctx context.Context, pool, session string) ([]session.Exchange, error)
+	Append(ctx context.Context, pool, session string, ex session.Exchange, lim session.Limit, idemKey string, result json.RawMessage) (session.Exchange, error)
+	PutResult(ctx context.Context, pool, idemKey string, result json.RawMessage) error
+	Result(ctx context.Context, pool, idemKey string) (json.RawMessage, bool, error)
+}
+
+// Options configure a Supervisor.
+type Options struct {
+	Logger    *slog.Logger
+	Sandboxes Sandboxes    // nil: process groups, no limits
+	Store     SessionStore // nil: session calls are refused, idempotency keys ignored
+	// OnEvent sees every event (the daemon journals them). It must not block.
+	OnEvent func(Event)
+	Now     func() time.Time
+	Rand    func() float64
+	// Credentials resolves a pool's user and group; default os/user.
+	Credentials func(user, group string) (*syscall.Credential, error)
+	// EventBuffer is how many recent events are kept in memory (default 4096).
+	EventBuffer int
+	// NewBreaker, when set, gives each pool a circuit breaker.
+	NewBreaker func(pool string, cfg config.Breaker) Breaker
+	// OnStderr, when set, sees every stderr line of every agent. It must
+	// not block.
+	OnStderr func(agentID, line string)
+}
+
+// Supervisor is the root of the supervision tree.
+type Supervisor struct {
+	opts Options
+	log  *slog.Logger
+	hub  *hub
+
+	mu     sync.RWMutex
+	pools  map[string]*Pool
+	order  []string // pool start order
+	groups map[string]*group
+	roots  []node // top-level children in start order
+	closed bool
+}
+
+// New returns a supervisor with no pools; call Apply to start some.
+func New(opts Options) *Supervisor {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Credentials == nil {
+		opts.Credentials = lookupCredential
+	}
+	if opts.EventBuffer <= 0 {
+		opts.EventBuffer = 4096
+	}
+	return &Supervisor{
+		opts:   opts,
+		log:    opts.Logger,
+		hub:    newHub(opts.EventBuffer, opts.OnEvent),
+		pools:  make(map[string]*Pool),
+		groups: make(map[string]*group),
+	}
+}
+
+func (s *Supervisor) emit(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = s.opts.Now()
+	}
+	s.hub.emit(ev)
+}
+
+// Subscribe returns a channel of events from now on, and a function that
+// ends the subscription. A subscriber that falls behind by more than buf
+// events loses the excess.
+func (s *Supervisor) Subscribe(buf int) (<-chan Event, func()) { return s.hub.subscribe(buf) }
+
+// Events returns the remembered events since t, oldest first.
+func (s *Supervisor) Events(since time.Time) []Event { return s.hub.since(since) }
+
+// Apply makes the running pools and groups match cfg: new pools start,
+// removed ones stop, changed ones roll agent by agent. It is both the
+// initial start and the reload.
+func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrPoolStopped
+	}
+	want := make(map[string]config.Pool, len(cfg.Pools))
+	for _, pc := range cfg.Pools {
+		want[pc.Name] = pc
+	}
+	var stop []*Pool
+	for name, p := range s.pools {
+		if _, ok := want[name]; !ok {
+			stop = append(stop, p)
+			delete(s.pools, name)
+		}
+	}
+	var start, roll []*Pool
+	var rollCfg []config.Pool
+	var errs []error
+	order := make([]string, 0, len(cfg.Pools))
+	for _, pc := range cfg.Pools {
+		order = append(order, pc.Name)
+		if p, ok := s.pools[pc.Name]; ok {
+			if !p.config().Equal(pc) {
+				roll = append(roll, p)
+				rollCfg = append(rollCfg, pc)
+			}
+			continue
+		}
+		p, err := newPool(s, pc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.pools[pc.Name] = p
+		start = append(start, p)
+	}
+	s.order = order
+	s.buildTree(cfg.Groups)
+	s.mu.Unlock()
+
+	for _, p := range stop {
+		p.stop(ctx, "removed from config")
+	}
+	for _, p := range start {
+		p.start()
+	}
+	for i, p := range roll {
+		if err := p.update(ctx, rollCfg[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.emit(Event{Kind: EventReload, Reason: fmt.Sprintf("%d pools: %d started, %d stopped, %d rolled", len(cfg.Pools), len(start), len(stop), len(roll))})
+	return errors.Join(errs...)
+}
+
+// WaitReady waits until every running pool has its replicas active and
+// its spares ready, or ctx ends.
+func (s *Supervisor) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ready := true
+		var notReady string
+		for _, st := range s.Status() {
+			if st.State == PoolFailed {
+				return fmt.Errorf("%w: %s: %s", ErrPoolFailed, st.Name, st.Reason)
+			}
+			if st.Active < st.Replicas || st.Spares < st.SparesWanted {
+				ready = false
+				notReady = fmt.Sprintf("pool %s: %d/%d active, %d/%d spares", st.Name, st.Active, st.Replicas, st.Spares, st.SparesWanted)
+			}
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready: %s: %w", notReady, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Stop stops every pool gracefully: SIGTERM, then kill after each pool's
+// shutdown_timeout, and removes their sandboxes.
+func (s *Supervisor) Stop(ctx context.Context) {
+	s.mu.Lock()
+	s.closed = true
+	pools := make([]*Pool, 0, len(s.pools))
+	for i := len(s.order) - 1; i >= 0; i-- {
+		if p, ok := s.pools[s.order[i]]; ok {
+			pools = append(pools, p)
+		}
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop(ctx, "daemon stopping") }()
+	}
+	wg.Wait()
+}
+
+// Pool returns the named pool.
+func (s *Supervisor) Pool(name string) (*Pool, error) {
+	s.mu.RLock()
+	p, ok := s.pools[name]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownPool, name)
+	}
+	return p, nil
+}
+
+// Pools returns the pools in start order.
+func (s *Supervisor) Pools() []*Pool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Pool, 0, len(s.order))
+	for _, n := range s.order {
+		if p, ok := s.pools[n]; ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Status returns every pool's status in start order.
+func (s *Supervisor) Status() []PoolStatus {
+	pools := s.Pools()
+	out := make([]PoolStatus, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, p.Status())
+	}
+	return out
+}
+
+// Agents returns every live agent of the named pool ("" for all).
+func (s *Supervisor) Agents(pool string) ([]AgentStatus, error) {
+	var pools []*Pool
+	if pool == "" {
+		pools = s.Pools()
+	} else {
+		p, err := s.Pool(pool)
+		if err != nil {
+			return nil, err
+		}
+		pools = []*Pool{p}
+	}
+	var out []AgentStatus
+	for _, p := range pools {
+		out = append(out, p.Agents()...)
+	}
+	return out, nil
+}
+
+// findAgent returns the pool and slot of a live agent.
+func (s *Supervisor) findAgent(id string) (*Pool, *slot, error) {
+	for _, p := range s.Pools() {
+		if sl := p.slotByID(id); sl != nil {
+			return p, sl, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%w %q", ErrUnknownAgent, id)
+}
+
+// Call runs one call on the named pool. See [Pool.Call].
+func (s *Supervisor) Call(ctx context.Context, pool string, req CallRequest) (*CallResult, error) {
+	p, err := s.Pool(pool)
+	if err != nil {
+		return nil, err
+	}
+	return p.Call(ctx, req)
+}
+
+// RestartAgent kills the agent and replaces it (a spare is promoted first).
+func (s *Supervisor) RestartAgent(id string) error {
+	p, sl, err := s.findAgent(id)
+	if err != nil {
+		return err
+	}
+	p.fail(sl, evidence{kind: EventKill, reason: "restarted by operator", at: s.opts.Now()})
+	return nil
+}
+
+// RestartPool restarts every agent of the pool, and clears a failed state.
+func (s *Supervisor) RestartPool(ctx context.Context, name string) error {
+	p, err := s.Pool(name)
+	if err != nil {
+		return err
+	}
+	p.restart(ctx, "restarted by operator")
+	return nil
+}
+
+// Drain stops routing calls to the agent, lets its call in flight finish,
+// then stops it; a spare takes its place first.
+func (s *Supervisor) Drain(id string) error {
+	p, sl, err := s.findAgent(id)
+	if err != nil {
+		return err
+	}
+	p.drain(sl, "drained by operator")
+	return nil
+}
+
+// Scale sets the pool's active replicas.
+func (s *Supervisor) Scale(name string, n int) error {
+	p, err := s.Pool(name)
+	if err != nil {
+		return err
+	}
+	return p.scale(n)
+}
+
+// Kill kills an agent as evidence of kind (a chaos fault, an Arbiter
+// prediction, an isolation with action kill), recording fault as the time
+// of the first evidence.
+func (s *Supervisor) Kill(id, kind, reason string, fault time.Time) error {
+	p, sl, err := s.findAgent(id)
+	if err != nil {
+		return err
+	}
+	p.fail(sl, evidence{kind: kind, reason: reason, at: fault})
+	return nil
+}
+
+// NoteFault records that a fault was injected into agent id at t, so the
+// recovery it causes is measured from t rather than from its detection.
+func (s *Supervisor) NoteFault(id string, t time.Time) error {
+	_, sl, err := s.findAgent(id)
+	if err != nil {
+		return err
+	}
+	sl.noteFault(t)
+	return nil
+}
+
+func lookupCredential(username, groupname string) (*syscall.Credential, error) {
+	if username == "" && groupname == "" {
+		return nil, nil
+	}
+	cred := &syscall.Credential{Uid: uint32(syscall.Getuid()), Gid: uint32(syscall.Getgid())}
+	if username != "" {
+		u, err := user.Lookup(username)
+		if err != nil {
+			return nil, fmt.Errorf("user %q: %w", username, err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+	}
+	if groupname != "" {
+		g, err := user.LookupGroup(groupname)
+		if err != nil {
+			return nil, fmt.Errorf("group %q: %w", groupname, err)
+		}
+		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+		cred.Gid = uint32(gid)
+	}
+	cred.NoSetGroups = false
+	return cred, nil
+}
+
+// sortedKeys is a small helper for deterministic output.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// CgroupSandboxes runs agents in cgroups made by m.
+func CgroupSandboxes(m *cgroup.Manager) Sandboxes { return cgroupSandboxes{m} }
+
+type cgroupSandboxes struct{ m *cgroup.Manager }
+
+func (c cgroupSandboxes) Create(pool, agent string, lim cgroup.Limits) (Sandbox, error) {
+	cg, err := c.m.Create(pool, agent, lim)
+	if err != nil {
+		return nil, err
+	}
+	return cg, nil
+}

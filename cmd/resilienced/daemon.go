@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/resilienced/resilienced/internal/api"
+	"github.com/resilienced/resilienced/internal/cgroup"
+	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/session"
+	"github.com/resilienced/resilienced/internal/supervisor"
+)
+
+// daemon is the wiring of one running resilienced.
+type daemon struct {
+	log    *slog.Logger
+	cfg    atomic.Pointer[config.Config]
+	cg     *cgroup.Manager
+	store  *session.Store
+	sup    *supervisor.Supervisor
+	server *api.Server
+	sock   *api.Socket
+	fatal  chan error
+
+	mode     api.Mode
+	events   chan supervisor.Event
+	bg       sync.WaitGroup
+	stopBG   chan struct{}
+	lastFail atomic.Pointer[supervisor.Event]
+}
+
+func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath string) (*daemon, error) {
+	d := &daemon{log: log, fatal: make(chan error, 1), events: make(chan supervisor.Event, 4096), stopBG: make(chan struct{})}
+	d.cfg.Store(cfg)
+
+	// cgroups: the daemon's own subtree; agents of a previous instance
+	// that died are reaped before anything starts.
+	cg, err := cgroup.Open(cgroup.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	d.cg = cg
+	d.mode.Cgroup = string(cg.Mode())
+	d.mode.Notes = append(d.mode.Notes, cg.Notes()...)
+	if n, err := cg.Reap(ctx); err != nil {
+		log.Warn("reaping agents of a previous instance", "err", err)
+	} else if n > 0 {
+		log.Info("reaped agents left by a previous instance", "count", n)
+	}
+	d.mode.EBPF = false
+	d.mode.Notes = append(d.mode.Notes, "eBPF telemetry: not enabled in this build's wiring; per-agent stats come from cgroup files")
+	for _, n := range d.mode.Notes {
+		log.Warn("feature note", "note", n)
+	}
+
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	store, err := session.Open(ctx, session.Options{Path: filepath.Join(cfg.StateDir, "state.db"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	d.store = store
+
+	opts := supervisor.Options{
+		Logger:  log,
+		Store:   store,
+		OnEvent: d.onEvent,
+	}
+	if cg.Mode() != cgroup.ModeNone {
+		opts.Sandboxes = supervisor.CgroupSandboxes(cg)
+	}
+	d.sup = supervisor.New(opts)
+
+	// The socket: from systemd when socket-activated, else our own.
+	d.sock, err = listen(cfg.Socket)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	d.server = api.NewServer(api.Options{
+		Supervisor: d.sup,
+		Sessions:   store,
+		Version:    version,
+		Mode:       func() api.Mode { return d.mode },
+		Logger:     log,
+	})
+	go func() {
+		if err := d.server.Serve(d.sock); err != nil {
+			d.fatal <- fmt.Errorf("api: %w", err)
+		}
+	}()
+
+	d.bg.Add(2)
+	go d.journal()
+	go d.expire()
+
+	if err := d.sup.Apply(ctx, cfg); err != nil {
+		log.Error("some pools did not start", "err", err)
+	}
+	log.Info("resilienced started", "version", version, "socket", d.sock.Path, "state_dir", cfg.StateDir, "cgroup", d.mode.Cgroup, "pools", len(cfg.Pools))
+
+	go d.notifyReady(ctx)
+	return d, nil
+}
+
+func listen(path string) (*api.Socket, error) {
+	ls, err := activation.Listeners()
+	if err == nil && len(ls) > 0 {
+		return api.FromListener(ls[0]), nil
+	}
+	return api.Listen(path)
+}
+
+// notifyReady tells systemd READY=1 once every pool has its agents (or
+// after the longest start timeout, degraded), then keeps STATUS current
+// and pets the watchdog while the supervisor answers.
+func (d *daemon) notifyReady(ctx context.Context) {
+	timeout := 30 * time.Second
+	for _, p := range d.cfg.Load().Pools {
+		if p.StartTimeout > timeout {
+			timeout = p.StartTimeout
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	if err := d.sup.WaitReady(wctx); err != nil {
+		d.log.Warn("not every pool is ready", "err", err)
+	}
+	cancel()
+	sddaemon.SdNotify(false, sddaemon.SdNotifyReady+"\nSTATUS="+d.statusLine())
+	interval, err := sddaemon.SdWatchdogEnabled(false)
+	tick := 2 * time.Second
+	if err == nil && interval > 0 {
+		tick = interval / 3
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.stopBG:
+			return
+		case <-t.C:
+		}
+		// The watchdog is fed only if the supervisor's own state answers
+		// promptly: a wedged supervisor stops the petting.
+		ok := make(chan string, 1)
+		go func() { ok <- d.statusLine() }()
+		select {
+		case line := <-ok:
+			msg := "STATUS=" + line
+			if interval > 0 {
+				msg = sddaemon.SdNotifyWatchdog + "\n" + msg
+			}
+			sddaemon.SdNotify(false, msg)
+		case <-time.After(tick):
+			d.log.Error("supervisor did not answer a health check; withholding the watchdog")
+		}
+	}
+}
+
+// statusLine is the one-line summary systemctl status shows.
+func (d *daemon) statusLine() string {
+	var parts []string
+	agents := 0
+	for _, p := range d.sup.Status() {
+		agents += p.Active + p.Spares
+		parts = append(parts, fmt.Sprintf("%s %d/%d+%d %s", p.Name, p.Active, p.Replicas, p.Spares, p.State))
+	}
+	s := fmt.Sprintf("%d pools, %d agents", len(parts), agents)
+	if len(parts) > 0 {
+		s += ": " + strings.Join(parts, ", ")
+	}
+	if ev := d.lastFail.Load(); ev != nil {
+		s += fmt.Sprintf("; last failure %s %s %s ago", ev.Agent, ev.Kind, time.Since(ev.Time).Round(time.Second))
+	}
+	return s
+}
+
+// onEvent is the supervisor's event hook: never blocks.
+func (d *daemon) onEvent(ev supervisor.Event) {
+	switch ev.Kind {
+	case supervisor.EventExit, supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang:
+		e := ev
+		d.lastFail.Store(&e)
+	}
+	select {
+	case d.events <- ev:
+	default:
+		// The journal is behind; the in-memory ring still has the event.
+	}
+}
+
+// journal writes events to the state store in batches.
+func (d *daemon) journal() {
+	defer d.bg.Done()
+	batch := make([]session.Event, 0, 256)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := d.store.RecordEvents(ctx, batch...); err != nil {
+			d.log.Warn("journaling events", "err", err, "count", len(batch))
+		}
+		cancel()
+		batch = batch[:0]
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case ev := <-d.events:
+			batch = append(batch, session.Event{Time: ev.Time, Kind: ev.Kind, Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
+			if len(batch) == cap(batch) {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		case <-d.stopBG:
+			for {
+				select {
+				case ev := <-d.events:
+					batch = append(batch, session.Event{Time: ev.Time, Kind: ev.Kind, Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// expire removes idle sessions now and then.
+func (d *daemon) expire() {
+	defer d.bg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if n, err := d.store.Expire(ctx); err != nil {
+				d.log.Warn("expiring sessions", "err", err)
+			} else if n > 0 {
+				d.log.Info("expired idle sessions", "count", n)
+			}
+			cancel()
+		case <-d.stopBG:
+			return
+		}
+	}
+}
+
+func (d *daemon) reload(path string) {
+	if path == "" {
+		d.log.Warn("SIGHUP ignored: started without --config")
+		return
+	}
+	sddaemon.SdNotify(false, fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	defer sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+	cfg, err := config.Load(path)
+	if err != nil {
+		d.log.Error("reload refused: invalid config; keeping the running one", "err", err)
+		return
+	}
+	old := d.cfg.Load()
+	cfg.Socket, cfg.StateDir = old.Socket, old.StateDir // these need a restart
+	if err := d.sup.Apply(context.Background(), cfg); err != nil {
+		d.log.Error("reload: some pools did not start", "err", err)
+	}
+	d.cfg.Store(cfg)
+	d.log.Info("reloaded", "pools", len(cfg.Pools))
+}
+
+func (d *daemon) shutdown() {
+	sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d.server.Shutdown(ctx)
+	d.sup.Stop(ctx)
+	close(d.stopBG)
+	d.bg.Wait()
+	if err := d.store.Close(); err != nil {
+		d.log.Error("closing state", "err", err)
+	}
+	if err := d.cg.Close(); err != nil {
+		d.log.Error("removing cgroups", "err", err)
+	}
+}

@@ -1,0 +1,152 @@
+// Command resilienced is the node daemon: it supervises pools of agent
+// processes, checks every output against its contract, and replaces an
+// agent that fails before the caller notices.
+//
+//	resilienced --config /etc/resilienced/resilienced.yaml [--socket PATH] [--state-dir DIR]
+//
+// It exits 2 with every config error on a bad config. SIGTERM stops it
+// gracefully (drain, stop agents, remove cgroups); SIGHUP reloads the
+// config (new pools start, removed ones stop, changed ones roll agent by
+// agent).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/resilienced/resilienced/internal/api"
+	"github.com/resilienced/resilienced/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		configPath = flag.String("config", "", "config file (YAML)")
+		socket     = flag.String("socket", "", "API socket path (overrides the config's socket:)")
+		stateDir   = flag.String("state-dir", "", "state directory (overrides the config's state_dir:)")
+		logLevel   = flag.String("log-level", "info", "debug | info | warn | error")
+		logFormat  = flag.String("log-format", "auto", "text | json | journal | auto (journal under systemd)")
+		showVer    = flag.Bool("version", false, "print the version and exit")
+		check      = flag.Bool("check", false, "check the config and exit (0 valid, 2 invalid)")
+	)
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: resilienced --config FILE [--socket PATH] [--state-dir DIR]\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if *showVer {
+		fmt.Println("resilienced", version)
+		return 0
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "resilienced: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		return 2
+	}
+	log, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "resilienced:", err)
+		return 2
+	}
+	slog.SetDefault(log)
+
+	cfg := config.Default()
+	if *configPath != "" {
+		cfg, err = config.Load(*configPath)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "resilienced: invalid config:\n%v\n", err)
+			return 2
+		}
+	}
+	if *check {
+		fmt.Printf("%s: valid (%d pools, %d groups)\n", *configPath, len(cfg.Pools), len(cfg.Groups))
+		return 0
+	}
+	if *socket != "" {
+		cfg.Socket = *socket
+	}
+	if cfg.Socket == "" {
+		cfg.Socket = api.DefaultSocketPath()
+	}
+	if *stateDir != "" {
+		cfg.StateDir = *stateDir
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = defaultStateDir()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+
+	d, err := start(ctx, log, cfg, *configPath)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		fmt.Fprintln(os.Stderr, "resilienced:", err)
+		return 1
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping")
+			d.shutdown()
+			log.Info("stopped")
+			return 0
+		case <-hup:
+			d.reload(*configPath)
+		case err := <-d.fatal:
+			log.Error("fatal", "err", err)
+			d.shutdown()
+			return 1
+		}
+	}
+}
+
+func defaultStateDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/resilienced"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "resilienced")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "resilienced")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("resilienced-%d-state", os.Getuid()))
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", level)
+	}
+	if format == "auto" {
+		format = "text"
+		if os.Getenv("JOURNAL_STREAM") != "" {
+			format = "journal"
+		}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "journal":
+		return slog.New(newJournalHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not one of text, json, journal, auto", format)
+}

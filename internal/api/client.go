@@ -1,0 +1,196 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Client calls the daemon over its unix socket.
+type Client struct {
+	Socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the daemon at socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Client{Socket: socket, http: &http.Client{Transport: tr}}
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decoding the daemon's answer to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://resilienced"+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, &UnreachableError{Socket: c.Socket, Err: op.Err}
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e struct {
+			Error *Error `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) != nil || e.Error == nil {
+			return nil, &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("daemon answered %s: %.200s", resp.Status, b)}
+		}
+		e.Error.Status = resp.StatusCode
+		return nil, e.Error
+	}
+	return resp, nil
+}
+
+// Version asks the daemon's version.
+func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
+	var v VersionInfo
+	return v, c.do(ctx, "GET", "/v1/version", nil, &v)
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	return &s, c.do(ctx, "GET", "/v1/status", nil, &s)
+}
+
+// Agents lists agents ("" for every pool).
+func (c *Client) Agents(ctx context.Context, pool string) ([]AgentStatus, error) {
+	var as []AgentStatus
+	return as, c.do(ctx, "GET", "/v1/agents?pool="+url.QueryEscape(pool), nil, &as)
+}
+
+// Call runs one call on pool.
+func (c *Client) Call(ctx context.Context, pool string, req CallRequest) (*CallResponse, error) {
+	var out CallResponse
+	return &out, c.do(ctx, "POST", "/v1/pools/"+url.PathEscape(pool)+"/call", req, &out)
+}
+
+// RestartPool restarts every agent of the pool.
+func (c *Client) RestartPool(ctx context.Context, pool string) error {
+	return c.do(ctx, "POST", "/v1/pools/"+url.PathEscape(pool)+"/restart", nil, nil)
+}
+
+// RestartAgent replaces one agent.
+func (c *Client) RestartAgent(ctx context.Context, id string) error {
+	return c.do(ctx, "POST", "/v1/agents/"+url.PathEscape(id)+"/restart", nil, nil)
+}
+
+// Drain drains one agent.
+func (c *Client) Drain(ctx context.Context, id string) error {
+	return c.do(ctx, "POST", "/v1/agents/"+url.PathEscape(id)+"/drain", nil, nil)
+}
+
+// Scale sets a pool's replicas.
+func (c *Client) Scale(ctx context.Context, pool string, n int) error {
+	return c.do(ctx, "POST", "/v1/pools/"+url.PathEscape(pool)+"/scale", ScaleRequest{Replicas: n}, nil)
+}
+
+// Ring describes a pool's ring.
+func (c *Client) Ring(ctx context.Context, pool string) (*RingInfo, error) {
+	var r RingInfo
+	return &r, c.do(ctx, "GET", "/v1/pools/"+url.PathEscape(pool)+"/ring", nil, &r)
+}
+
+// Sessions lists sessions ("" for every pool).
+func (c *Client) Sessions(ctx context.Context, pool string) ([]SessionInfo, error) {
+	var s []SessionInfo
+	return s, c.do(ctx, "GET", "/v1/sessions?pool="+url.QueryEscape(pool), nil, &s)
+}
+
+// Session returns a session's context.
+func (c *Client) Session(ctx context.Context, pool, id string) (*SessionDetail, error) {
+	var d SessionDetail
+	return &d, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(id)+"?pool="+url.QueryEscape(pool), nil, &d)
+}
+
+// Events calls fn for each event since the given duration back from now
+// (0: all remembered); with follow it keeps streaming until ctx ends or fn
+// returns an error.
+func (c *Client) Events(ctx context.Context, since time.Duration, follow bool, fn func(Event) error) error {
+	q := url.Values{}
+	if since > 0 {
+		q.Set("since", since.String())
+	}
+	if follow {
+		q.Set("follow", "1")
+	}
+	resp, err := c.send(ctx, "GET", "/v1/events?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var ev Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("event stream: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// Get sends GET path and decodes the answer into out: for routes other
+// packages add.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	return c.do(ctx, "GET", path, nil, out)
+}
+
+// Post sends POST path with body and decodes the answer into out.
+func (c *Client) Post(ctx context.Context, path string, body, out any) error {
+	return c.do(ctx, "POST", path, body, out)
+}

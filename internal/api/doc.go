@@ -1,0 +1,32 @@
+// Package api is the daemon's local API: HTTP/JSON over a unix socket, and
+// the Go client that resilientctl (and any program) uses to call it.
+//
+// The socket is created mode 0660 with group "resilienced" when that group
+// exists, else 0600. Every connection's peer credentials (SO_PEERCRED) are
+// checked: root, the daemon's own user and members of the socket's group
+// are served; anyone else gets 403 with a message saying how to get access.
+//
+// Errors are JSON, {"error": {"code": "...", "message": "..."}}, with a
+// fitting HTTP status; the client turns them back into [*Error] values that
+// callers can test with errors.As. `curl --unix-socket` works:
+//
+//	curl --unix-socket /run/resilienced/resilienced.sock http://x/v1/status
+//
+// Routes (all JSON):
+//
+//	GET  /v1/version
+//	GET  /v1/status
+//	GET  /v1/agents[?pool=P]
+//	POST /v1/pools/{pool}/call      {"input":…, "session":"…", "key":"…", "timeout":"5s"}
+//	POST /v1/pools/{pool}/restart
+//	POST /v1/pools/{pool}/scale     {"replicas": N}
+//	GET  /v1/pools/{pool}/ring
+//	POST /v1/agents/{id}/restart
+//	POST /v1/agents/{id}/drain
+//	GET  /v1/events[?since=5m&follow=1]   (newline-delimited JSON)
+//	GET  /v1/sessions[?pool=P]
+//	GET  /v1/sessions/{id}[?pool=P]
+//
+// Other packages add routes with [Server.Handle] (isolation, telemetry,
+// chaos, the Arbiter).
+package api

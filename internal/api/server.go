@@ -1,0 +1,446 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/user"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/session"
+	"github.com/resilienced/resilienced/internal/supervisor"
+)
+
+// MaxBodyBytes bounds a request body.
+const MaxBodyBytes = 8 << 20
+
+// Sessions is what the API reads of the session store.
+type Sessions interface {
+	Sessions(ctx context.Context, pool string) ([]session.SessionInfo, error)
+	Context(ctx context.Context, pool, session string) ([]session.Exchange, error)
+}
+
+// Options configure a Server.
+type Options struct {
+	Supervisor *supervisor.Supervisor
+	Sessions   Sessions // nil: session routes answer 503
+	Version    string
+	Node       string            // default: hostname
+	Mode       func() Mode       // the daemon's current mode
+	Logger     *slog.Logger
+	// Authorize decides whether a peer may use the API; default: root, the
+	// daemon's own uid, or a member of the socket's group.
+	Authorize func(cred PeerCred) error
+}
+
+// Server serves the API.
+type Server struct {
+	opts Options
+	mux  *http.ServeMux
+	http *http.Server
+	log  *slog.Logger
+	sock *Socket
+}
+
+// NewServer returns a server with the core routes.
+func NewServer(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Node == "" {
+		opts.Node, _ = os.Hostname()
+	}
+	if opts.Mode == nil {
+		opts.Mode = func() Mode { return Mode{Cgroup: "none"} }
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger}
+	s.routes()
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext:       peerContext,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handle adds a route; the handler runs after the peer check.
+func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+
+// ServeHTTP checks the peer, then routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cred, ok := peerFrom(r.Context())
+	if !ok {
+		WriteError(w, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: "cannot read the peer's credentials (SO_PEERCRED); the API is served on a unix socket only"})
+		return
+	}
+	authorize := s.opts.Authorize
+	if authorize == nil {
+		authorize = s.defaultAuthorize
+	}
+	if err := authorize(cred); err != nil {
+		WriteError(w, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: err.Error()})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	s.mux.ServeHTTP(w, r)
+}
+
+// Serve serves on the socket until Shutdown.
+func (s *Server) Serve(sock *Socket) error {
+	s.sock = sock
+	err := s.http.Serve(sock.Listener)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for requests in flight.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+
+func (s *Server) defaultAuthorize(c PeerCred) error {
+	if c.UID == 0 || c.UID == uint32(os.Getuid()) {
+		return nil
+	}
+	if s.sock != nil && s.sock.GID >= 0 && c.inGroup(uint32(s.sock.GID)) {
+		return nil
+	}
+	name := strconv.Itoa(int(c.UID))
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	if s.sock != nil && s.sock.GID >= 0 {
+		return fmt.Errorf("permission denied: user %s is neither root nor in group %q; add it with `usermod -aG %s %s` and log in again", name, s.sock.Group, s.sock.Group, name)
+	}
+	return fmt.Errorf("permission denied: user %s is not root nor the daemon's user; create group \"resilienced\" and add the user to it", name)
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, VersionInfo{Version: s.opts.Version, Go: runtime.Version()})
+	})
+	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.mux.HandleFunc("GET /v1/agents", s.agents)
+	s.mux.HandleFunc("POST /v1/pools/{pool}/call", s.call)
+	s.mux.HandleFunc("POST /v1/pools/{pool}/restart", s.restartPool)
+	s.mux.HandleFunc("POST /v1/pools/{pool}/scale", s.scale)
+	s.mux.HandleFunc("GET /v1/pools/{pool}/ring", s.ring)
+	s.mux.HandleFunc("POST /v1/agents/{id}/restart", s.restartAgent)
+	s.mux.HandleFunc("POST /v1/agents/{id}/drain", s.drain)
+	s.mux.HandleFunc("GET /v1/events", s.events)
+	s.mux.HandleFunc("GET /v1/sessions", s.sessions)
+	s.mux.HandleFunc("GET /v1/sessions/{id}", s.sessionShow)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
+	})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	agents, _ := s.opts.Supervisor.Agents("")
+	if agents == nil {
+		agents = []supervisor.AgentStatus{}
+	}
+	pools := s.opts.Supervisor.Status()
+	if pools == nil {
+		pools = []supervisor.PoolStatus{}
+	}
+	mode := s.opts.Mode()
+	if mode.Notes == nil {
+		mode.Notes = []string{}
+	}
+	WriteJSON(w, http.StatusOK, Status{Node: s.opts.Node, Version: s.opts.Version, Mode: mode, Pools: pools, Agents: agents})
+}
+
+func (s *Server) agents(w http.ResponseWriter, r *http.Request) {
+	as, err := s.opts.Supervisor.Agents(r.URL.Query().Get("pool"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	if as == nil {
+		as = []supervisor.AgentStatus{}
+	}
+	WriteJSON(w, http.StatusOK, as)
+}
+
+func (s *Server) call(w http.ResponseWriter, r *http.Request) {
+	var req CallRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	timeout := 60 * time.Second
+	if req.Timeout != "" {
+		d, err := time.ParseDuration(req.Timeout)
+		if err != nil || d <= 0 {
+			WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("timeout: %q is not a positive duration (e.g. 5s)", req.Timeout)})
+			return
+		}
+		timeout = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	res, err := s.opts.Supervisor.Call(ctx, r.PathValue("pool"), supervisor.CallRequest{Input: req.Input, Session: req.Session, IdempotencyKey: req.Key})
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, CallResponse{Output: res.Output, Agent: res.Agent, Attempts: res.Attempts, Cached: res.Cached, Seq: res.Seq, Violations: res.Violations})
+}
+
+func (s *Server) restartPool(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Supervisor.RestartPool(r.Context(), r.PathValue("pool")); err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]string{"restarted": r.PathValue("pool")})
+}
+
+func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
+	var req ScaleRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := s.opts.Supervisor.Scale(r.PathValue("pool"), req.Replicas); err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"pool": r.PathValue("pool"), "replicas": req.Replicas})
+}
+
+func (s *Server) ring(w http.ResponseWriter, r *http.Request) {
+	p, err := s.opts.Supervisor.Pool(r.PathValue("pool"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	rg := p.Ring()
+	info := RingInfo{Pool: p.Name(), Members: []RingMember{}, Imbalance: rg.Imbalance()}
+	for _, m := range rg.Members() {
+		info.Members = append(info.Members, RingMember{Agent: m.Name, State: string(m.State), Keys: m.Keys, Share: m.Share})
+		info.Keys += m.Keys
+	}
+	WriteJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) restartAgent(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Supervisor.RestartAgent(r.PathValue("id")); err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]string{"restarted": r.PathValue("id")})
+}
+
+func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Supervisor.Drain(r.PathValue("id")); err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]string{"draining": r.PathValue("id")})
+}
+
+// events writes remembered events since ?since= (a duration back from now,
+// or an RFC 3339 time), then with ?follow=1 streams new ones until the
+// client goes away. One JSON object per line.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			since = time.Now().Add(-d)
+		} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			since = t
+		} else {
+			WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("since: %q is neither a duration (5m) nor an RFC 3339 time", v)})
+			return
+		}
+	}
+	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	var sub <-chan supervisor.Event
+	if follow {
+		ch, cancel := s.opts.Supervisor.Subscribe(1024)
+		defer cancel()
+		sub = ch
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	var last time.Time
+	for _, ev := range s.opts.Supervisor.Events(since) {
+		enc.Encode(ev)
+		last = ev.Time
+	}
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	if !follow {
+		return
+	}
+	for {
+		select {
+		case ev := <-sub:
+			if !ev.Time.After(last) && !last.IsZero() {
+				continue // already sent from the backlog
+			}
+			if err := enc.Encode(ev); err != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (s *Server) sessions(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Sessions == nil {
+		WriteError(w, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the daemon runs without a session store"})
+		return
+	}
+	infos, err := s.opts.Sessions.Sessions(r.Context(), r.URL.Query().Get("pool"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	out := make([]SessionInfo, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, SessionInfo{Pool: in.Pool, ID: in.ID, Entries: in.Entries, Bytes: in.Bytes, Updated: in.Updated})
+	}
+	WriteJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) sessionShow(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Sessions == nil {
+		WriteError(w, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the daemon runs without a session store"})
+		return
+	}
+	id := r.PathValue("id")
+	pool := r.URL.Query().Get("pool")
+	if pool == "" {
+		// A session id is usually unique across pools: find it.
+		infos, err := s.opts.Sessions.Sessions(r.Context(), "")
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		var pools []string
+		for _, in := range infos {
+			if in.ID == id {
+				pools = append(pools, in.Pool)
+			}
+		}
+		switch len(pools) {
+		case 0:
+			WriteError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no session %q (list them with `resilientctl sessions`)", id)})
+			return
+		case 1:
+			pool = pools[0]
+		default:
+			WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("session %q exists in pools %s: say which with --pool", id, strings.Join(pools, ", "))})
+			return
+		}
+	}
+	exs, err := s.opts.Sessions.Context(r.Context(), pool, id)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	d := SessionDetail{Pool: pool, ID: id, Context: make([]Exchange, 0, len(exs))}
+	for _, ex := range exs {
+		d.Context = append(d.Context, Exchange{Seq: ex.Seq, Time: ex.Time, Agent: ex.Agent, Input: ex.Input, Output: ex.Output})
+	}
+	WriteJSON(w, http.StatusOK, d)
+}
+
+// decodeBody decodes a JSON body strictly, answering 400/413 itself.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			WriteError(w, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("request body over %d bytes", tooBig.Limit)})
+			return false
+		}
+		WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "request body: " + jsonErrorText(err)})
+		return false
+	}
+	if dec.More() {
+		WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "request body: more than one JSON value"})
+		return false
+	}
+	return true
+}
+
+func jsonErrorText(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q: want %s, got %s", typ.Field, typ.Type, typ.Value)
+	case errors.Is(err, io.EOF):
+		return "empty body; want a JSON object"
+	}
+	return err.Error()
+}
+
+// WriteJSON writes v as the response.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// WriteError writes err as a JSON error with the status its kind calls for.
+func WriteError(w http.ResponseWriter, err error) {
+	e := classify(err)
+	b, _ := json.Marshal(map[string]*Error{"error": e})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	w.Write(append(b, '\n'))
+}
+
+func classify(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, supervisor.ErrUnknownPool):
+		return &Error{http.StatusNotFound, CodeUnknownPool, msg}
+	case errors.Is(err, supervisor.ErrUnknownAgent):
+		return &Error{http.StatusNotFound, CodeUnknownAgent, msg}
+	case errors.Is(err, supervisor.ErrInvalidInput):
+		return &Error{http.StatusBadRequest, CodeBadRequest, msg}
+	case errors.Is(err, supervisor.ErrPoolFailed), errors.Is(err, supervisor.ErrPoolStopped):
+		return &Error{http.StatusServiceUnavailable, CodePoolFailed, msg}
+	case errors.Is(err, supervisor.ErrBreakerOpen):
+		return &Error{http.StatusServiceUnavailable, CodeBreakerOpen, msg}
+	case errors.Is(err, supervisor.ErrRetriesExhausted):
+		return &Error{http.StatusBadGateway, CodeCallFailed, msg}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{http.StatusGatewayTimeout, CodeTimeout, "timed out: " + msg}
+	case errors.Is(err, context.Canceled):
+		return &Error{499, CodeTimeout, "canceled: " + msg}
+	}
+	return &Error{http.StatusInternalServerError, CodeInternal, msg}
+}

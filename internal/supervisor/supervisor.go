@@ -302,7 +302,7 @@ func (s *Supervisor) RestartAgent(id string) error {
 	if err != nil {
 		return err
 	}
-	p.fail(sl, evidence{kind: EventKill, reason: "restarted by operator", at: s.opts.Now()})
+	p.fail(sl, evidence{kind: EventRestart, reason: "restarted by operator", at: s.opts.Now()})
 	return nil
 }
 

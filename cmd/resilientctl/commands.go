@@ -1,0 +1,387 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/resilienced/resilienced/internal/api"
+)
+
+type globals struct {
+	socket string
+	output string
+}
+
+func (g *globals) client() *api.Client {
+	return api.NewClient(g.socket)
+}
+
+func (g *globals) json() bool { return g.output == "json" }
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "resilientctl",
+		Short:         "Drive resilienced, the agent supervisor, over its local socket",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if g.output != "table" && g.output != "json" {
+				return usageError{fmt.Errorf("-o: %q is not one of table, json", g.output)}
+			}
+			return nil
+		},
+	}
+	def := os.Getenv("RESILIENT_SOCKET")
+	if def == "" {
+		def = api.DefaultSocketPath()
+	}
+	root.PersistentFlags().StringVar(&g.socket, "socket", def, "daemon socket (env RESILIENT_SOCKET)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table | json")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+
+	root.AddCommand(
+		statusCmd(g), callCmd(g), agentsCmd(g), restartCmd(g), scaleCmd(g), drainCmd(g),
+		eventsCmd(g), sessionsCmd(g), sessionCmd(g), ringCmd(g), versionCmd(g),
+	)
+	for _, add := range extraCommands {
+		root.AddCommand(add(g))
+	}
+	return root
+}
+
+// extraCommands are added by other files (isolate, telemetry, chaos, arbiter).
+var extraCommands []func(*globals) *cobra.Command
+
+// args wraps cobra's argument checks so a mistake is a usage error (exit 2).
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := check(cmd, a); err != nil {
+			return usageError{fmt.Errorf("%s: %w (usage: %s)", cmd.Name(), err, cmd.UseLine())}
+		}
+		return nil
+	}
+}
+
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "unknown command") || strings.HasPrefix(s, "unknown flag") ||
+		strings.HasPrefix(s, "unknown shorthand flag") || strings.Contains(s, "requires at least") ||
+		strings.HasPrefix(s, "invalid argument")
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(header string, rows func(w io.Writer)) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	rows(w)
+	w.Flush()
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the node, its pools and agents",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(st)
+			}
+			fmt.Printf("node %s  version %s  cgroup %s  ebpf %v\n", st.Node, st.Version, st.Mode.Cgroup, st.Mode.EBPF)
+			for _, n := range st.Mode.Notes {
+				fmt.Printf("  note: %s\n", n)
+			}
+			fmt.Println()
+			table("POOL\tSTATE\tACTIVE\tSPARES\tRESTARTS\tBREAKER\tREASON", func(w io.Writer) {
+				for _, p := range st.Pools {
+					fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d/%d\t%d\t%s\t%s\n", p.Name, p.State, p.Active, p.Replicas, p.Spares, p.SparesWanted, p.Restarts, p.Breaker, p.Reason)
+				}
+			})
+			fmt.Println()
+			printAgents(st.Agents)
+			return nil
+		},
+	}
+}
+
+func printAgents(as []api.AgentStatus) {
+	table("AGENT\tPOOL\tSTATE\tPID\tCALLS\tUP\tCGROUP", func(w io.Writer) {
+		for _, a := range as {
+			up := time.Since(a.Started).Round(time.Second)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", a.ID, a.Pool, a.State, a.PID, a.Calls, up, a.Cgroup)
+		}
+	})
+}
+
+func callCmd(g *globals) *cobra.Command {
+	var sessionID, key string
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "call POOL [INPUT_JSON | -]",
+		Short: "Run one call on a pool and print the validated result",
+		Long: "Run one call on a pool. The input is a JSON value given as an argument, or read from\n" +
+			"standard input with -. The validated result JSON is printed on standard output.",
+		Args: args(cobra.RangeArgs(1, 2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			input := "null"
+			if len(a) == 2 {
+				input = a[1]
+			}
+			if input == "-" {
+				b, err := io.ReadAll(io.LimitReader(os.Stdin, api.MaxBodyBytes))
+				if err != nil {
+					return err
+				}
+				input = strings.TrimSpace(string(b))
+			}
+			if !json.Valid([]byte(input)) {
+				return usageError{fmt.Errorf("input is not valid JSON: %.80q (quote strings: '\"hello\"')", input)}
+			}
+			req := api.CallRequest{Input: json.RawMessage(input), Session: sessionID, Key: key}
+			if timeout > 0 {
+				req.Timeout = timeout.String()
+			}
+			res, err := g.client().Call(cmd.Context(), a[0], req)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(res)
+			}
+			os.Stdout.Write(append(res.Output, '\n'))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&sessionID, "session", "", "session id: the call gets the session's context and extends it")
+	c.Flags().StringVar(&key, "key", "", "idempotency key: a repeat returns the stored result")
+	c.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default 60s)")
+	return c
+}
+
+func agentsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "agents [POOL]",
+		Short: "List agents",
+		Args:  args(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			pool := ""
+			if len(a) == 1 {
+				pool = a[0]
+			}
+			as, err := g.client().Agents(cmd.Context(), pool)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(as)
+			}
+			printAgents(as)
+			return nil
+		},
+	}
+}
+
+func restartCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "restart AGENT|POOL",
+		Short: "Replace one agent, or restart every agent of a pool (clears a failed pool)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c := g.client()
+			err := c.RestartAgent(cmd.Context(), a[0])
+			var e *api.Error
+			if errors.As(err, &e) && e.Code == api.CodeUnknownAgent {
+				if perr := c.RestartPool(cmd.Context(), a[0]); perr == nil {
+					fmt.Printf("pool %s restarted\n", a[0])
+					return nil
+				} else if errors.As(perr, &e) && e.Code == api.CodeUnknownPool {
+					return fmt.Errorf("%q is neither an agent nor a pool (see `resilientctl agents`)", a[0])
+				} else {
+					return perr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Printf("agent %s restarted\n", a[0])
+			return nil
+		},
+	}
+}
+
+func scaleCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "scale POOL N",
+		Short: "Set a pool's number of active agents",
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			n, err := strconv.Atoi(a[1])
+			if err != nil || n < 0 {
+				return usageError{fmt.Errorf("scale: %q is not a number of replicas", a[1])}
+			}
+			if err := g.client().Scale(cmd.Context(), a[0], n); err != nil {
+				return err
+			}
+			fmt.Printf("pool %s scaled to %d\n", a[0], n)
+			return nil
+		},
+	}
+}
+
+func drainCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "drain AGENT",
+		Short: "Stop routing calls to an agent, finish its call in flight, then stop it",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := g.client().Drain(cmd.Context(), a[0]); err != nil {
+				return err
+			}
+			fmt.Printf("agent %s draining\n", a[0])
+			return nil
+		},
+	}
+}
+
+func eventsCmd(g *globals) *cobra.Command {
+	var follow bool
+	var since time.Duration
+	c := &cobra.Command{
+		Use:   "events [--follow] [--since DURATION]",
+		Short: "Show supervision events (with -o json, one JSON object per line)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			enc := json.NewEncoder(os.Stdout)
+			return g.client().Events(cmd.Context(), since, follow, func(ev api.Event) error {
+				if g.json() {
+					return enc.Encode(ev)
+				}
+				line := fmt.Sprintf("%s  %-10s %-10s %-12s %s", ev.Time.Format("15:04:05.000"), ev.Kind, ev.Pool, ev.Agent, ev.Reason)
+				if ev.RecoverMS != nil {
+					line += fmt.Sprintf(" cause=%s detect=%.2fms recover=%.2fms", ev.Cause, *ev.DetectMS, *ev.RecoverMS)
+				}
+				_, err := fmt.Println(strings.TrimRight(line, " "))
+				return err
+			})
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new events")
+	c.Flags().DurationVar(&since, "since", 0, "only events of the last DURATION (e.g. 5m)")
+	return c
+}
+
+func sessionsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sessions [POOL]",
+		Short: "List sessions",
+		Args:  args(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			pool := ""
+			if len(a) == 1 {
+				pool = a[0]
+			}
+			ss, err := g.client().Sessions(cmd.Context(), pool)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(ss)
+			}
+			table("SESSION\tPOOL\tENTRIES\tBYTES\tUPDATED", func(w io.Writer) {
+				for _, s := range ss {
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", s.ID, s.Pool, s.Entries, s.Bytes, s.Updated.Format(time.RFC3339))
+				}
+			})
+			return nil
+		},
+	}
+}
+
+func sessionCmd(g *globals) *cobra.Command {
+	var pool string
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a session's context, entry by entry",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			d, err := g.client().Session(cmd.Context(), pool, a[0])
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(d)
+			}
+			fmt.Printf("session %s (pool %s): %d entries\n", d.ID, d.Pool, len(d.Context))
+			for _, ex := range d.Context {
+				fmt.Printf("\n#%d  %s  %s\n  input:  %s\n  output: %s\n", ex.Seq, ex.Time.Format(time.RFC3339), ex.Agent, ex.Input, ex.Output)
+			}
+			return nil
+		},
+	}
+	show.Flags().StringVar(&pool, "pool", "", "the session's pool (needed only if the id exists in several)")
+	c := &cobra.Command{Use: "session", Short: "Inspect one session", Args: args(cobra.NoArgs)}
+	c.AddCommand(show)
+	return c
+}
+
+func ringCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ring POOL",
+		Short: "Show a pool's session ring: members, states, key share, imbalance",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			r, err := g.client().Ring(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(r)
+			}
+			fmt.Printf("pool %s: %d sessions, imbalance (max/mean) %.2f\n\n", r.Pool, r.Keys, r.Imbalance)
+			table("AGENT\tSTATE\tSESSIONS\tHASH SHARE", func(w io.Writer) {
+				for _, m := range r.Members {
+					fmt.Fprintf(w, "%s\t%s\t%d\t%.1f%%\n", m.Agent, m.State, m.Keys, 100*m.Share)
+				}
+			})
+			return nil
+		},
+	}
+}
+
+func versionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the client's and the daemon's versions",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := g.client().Version(cmd.Context())
+			daemon := v.Version
+			if err != nil {
+				daemon = "unreachable"
+			}
+			if g.json() {
+				return printJSON(map[string]string{"client": version, "daemon": daemon})
+			}
+			fmt.Printf("resilientctl %s\nresilienced  %s\n", version, daemon)
+			return nil
+		},
+	}
+}

@@ -33,8 +33,8 @@ type Options struct {
 	Supervisor *supervisor.Supervisor
 	Sessions   Sessions // nil: session routes answer 503
 	Version    string
-	Node       string            // default: hostname
-	Mode       func() Mode       // the daemon's current mode
+	Node       string      // default: hostname
+	Mode       func() Mode // the daemon's current mode
 	Logger     *slog.Logger
 	// Authorize decides whether a peer may use the API; default: root, the
 	// daemon's own uid, or a member of the socket's group.

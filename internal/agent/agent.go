@@ -66,8 +66,8 @@ type Agent struct {
 	stderr *os.File
 	w      *bufio.Writer
 
-	callMu sync.Mutex // one request in flight
-	nextID atomic.Uint64
+	callMu  sync.Mutex // one request in flight
+	nextID  atomic.Uint64
 	replies chan reply // the reader hands the reply to the call in flight
 
 	done     chan struct{} // closed when the process has exited
@@ -528,3 +528,9 @@ func (a *Agent) Broken() <-chan struct{} { return a.readDone }
 
 // BrokenErr says why stdout ended; valid after Broken.
 func (a *Agent) BrokenErr() error { <-a.readDone; return a.readErr }
+
+// InvalidJSONError returns the error a reply line that is not JSON gives,
+// for callers that fabricate replies (chaos).
+func InvalidJSONError(line []byte) error {
+	return &garbageError{line: line, err: errors.New("invalid JSON")}
+}

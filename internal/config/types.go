@@ -56,6 +56,9 @@ type Pool struct {
 	Network         Network           `yaml:"network"`
 	Breaker         Breaker           `yaml:"breaker"`
 	Hedge           time.Duration     `yaml:"hedge"`
+	// StallTimeout: a call without a reply after this long is a hang;
+	// 0 adapts it to the pool's typical latency (see the supervisor).
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // Backoff is the jittered exponential restart delay of a pool.

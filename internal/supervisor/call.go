@@ -309,19 +309,34 @@ func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan s
 func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, req *callReq) bool {
 	// The agent's deadline is the contract's, not the caller's: a caller
 	// that gives up must not leave the agent out of step with a reply
-	// still coming.
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	// still coming. A call that runs far longer than the pool's usual
+	// latency is a hang, noticed long before the deadline.
+	limit := deadline
+	stall := p.lat.stallTimeout(p.cfg.StallTimeout, deadline)
+	if stall < limit {
+		limit = stall
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
 	start := p.sup.opts.Now()
-	out, err := sl.a.Call(ctx, req.params)
-	cancel()
+	params := req.params
+	fault := sl.inject.Load()
+	if fault != nil && fault.CorruptTokens {
+		params = fault.corruptTokens(params)
+	}
+	out, err := sl.a.Call(ctx, params)
+	if fault != nil && err == nil {
+		out, err = p.applyFault(ctx, fault, out, c.MaxOutputBytes())
+	}
 	sl.calls.Add(1)
 	var v *contract.Violation
 	if err == nil {
 		v = c.Check(out)
 	} else {
-		v = classify(err, deadline, c.MaxOutputBytes())
+		v = classify(err, limit, c.MaxOutputBytes())
 	}
 	if v == nil {
+		p.lat.observe(p.sup.opts.Now().Sub(start))
 		req.reply <- callResult{out: out, agent: sl.id}
 		return true
 	}
@@ -330,7 +345,11 @@ func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, re
 	switch v.Code {
 	case contract.CodeDeadline:
 		kind = EventDeadline
-		at = start.Add(deadline)
+		at = start.Add(limit)
+		if limit < deadline {
+			kind = EventHang
+			v = contract.NewViolation(contract.CodeDeadline, "no reply within %s, %d× the pool's typical latency of %s: treated as hung", limit.Round(time.Microsecond), stallFactor, p.lat.typical().Round(time.Microsecond))
+		}
 	case contract.CodeExit:
 		kind = EventExit
 		at = sl.a.ExitTime()
@@ -338,6 +357,31 @@ func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, re
 	p.fail(sl, evidence{kind: kind, reason: v.Error(), at: at})
 	req.reply <- callResult{agent: sl.id, violation: v}
 	return false
+}
+
+// applyFault delays or replaces an output as an injected fault says.
+func (p *Pool) applyFault(ctx context.Context, f *injected, out json.RawMessage, maxBytes int64) (json.RawMessage, error) {
+	if f.Latency > 0 || f.Jitter > 0 {
+		d := f.Latency
+		if f.Jitter > 0 {
+			d += time.Duration(f.float() * float64(f.Jitter))
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	if f.Hallucinate > 0 && f.float() < f.Hallucinate {
+		h := f.hallucination(maxBytes)
+		if !json.Valid(h) {
+			return nil, agent.InvalidJSONError(h)
+		}
+		return h, nil
+	}
+	return out, nil
 }
 
 // classify turns a transport error into the contract violation it is.

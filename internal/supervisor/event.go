@@ -13,6 +13,7 @@ const (
 	EventViolation  = "violation"
 	EventDeadline   = "deadline"
 	EventHang       = "hang"
+	EventOOM        = "oom"
 	EventKill       = "kill"
 	EventPromote    = "promote"
 	EventRecovered  = "recovered"

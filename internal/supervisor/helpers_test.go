@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,17 @@ func TestMain(m *testing.M) {
 func runTestAgent() {
 	if os.Getenv("TEST_EXIT_AT_START") != "" {
 		os.Exit(7)
+	}
+	if os.Getenv("TEST_ALLOC") != "" {
+		// A memory hog: grows until the cgroup's limit kills it.
+		var keep [][]byte
+		for {
+			b := make([]byte, 16<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+		}
 	}
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<20)
@@ -77,6 +89,16 @@ func runTestAgent() {
 			} else {
 				good()
 			}
+		case "oom-child":
+			// A child in the same cgroup eats memory: the OOM killer takes
+			// it, and the supervisor must notice the agent's cgroup had an
+			// OOM kill.
+			exe, _ := os.Executable()
+			c := exec.Command(exe)
+			c.Env = append(os.Environ(), "TEST_ALLOC=1")
+			c.Start()
+			go c.Wait()
+			good()
 		case "fork":
 			// A grandchild that escapes the process group and the parent.
 			exe, _ := os.Executable()
@@ -119,7 +141,7 @@ func testPool(t *testing.T, name string, mod ...func(*config.Pool)) config.Pool 
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	sup   *Supervisor
 	store *session.Store
 	cg    *cgroup.Manager
@@ -130,7 +152,7 @@ type harness struct {
 
 // newHarness starts a supervisor over real processes: in cgroups when the
 // test runs as root on a cgroup2 host, in process groups otherwise.
-func newHarness(t *testing.T, cfg *config.Config) *harness {
+func newHarness(t testing.TB, cfg *config.Config) *harness {
 	t.Helper()
 	h := &harness{t: t}
 	store, err := session.Open(context.Background(), session.Options{Path: t.TempDir() + "/state.db", NoSync: true})

@@ -122,7 +122,8 @@ type Pool struct {
 	down         chan struct{} // closed while the pool is failed or stopped
 	parent       *group
 	breaker      Breaker
-	givingUp     bool           // intensity exceeded; the escalation is under way
+	givingUp     bool // intensity exceeded; the escalation is under way
+	lat          latencyTracker
 	live         sync.WaitGroup // one per slot until its process and sandbox are gone
 }
 
@@ -144,8 +145,10 @@ type slot struct {
 	deadOnce    sync.Once
 	started     time.Time
 	activeSince time.Time
-	retries     int // failed starts before this one
-	graceful    atomic.Bool // a SIGTERM stop is under way; destroy waits for it
+	retries     int                      // failed starts before this one
+	graceful    atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
+	inject      atomic.Pointer[injected] // chaos: misbehaviour in the message path
+	oomBase     uint64                   // OOM kills in the sandbox when the agent became ready
 	calls       atomic.Uint64
 	fault       atomic.Int64 // unix nanos of an injected fault, 0 if none
 }
@@ -298,7 +301,9 @@ func (p *Pool) run(sl *slot, delay time.Duration, pc config.Pool, c *contract.Co
 }
 
 func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
+	p.mu.Lock()
 	sl.started = p.sup.opts.Now()
+	p.mu.Unlock()
 	p.sup.emit(Event{Kind: EventSpawn, Pool: p.name, Agent: sl.id})
 	cfg := agent.Config{
 		ID:           sl.id,
@@ -325,14 +330,18 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		if err != nil {
 			return fmt.Errorf("cgroup: %w", err)
 		}
-		sl.sb = sb
+		p.mu.Lock()
+		sl.sb = sb // read by Agents and fail under p.mu
+		p.mu.Unlock()
 		cfg.CgroupFD = sb.FD()
 	}
 	a, err := agent.Start(cfg)
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
 	sl.a = a
+	p.mu.Unlock()
 	if sl.sb != nil {
 		if err := sl.sb.Join(a.PID()); err != nil {
 			return fmt.Errorf("cgroup join: %w", err)
@@ -409,6 +418,11 @@ func (p *Pool) ready(sl *slot) bool {
 		p.ensureLocked(0) // this stale spawn no longer counts as starting
 		p.mu.Unlock()
 		return false
+	}
+	if sl.sb != nil {
+		if me, err := sl.sb.MemoryEvents(); err == nil {
+			sl.oomBase = me.OOMKill
+		}
 	}
 	evs := []Event{{Kind: EventReady, Pool: p.name, Agent: sl.id, Reason: fmt.Sprintf("pid %d", sl.a.PID())}}
 	if p.activeN < p.effectiveReplicas() {

@@ -28,6 +28,7 @@ type Sandbox interface {
 	Destroy(ctx context.Context) error
 	Path() string
 	ID() uint64
+	MemoryEvents() (cgroup.MemoryEvents, error)
 }
 
 // Sandboxes creates agent sandboxes. A nil Sandboxes runs agents in process
@@ -76,6 +77,7 @@ type Supervisor struct {
 	groups map[string]*group
 	roots  []node // top-level children in start order
 	closed bool
+	quit   chan struct{} // closed by Stop; ends background loops
 }
 
 // New returns a supervisor with no pools; call Apply to start some.
@@ -92,13 +94,18 @@ func New(opts Options) *Supervisor {
 	if opts.EventBuffer <= 0 {
 		opts.EventBuffer = 4096
 	}
-	return &Supervisor{
+	s := &Supervisor{
 		opts:   opts,
 		log:    opts.Logger,
 		hub:    newHub(opts.EventBuffer, opts.OnEvent),
 		pools:  make(map[string]*Pool),
 		groups: make(map[string]*group),
+		quit:   make(chan struct{}),
 	}
+	if opts.Sandboxes != nil {
+		go s.watchOOM()
+	}
+	return s
 }
 
 func (s *Supervisor) emit(ev Event) {
@@ -208,6 +215,9 @@ func (s *Supervisor) WaitReady(ctx context.Context) error {
 // shutdown_timeout, and removes their sandboxes.
 func (s *Supervisor) Stop(ctx context.Context) {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.quit)
+	}
 	s.closed = true
 	pools := make([]*Pool, 0, len(s.pools))
 	for i := len(s.order) - 1; i >= 0; i-- {

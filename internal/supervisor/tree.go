@@ -32,8 +32,8 @@ type group struct {
 	intensity *intensity
 }
 
-func (g *group) nodeName() string    { return g.name }
-func (g *group) setParent(p *group)  { g.parent = p }
+func (g *group) nodeName() string   { return g.name }
+func (g *group) setParent(p *group) { g.parent = p }
 
 func (g *group) restartNode(ctx context.Context, reason string) {
 	g.mu.Lock()

@@ -1,0 +1,125 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/contract"
+)
+
+func TestInjectedHallucinationIsCaughtAndRetried(t *testing.T) {
+	for _, kind := range []string{"schema", "invalid_json", "oversize"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t, cfgOf(testPool(t, "h", func(p *config.Pool) { p.Replicas = 1 })))
+			h.ready()
+			victim := h.agentsIn("h", AgentActive)[0]
+			if err := h.sup.InjectFault(victim.ID, Fault{Hallucinate: 1, HallucinateKind: kind, Seed: 1}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := h.call("h", "", `{"text":"x"}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]contract.Code{"schema": contract.CodeSchema, "invalid_json": contract.CodeInvalidJSON, "oversize": contract.CodeTooLarge}[kind]
+			if res.Attempts != 2 || res.Violations[0].Code != want || res.Agent == victim.ID {
+				t.Fatalf("result %+v, want a %s violation then success elsewhere", res, want)
+			}
+		})
+	}
+}
+
+func TestStallIsDetectedAsHangBeforeTheDeadline(t *testing.T) {
+	h := newHarness(t, cfgOf(testPool(t, "st", func(p *config.Pool) { p.Contract.Deadline = 30 * time.Second })))
+	h.ready()
+	for range stallWarmup + 5 {
+		h.mustCall("st", "", `{"text":"warm"}`)
+	}
+	res, err := h.call("st", "", `{"op":"hang"}`)
+	if err == nil {
+		t.Fatalf("a hanging call succeeded: %+v", res)
+	}
+	hangs := h.eventsOf(EventHang)
+	if len(hangs) == 0 || !strings.Contains(hangs[0].Reason, "treated as hung") {
+		t.Fatalf("no hang event; events: %+v", h.eventsOf(EventDeadline))
+	}
+	if len(h.eventsOf(EventDeadline)) != 0 {
+		t.Fatal("the 30s deadline fired: the stall was not noticed first")
+	}
+}
+
+func TestInjectedLatencyIsReplacedAsSlow(t *testing.T) {
+	h := newHarness(t, cfgOf(testPool(t, "lat", func(p *config.Pool) { p.Replicas = 1; p.Contract.Deadline = 30 * time.Second })))
+	h.ready()
+	for range stallWarmup + 5 {
+		h.mustCall("lat", "", `{"text":"warm"}`)
+	}
+	slow := h.agentsIn("lat", AgentActive)[0]
+	h.sup.InjectFault(slow.ID, Fault{Latency: 5 * time.Second})
+	res, err := h.call("lat", "", `{"text":"x"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Agent == slow.ID || res.Attempts != 2 {
+		t.Fatalf("result %+v: the slow agent was not replaced", res)
+	}
+}
+
+func TestCorruptTokensFlipsOnlyJWTSignatures(t *testing.T) {
+	in := &injected{Fault: Fault{CorruptTokens: true}}
+	in.rng = newTestRand()
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl"
+	src := []byte(`{"token":"` + jwt + `","other":"eyJ not a token"}`)
+	out := in.corruptTokens(src)
+	var m map[string]string
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("corrupted JSON: %v", err)
+	}
+	if m["token"] == jwt || len(m["token"]) != len(jwt) {
+		t.Fatalf("token not corrupted in place: %s", m["token"])
+	}
+	if !strings.HasPrefix(m["token"], jwt[:strings.LastIndexByte(jwt, '.')]) {
+		t.Fatalf("header or payload changed: %s", m["token"])
+	}
+	if m["other"] != "eyJ not a token" {
+		t.Fatalf("non-token changed: %s", m["other"])
+	}
+}
+
+func TestOOMInAgentCgroupReplacesAgent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for cgroup memory limits")
+	}
+	h := newHarness(t, cfgOf(testPool(t, "oom", func(p *config.Pool) { p.Limits.Memory = 64 << 20; p.Replicas = 1 })))
+	if h.cg == nil || h.sup.opts.Sandboxes == nil {
+		t.Skip("no cgroups here")
+	}
+	h.ready()
+	victim := h.agentsIn("oom", AgentActive)[0]
+	h.mustCall("oom", "", `{"op":"oom-child"}`)
+	h.waitFor("oom event", func() bool { return len(h.eventsOf(EventOOM)) > 0 })
+	if ev := h.eventsOf(EventOOM)[0]; ev.Agent != victim.ID {
+		t.Fatalf("oom event for %s, want %s", ev.Agent, victim.ID)
+	}
+	h.waitFor("recovered", func() bool { return len(h.eventsOf(EventRecovered)) > 0 })
+	h.mustCall("oom", "", `{"text":"after"}`)
+}
+
+func TestInjectFaultRejectsBadInput(t *testing.T) {
+	h := newHarness(t, cfgOf(testPool(t, "x", func(p *config.Pool) { p.Replicas, p.Spares = 1, 0 })))
+	h.ready()
+	id := h.agentsIn("x", AgentActive)[0].ID
+	if err := h.sup.InjectFault(id, Fault{Hallucinate: 2}); err == nil {
+		t.Fatal("rate 2 accepted")
+	}
+	if err := h.sup.InjectFault("x-999", Fault{}); !errors.Is(err, ErrUnknownAgent) {
+		t.Fatalf("unknown agent: %v", err)
+	}
+}
+
+func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }

@@ -1,0 +1,56 @@
+package supervisor
+
+import (
+	"sync"
+	"time"
+)
+
+// Stall detection: a call that runs stallFactor times longer than the
+// pool's typical latency (an EWMA of successful calls) is a hang. It is
+// armed only once the pool has a track record, never below stallFloor, and
+// never beyond the contract's deadline.
+const (
+	stallFactor  = 10
+	stallFloor   = 100 * time.Millisecond
+	stallWarmup  = 20 // successful calls before the typical latency is trusted
+	latencyAlpha = 0.05
+)
+
+type latencyTracker struct {
+	mu    sync.Mutex
+	ewma  float64 // seconds
+	count int
+}
+
+func (l *latencyTracker) observe(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := d.Seconds()
+	if l.count == 0 {
+		l.ewma = s
+	} else {
+		l.ewma += latencyAlpha * (s - l.ewma)
+	}
+	l.count++
+}
+
+func (l *latencyTracker) typical() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Duration(l.ewma * float64(time.Second))
+}
+
+// stallTimeout is the configured stall timeout, or (when 0) the adaptive
+// one; deadline when there is no track record yet.
+func (l *latencyTracker) stallTimeout(configured, deadline time.Duration) time.Duration {
+	if configured > 0 {
+		return min(configured, deadline)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.count < stallWarmup {
+		return deadline
+	}
+	t := time.Duration(l.ewma * stallFactor * float64(time.Second))
+	return min(max(t, stallFloor), deadline)
+}

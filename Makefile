@@ -1,0 +1,37 @@
+# resilienced — see README.md. Every target sets up what it needs.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN     := bin
+
+.PHONY: all build test test-short demo generate check-generate bench deb vm-test clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/resilienced ./cmd/resilienced
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/resilientctl ./cmd/resilientctl
+	$(GO) build -o $(BIN)/flaky ./examples/agents/flaky
+
+# The test suite: every package, privileged tests included when run as root.
+test:
+	scripts/test.sh
+
+# The main job: a daemon under chaos and load, with the recovery table.
+demo: build
+	scripts/demo.sh
+
+# Regenerate the eBPF objects (needs clang-16 and libbpf-dev).
+generate:
+	$(GO) generate ./internal/telemetry/... ./internal/isolate/...
+
+# Fails if the committed eBPF objects differ from what the sources give.
+check-generate: generate
+	@git diff --exit-code --stat -- internal/telemetry internal/isolate || \
+		(echo "eBPF objects are stale: run 'make generate' and commit them" >&2; exit 1)
+
+bench:
+	scripts/bench.sh
+
+clean:
+	rm -rf $(BIN) dist

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every package's tests and closes with one summary line
+# "N passed, N failed, N skipped" counted from go test's own verdicts.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+go test -count=1 -timeout 20m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+--- )' | grep -v '^=== RUN' 
+status=${PIPESTATUS[0]}
+passed=$(grep -cE '^\s*--- PASS' "$log")
+failed=$(grep -cE '^\s*--- FAIL' "$log")
+skipped=$(grep -cE '^\s*--- SKIP' "$log")
+echo
+grep -E '^\s*--- SKIP' -A1 "$log" | grep -vE '^(--|\s*--- SKIP)' | sed 's/^ */skip reason: /' | sort | uniq -c | sort -rn | head -20
+echo
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+exit "$status"

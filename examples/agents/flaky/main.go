@@ -52,6 +52,8 @@ const (
 	codeInvalidRequest = -32600
 	codeMethodNotFound = -32601
 	codeInvalidParams  = -32602
+	codeUpstream       = -32000
+	codeBadToken       = -32001
 )
 
 type config struct {
@@ -64,6 +66,8 @@ type config struct {
 	failInit        bool
 	seed            uint64
 	method          string
+	upstream        string // HOST:PORT dialled on every call
+	verifyJWT       bool
 }
 
 func main() {
@@ -87,6 +91,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.failInit, "fail-init", false, "exit 1 at start, before the handshake")
 	fs.Uint64Var(&c.seed, "seed", 0, "random seed for faults and jitter (0: from the clock)")
 	fs.StringVar(&c.method, "method", "task/run", "name of the call method")
+	fs.StringVar(&c.upstream, "upstream", "", "HOST:PORT of a TCP echo service dialled on every call (like a vector database); a call fails when it cannot be reached")
+	fs.BoolVar(&c.verifyJWT, "verify-jwt", false, "reject an input whose JWT-shaped strings do not carry a valid HS256 signature by the demo key")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -329,6 +335,20 @@ func (a *agent) call(id json.RawMessage, p *params, size int) (code int, exit bo
 	}
 	if d := a.delay(); d > 0 {
 		time.Sleep(d)
+	}
+	if a.cfg.upstream != "" {
+		if err := roundTrip(a.cfg.upstream); err != nil {
+			a.logf("call %d: upstream %s: %v", n, a.cfg.upstream, err)
+			a.replyError(id, codeUpstream, "upstream unreachable: "+err.Error())
+			return 0, false
+		}
+	}
+	if a.cfg.verifyJWT {
+		if err := verifyTokens(p.Input); err != nil {
+			a.logf("call %d: %v", n, err)
+			a.replyError(id, codeBadToken, err.Error())
+			return 0, false
+		}
 	}
 
 	f := a.pickFault()

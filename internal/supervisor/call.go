@@ -64,7 +64,11 @@ type callParams struct {
 // agent with the same context, up to the pool's retries. A session's
 // exchange is appended durably before the result is returned; a violating
 // output never enters the context.
-func (p *Pool) Call(ctx context.Context, req CallRequest) (*CallResult, error) {
+func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err error) {
+	if hook := p.sup.opts.OnCall; hook != nil {
+		start := p.sup.opts.Now()
+		defer func() { hook(p.name, callOutcome(res, err), p.sup.opts.Now().Sub(start)) }()
+	}
 	if len(req.Input) == 0 {
 		req.Input = json.RawMessage("null")
 	}
@@ -109,7 +113,7 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (*CallResult, error) {
 		}
 	}
 
-	res := &CallResult{}
+	res = &CallResult{}
 	for res.Attempts <= pc.Retries {
 		var done func(bool)
 		if breaker != nil {
@@ -354,7 +358,7 @@ func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, re
 		kind = EventExit
 		at = sl.a.ExitTime()
 	}
-	p.fail(sl, evidence{kind: kind, reason: v.Error(), at: at})
+	p.fail(sl, evidence{kind: kind, code: v.Code, reason: v.Error(), at: at})
 	req.reply <- callResult{agent: sl.id, violation: v}
 	return false
 }
@@ -408,4 +412,30 @@ func errString(err error) string {
 		return "EOF"
 	}
 	return err.Error()
+}
+
+// Call outcomes, as the OnCall hook reports them.
+const (
+	OutcomeOK       = "ok"       // served on the first attempt
+	OutcomeRetried  = "retried"  // served after one or more failed attempts
+	OutcomeCached   = "cached"   // answered from the idempotency store
+	OutcomeFailed   = "failed"   // every attempt failed
+	OutcomeRejected = "rejected" // breaker open, pool failed or stopped, bad input
+	OutcomeCanceled = "canceled" // the caller gave up or timed out
+)
+
+func callOutcome(res *CallResult, err error) string {
+	switch {
+	case err == nil && res.Cached:
+		return OutcomeCached
+	case err == nil && res.Attempts > 1:
+		return OutcomeRetried
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, ErrRetriesExhausted):
+		return OutcomeFailed
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return OutcomeCanceled
+	}
+	return OutcomeRejected
 }

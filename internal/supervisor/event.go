@@ -42,6 +42,7 @@ type Event struct {
 	Pool      string    `json:"pool,omitempty"`
 	Agent     string    `json:"agent,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
+	Code      string    `json:"code,omitempty"`  // a violation's code (invalid_json, schema, ...)
 	Cause     string    `json:"cause,omitempty"` // the failure kind a recovered event closes (exit, violation, ...)
 	Fault     time.Time `json:"fault,omitzero"`
 	Detect    time.Time `json:"detect,omitzero"`

@@ -80,7 +80,8 @@ type Breaker interface {
 
 // evidence is what the supervisor learnt about a failure.
 type evidence struct {
-	kind   string // event kind: exit, violation, deadline, hang, kill, ...
+	kind   string        // event kind: exit, violation, deadline, hang, kill, ...
+	code   contract.Code // the violation's code, when the evidence is one
 	reason string
 	at     time.Time // first evidence
 }
@@ -523,7 +524,7 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	if fault.IsZero() || fault.After(now) {
 		fault = now
 	}
-	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason}}
+	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code)}}
 	if prev == AgentActive {
 		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: ev.kind, fault: fault, detect: now})
 	}

@@ -58,6 +58,9 @@ type Options struct {
 	Credentials func(user, group string) (*syscall.Credential, error)
 	// EventBuffer is how many recent events are kept in memory (default 4096).
 	EventBuffer int
+	// OnCall, when set, sees the outcome and duration of every call. It
+	// must not block.
+	OnCall func(pool, outcome string, d time.Duration)
 	// NewBreaker, when set, gives each pool a circuit breaker.
 	NewBreaker func(pool string, cfg config.Breaker) Breaker
 	// OnStderr, when set, sees every stderr line of every agent. It must

@@ -1,0 +1,49 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/supervisor"
+)
+
+type fakeSource struct{}
+
+func (fakeSource) Status() []supervisor.PoolStatus {
+	return []supervisor.PoolStatus{{Name: "echo", Replicas: 2, Active: 2, State: supervisor.PoolRunning, Breaker: "closed"}}
+}
+
+func (fakeSource) Agents(string) ([]supervisor.AgentStatus, error) {
+	return []supervisor.AgentStatus{{ID: "echo-1", State: supervisor.AgentActive}, {ID: "echo-2", State: supervisor.AgentActive}, {ID: "echo-3", State: supervisor.AgentSpare}}, nil
+}
+
+func TestMetricsExposition(t *testing.T) {
+	m := New(fakeSource{})
+	ms := 12.5
+	m.Event(supervisor.Event{Kind: supervisor.EventViolation, Pool: "echo", Code: "schema"})
+	m.Event(supervisor.Event{Kind: supervisor.EventRecovered, Pool: "echo", Cause: "violation", RecoverMS: &ms, DetectMS: &ms})
+	m.Call("echo", supervisor.OutcomeOK, 3*time.Millisecond)
+	m.Call("echo", supervisor.OutcomeFailed, time.Second)
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(w.Body)
+	for _, want := range []string{
+		`resilienced_agents{pool="echo",state="active"} 2`,
+		`resilienced_agents{pool="echo",state="spare"} 1`,
+		`resilienced_violations_total{code="schema",pool="echo"} 1`,
+		`resilienced_agent_restarts_total{cause="violation",pool="echo"} 1`,
+		`resilienced_calls_total{outcome="ok",pool="echo"} 1`,
+		`resilienced_calls_total{outcome="failed",pool="echo"} 1`,
+		`resilienced_recovery_seconds_count{cause="violation",pool="echo"} 1`,
+		`resilienced_call_duration_seconds_count{pool="echo"} 1`,
+		`resilienced_breaker_state{pool="echo",state="closed"} 1`,
+		`resilienced_pool_state{pool="echo",state="running"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cgroup"
 	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/metrics"
 	"github.com/resilienced/resilienced/internal/session"
 	"github.com/resilienced/resilienced/internal/supervisor"
 )
@@ -32,6 +33,7 @@ type daemon struct {
 	sock   *api.Socket
 	fatal  chan error
 
+	metrics  *metrics.Metrics
 	mode     api.Mode
 	events   chan supervisor.Event
 	bg       sync.WaitGroup
@@ -72,10 +74,12 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 	d.store = store
 
+	d.metrics = metrics.New(metricsSource{d})
 	opts := supervisor.Options{
 		Logger:  log,
 		Store:   store,
 		OnEvent: d.onEvent,
+		OnCall:  d.metrics.Call,
 	}
 	if cg.Mode() != cgroup.ModeNone {
 		opts.Sandboxes = supervisor.CgroupSandboxes(cg)
@@ -104,6 +108,15 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.bg.Add(2)
 	go d.journal()
 	go d.expire()
+	if cfg.MetricsAddr != "" {
+		mctx, cancel := context.WithCancel(context.Background())
+		go func() { <-d.stopBG; cancel() }()
+		go func() {
+			if err := d.metrics.Serve(mctx, cfg.MetricsAddr, log); err != nil {
+				log.Error("metrics server", "addr", cfg.MetricsAddr, "err", err)
+			}
+		}()
+	}
 
 	if err := d.sup.Apply(ctx, cfg); err != nil {
 		log.Error("some pools did not start", "err", err)
@@ -120,6 +133,15 @@ func listen(path string) (*api.Socket, error) {
 		return api.FromListener(ls[0]), nil
 	}
 	return api.Listen(path)
+}
+
+// metricsSource lets the metrics read the supervisor, which is created
+// after them.
+type metricsSource struct{ d *daemon }
+
+func (m metricsSource) Status() []supervisor.PoolStatus { return m.d.sup.Status() }
+func (m metricsSource) Agents(pool string) ([]supervisor.AgentStatus, error) {
+	return m.d.sup.Agents(pool)
 }
 
 // notifyReady tells systemd READY=1 once every pool has its agents (or
@@ -190,6 +212,7 @@ func (d *daemon) statusLine() string {
 
 // onEvent is the supervisor's event hook: never blocks.
 func (d *daemon) onEvent(ev supervisor.Event) {
+	d.metrics.Event(ev)
 	switch ev.Kind {
 	case supervisor.EventExit, supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang:
 		e := ev

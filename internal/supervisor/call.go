@@ -162,16 +162,33 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 		ex, err := store.Append(ctx, p.name, req.Session, session.Exchange{
 			Time: p.sup.opts.Now(), Agent: res.Agent, Input: req.Input, Output: res.Output,
 		}, session.Limit{Entries: pc.ContextLimit.Entries, Bytes: pc.ContextLimit.Bytes, TTL: pc.SessionTTL}, req.IdempotencyKey, res.Output)
+		if errors.Is(err, session.ErrDuplicate) {
+			// A concurrent call with the same key completed first: its
+			// result is the answer, and this one's is dropped.
+			return p.storedResult(ctx, req.IdempotencyKey)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: session %s: storing the exchange: %w", p.name, req.Session, err)
 		}
 		res.Seq = ex.Seq
 	} else if req.IdempotencyKey != "" && store != nil {
-		if err := store.PutResult(ctx, p.name, req.IdempotencyKey, res.Output); err != nil {
+		err := store.PutResult(ctx, p.name, req.IdempotencyKey, res.Output)
+		if errors.Is(err, session.ErrDuplicate) {
+			return p.storedResult(ctx, req.IdempotencyKey)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("pool %s: storing the result: %w", p.name, err)
 		}
 	}
 	return res, nil
+}
+
+func (p *Pool) storedResult(ctx context.Context, key string) (*CallResult, error) {
+	out, ok, err := p.sup.opts.Store.Result(ctx, p.name, key)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("pool %s: idempotency key %q: stored result unreadable: %v", p.name, key, err)
+	}
+	return &CallResult{Output: out, Cached: true}, nil
 }
 
 // dispatch hands one attempt to an agent and waits for its outcome.

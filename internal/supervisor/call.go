@@ -300,6 +300,10 @@ func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan s
 		case <-down:
 			return
 		case <-ping:
+			if sl.isolated.Load() {
+				resetPing() // cut off on purpose (maybe frozen): not a hang
+				continue
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), pc.PingTimeout)
 			err := a.Ping(ctx)
 			cancel()

@@ -149,6 +149,7 @@ type slot struct {
 	retries     int                      // failed starts before this one
 	graceful    atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
 	inject      atomic.Pointer[injected] // chaos: misbehaviour in the message path
+	isolated    atomic.Bool              // out of service and cut off; not pinged
 	oomBase     uint64                   // OOM kills in the sandbox when the agent became ready
 	calls       atomic.Uint64
 	fault       atomic.Int64 // unix nanos of an injected fault, 0 if none
@@ -335,6 +336,11 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		sl.sb = sb // read by Agents and fail under p.mu
 		p.mu.Unlock()
 		cfg.CgroupFD = sb.FD()
+		if hook := p.sup.opts.OnSandbox; hook != nil {
+			if err := hook(pc, sl.id, sb); err != nil {
+				return fmt.Errorf("preparing the sandbox: %w", err)
+			}
+		}
 	}
 	a, err := agent.Start(cfg)
 	if err != nil {
@@ -508,7 +514,7 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 		p.activeN--
 		p.ring.Remove(sl.id)
 	case AgentDraining, AgentIsolated:
-		p.ring.Remove(sl.id)
+		p.ring.Remove(sl.id) // a no-op: it left the ring when it left service
 	case AgentSpare:
 		for i, s := range p.spares {
 			if s == sl {
@@ -530,8 +536,8 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	}
 	replace := p.cfg.Restart == config.RestartPermanent || p.cfg.Restart == "" ||
 		(p.cfg.Restart == config.RestartTransient && !(ev.kind == EventExit && sl.a != nil && sl.a.ExitedOK()))
-	if prev == AgentDraining {
-		replace = false // its replacement was arranged when the drain began
+	if prev == AgentDraining || prev == AgentIsolated {
+		replace = false // its replacement was arranged when it left service
 	}
 	exceeded := false
 	var delay time.Duration
@@ -601,6 +607,9 @@ func (p *Pool) destroy(sl *slot) {
 		<-sl.a.Done() // stopSlot kills it after the shutdown timeout
 	}
 	p.sup.emit(Event{Kind: EventKill, Pool: p.name, Agent: sl.id})
+	if hook := p.sup.opts.OnAgentGone; hook != nil {
+		defer hook(sl.id, sl.sb)
+	}
 	if sl.sb != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := sl.sb.Destroy(ctx); err != nil {
@@ -967,4 +976,85 @@ func sortedSlotIDs(m map[string]*slot) []string {
 	}
 	slices.SortStableFunc(ids, func(a, b string) int { return num(a) - num(b) })
 	return ids
+}
+
+func (p *Pool) isolate(sl *slot, action, reason string) error {
+	if action == "" {
+		action = p.config().IsolateAction
+	}
+	switch action {
+	case IsolateKill, IsolateFreeze, IsolateKeep:
+	default:
+		return fmt.Errorf("isolate action %q is not one of kill, freeze, keep", action)
+	}
+	now := p.sup.opts.Now()
+	p.mu.Lock()
+	prev := sl.state
+	switch prev {
+	case AgentActive, AgentSpare, AgentDraining:
+	default:
+		p.mu.Unlock()
+		return fmt.Errorf("agent %s is %s: only a running agent can be isolated", sl.id, prev)
+	}
+	sl.state = AgentIsolated
+	sl.isolated.Store(true)
+	sl.accepting.Store(false)
+	switch prev {
+	case AgentActive:
+		p.activeN--
+		p.ring.Remove(sl.id)
+		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: EventIsolate, fault: now, detect: now})
+	case AgentSpare:
+		for i, s := range p.spares {
+			if s == sl {
+				p.spares = append(p.spares[:i], p.spares[i+1:]...)
+				break
+			}
+		}
+	}
+	evs := []Event{{Time: now, Kind: EventIsolate, Pool: p.name, Agent: sl.id, Reason: fmt.Sprintf("%s (action %s)", reason, action)}}
+	evs = append(evs, p.promoteLocked(now)...)
+	evs = append(evs, p.recoveredLocked(now)...)
+	p.ensureLocked(0)
+	p.mu.Unlock()
+	for _, e := range evs {
+		p.sup.emit(e)
+	}
+	switch action {
+	case IsolateKill:
+		p.fail(sl, evidence{kind: EventKill, reason: "isolated: " + reason, at: now})
+	case IsolateFreeze:
+		if sl.sb != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := sl.sb.Freeze(ctx); err != nil {
+				return fmt.Errorf("agent %s isolated but not frozen: %w", sl.id, err)
+			}
+		} else if sl.a != nil {
+			sl.a.SignalGroup(syscall.SIGSTOP)
+		}
+	}
+	return nil
+}
+
+func (p *Pool) release(sl *slot) error {
+	p.mu.Lock()
+	isolated := sl.state == AgentIsolated
+	p.mu.Unlock()
+	if !isolated {
+		return nil
+	}
+	if sl.sb != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sl.sb.Thaw(ctx)
+		cancel()
+	} else if sl.a != nil {
+		sl.a.SignalGroup(syscall.SIGCONT)
+	}
+	p.sup.emit(Event{Kind: EventRelease, Pool: p.name, Agent: sl.id})
+	select {
+	case sl.stopReq <- "released after isolation":
+	default:
+	}
+	return nil
 }

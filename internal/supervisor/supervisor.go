@@ -61,6 +61,13 @@ type Options struct {
 	// OnCall, when set, sees the outcome and duration of every call. It
 	// must not block.
 	OnCall func(pool, outcome string, d time.Duration)
+	// OnSandbox, when set, is called with each agent's new sandbox before
+	// the agent starts in it (egress policy, telemetry). An error fails the
+	// spawn.
+	OnSandbox func(pool config.Pool, agentID string, sb Sandbox) error
+	// OnAgentGone, when set, is called once an agent's process is gone,
+	// before its sandbox is removed.
+	OnAgentGone func(agentID string, sb Sandbox)
 	// NewBreaker, when set, gives each pool a circuit breaker.
 	NewBreaker func(pool string, cfg config.Breaker) Breaker
 	// OnStderr, when set, sees every stderr line of every agent. It must
@@ -419,4 +426,34 @@ func (c cgroupSandboxes) Create(pool, agent string, lim cgroup.Limits) (Sandbox,
 		return nil, err
 	}
 	return cg, nil
+}
+
+// Isolation actions: what happens to an agent once it is cut off.
+const (
+	IsolateKill   = "kill"
+	IsolateFreeze = "freeze"
+	IsolateKeep   = "keep"
+)
+
+// Isolate takes an agent out of service at once (it leaves the ring, a
+// spare takes its place) and then kills it, freezes it, or keeps it
+// running for inspection, as action says (default: the pool's
+// isolate_action). Cutting its network is the caller's part (the Kill
+// Switch), done before.
+func (s *Supervisor) Isolate(id, action, reason string) error {
+	p, sl, err := s.findAgent(id)
+	if err != nil {
+		return err
+	}
+	return p.isolate(sl, action, reason)
+}
+
+// Release ends an isolation: a frozen agent is thawed, and an agent still
+// alive is stopped gracefully (its place was already taken).
+func (s *Supervisor) Release(id string) error {
+	p, sl, err := s.findAgent(id)
+	if err != nil {
+		return err
+	}
+	return p.release(sl)
 }

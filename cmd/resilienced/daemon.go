@@ -34,6 +34,7 @@ type daemon struct {
 	fatal  chan error
 
 	metrics  *metrics.Metrics
+	ks       *killSwitch
 	mode     api.Mode
 	events   chan supervisor.Event
 	bg       sync.WaitGroup
@@ -74,6 +75,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 	d.store = store
 
+	d.ks = d.startKillSwitch(ctx, cfg)
 	d.metrics = metrics.New(metricsSource{d})
 	opts := supervisor.Options{
 		Logger:  log,
@@ -84,6 +86,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	if cg.Mode() != cgroup.ModeNone {
 		opts.Sandboxes = supervisor.CgroupSandboxes(cg)
 	}
+	d.ks.supervisorOptions(&opts)
 	d.sup = supervisor.New(opts)
 
 	// The socket: from systemd when socket-activated, else our own.
@@ -99,6 +102,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		Mode:       func() api.Mode { return d.mode },
 		Logger:     log,
 	})
+	d.ks.routes(d.server)
 	go func() {
 		if err := d.server.Serve(d.sock); err != nil {
 			d.fatal <- fmt.Errorf("api: %w", err)
@@ -315,6 +319,7 @@ func (d *daemon) shutdown() {
 	d.sup.Stop(ctx)
 	close(d.stopBG)
 	d.bg.Wait()
+	d.ks.close()
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing state", "err", err)
 	}

@@ -174,7 +174,7 @@ func (s *Server) agents(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 	var req CallRequest
-	if !decodeBody(w, r, &req) {
+	if !DecodeBody(w, r, &req) {
 		return
 	}
 	timeout := 60 * time.Second
@@ -206,7 +206,7 @@ func (s *Server) restartPool(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 	var req ScaleRequest
-	if !decodeBody(w, r, &req) {
+	if !DecodeBody(w, r, &req) {
 		return
 	}
 	if err := s.opts.Supervisor.Scale(r.PathValue("pool"), req.Replicas); err != nil {
@@ -363,8 +363,8 @@ func (s *Server) sessionShow(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, d)
 }
 
-// decodeBody decodes a JSON body strictly, answering 400/413 itself.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// DecodeBody decodes a JSON body strictly, answering 400/413 itself.
+func DecodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

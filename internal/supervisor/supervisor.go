@@ -125,6 +125,10 @@ func (s *Supervisor) emit(ev Event) {
 	s.hub.emit(ev)
 }
 
+// Emit records an event from outside the supervisor (the Kill Switch, the
+// Arbiter, chaos), so that every event reaches the same subscribers.
+func (s *Supervisor) Emit(ev Event) { s.emit(ev) }
+
 // Subscribe returns a channel of events from now on, and a function that
 // ends the subscription. A subscriber that falls behind by more than buf
 // events loses the excess.

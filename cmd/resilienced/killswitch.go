@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/resilienced/resilienced/internal/api"
+	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/isolate"
+	"github.com/resilienced/resilienced/internal/supervisor"
+)
+
+// killSwitch wires the isolate package into the daemon: agent and node
+// isolation, egress policies applied to each agent's cgroup before it
+// starts, breaches turned into evidence, and per-pool circuit breakers.
+type killSwitch struct {
+	d  *daemon
+	sw *isolate.Switch // nil when BPF is not usable; breakers still work
+
+	mu       sync.Mutex
+	policies map[string]string // agentID → pool, for agents with a policy
+}
+
+func (d *daemon) startKillSwitch(ctx context.Context, cfg *config.Config) *killSwitch {
+	k := &killSwitch{d: d, policies: make(map[string]string)}
+	sw, err := isolate.New(ctx, isolate.Options{StateDir: cfg.StateDir, Logger: d.log})
+	if err != nil {
+		d.mode.Notes = append(d.mode.Notes, "kill switch: agent isolation and egress policies off: "+err.Error())
+		if errors.Is(err, isolate.ErrNotSupported) && sw != nil {
+			k.sw = nil
+			sw.Close()
+		}
+		return k
+	}
+	k.sw = sw
+	// Agents of a previous instance were reaped before this: pins that
+	// still name them only keep dead cgroups cut off, so drop them.
+	if _, removed, err := sw.Reconcile(map[string]string{}); err != nil {
+		d.log.Warn("reconciling isolation pins", "err", err)
+	} else if len(removed) > 0 {
+		d.log.Info("removed isolation pins of agents that are gone", "agents", removed)
+	}
+	go k.breaches()
+	return k
+}
+
+// supervisorOptions adds the Kill Switch's hooks.
+func (k *killSwitch) supervisorOptions(o *supervisor.Options) {
+	o.NewBreaker = func(pool string, c config.Breaker) supervisor.Breaker {
+		b := isolate.NewBreaker(pool, isolate.BreakerConfig{Window: c.Window, MinCalls: c.MinCalls, FailureRatio: c.FailureRatio, OpenFor: c.OpenFor},
+			func(from, to isolate.BreakerState) {
+				k.d.sup.Emit(supervisor.Event{Kind: supervisor.EventBreaker, Pool: pool, Reason: fmt.Sprintf("%s -> %s", from, to)})
+			})
+		return breakerAdapter{b}
+	}
+	if k.sw == nil {
+		return
+	}
+	o.OnSandbox = func(pc config.Pool, agentID string, sb supervisor.Sandbox) error {
+		if pc.Network.Egress != config.EgressDeny {
+			return nil
+		}
+		pol, err := isolate.ParsePolicy(pc.Network.Egress, pc.Network.Allow)
+		if err != nil {
+			return err
+		}
+		if err := k.sw.ApplyPolicy(agentID, sb.Path(), pol); err != nil {
+			return fmt.Errorf("egress policy: %w", err)
+		}
+		k.mu.Lock()
+		k.policies[agentID] = pc.Name
+		k.mu.Unlock()
+		return nil
+	}
+	o.OnAgentGone = func(agentID string, _ supervisor.Sandbox) {
+		// The cgroup is about to go: so do its links and counters.
+		k.mu.Lock()
+		_, had := k.policies[agentID]
+		delete(k.policies, agentID)
+		k.mu.Unlock()
+		if had {
+			k.sw.RemovePolicy(agentID)
+		}
+		if k.sw.Isolated(agentID) {
+			k.sw.Release(agentID)
+		}
+	}
+}
+
+// breaches turns egress policy breaches into what each pool's
+// network.breach says: count (an event), isolate, or kill.
+func (k *killSwitch) breaches() {
+	for b := range k.sw.Breaches() {
+		k.mu.Lock()
+		pool := k.policies[b.AgentID]
+		k.mu.Unlock()
+		action := config.BreachCount
+		if pc := k.d.cfg.Load().Pool(pool); pc != nil {
+			action = pc.Network.Breach
+		}
+		reason := fmt.Sprintf("egress policy breach: %s %s (%d packets dropped)", b.Proto, b.Dst, b.Packets)
+		k.d.sup.Emit(supervisor.Event{Time: b.Time, Kind: "breach", Pool: pool, Agent: b.AgentID, Reason: reason})
+		switch action {
+		case config.BreachIsolate:
+			if err := k.isolateAgent(b.AgentID, "", reason); err != nil {
+				k.d.log.Warn("isolating after a breach", "agent", b.AgentID, "err", err)
+			}
+		case config.BreachKill:
+			k.d.sup.Kill(b.AgentID, "breach", reason, b.Time)
+		}
+	}
+}
+
+func (k *killSwitch) isolateAgent(id, action, reason string) error {
+	if k.sw == nil {
+		return &api.Error{Status: http.StatusNotImplemented, Code: "not_supported", Message: "agent isolation is off on this node: " + k.note()}
+	}
+	sb, _, err := k.d.sup.AgentSandbox(id)
+	if err != nil {
+		return err
+	}
+	if sb == nil {
+		return &api.Error{Status: http.StatusNotImplemented, Code: "not_supported", Message: "agent isolation needs cgroups, and this daemon runs agents in process groups"}
+	}
+	if err := k.sw.Isolate(id, sb.Path()); err != nil {
+		return err
+	}
+	return k.d.sup.Isolate(id, action, reason)
+}
+
+func (k *killSwitch) note() string {
+	for _, n := range k.d.mode.Notes {
+		if len(n) > 11 && n[:11] == "kill switch" {
+			return n
+		}
+	}
+	return "BPF unavailable"
+}
+
+// IsolateRequest is the body of the isolation routes.
+type IsolateRequest struct {
+	Action string `json:"action,omitempty"` // kill | freeze | keep; default the pool's isolate_action
+	Reason string `json:"reason,omitempty"`
+}
+
+func (k *killSwitch) routes(s *api.Server) {
+	s.Handle("POST /v1/agents/{id}/isolate", func(w http.ResponseWriter, r *http.Request) {
+		var req IsolateRequest
+		if r.ContentLength > 0 && !api.DecodeBody(w, r, &req) {
+			return
+		}
+		if req.Reason == "" {
+			req.Reason = "isolated by operator"
+		}
+		if err := k.isolateAgent(r.PathValue("id"), req.Action, req.Reason); err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, map[string]string{"isolated": r.PathValue("id")})
+	})
+	s.Handle("POST /v1/agents/{id}/release", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if k.sw == nil {
+			api.WriteError(w, &api.Error{Status: http.StatusNotImplemented, Code: "not_supported", Message: "agent isolation is off on this node: " + k.note()})
+			return
+		}
+		if err := k.sw.Release(id); err != nil && !errors.Is(err, isolate.ErrUnknownAgent) {
+			api.WriteError(w, err)
+			return
+		}
+		if err := k.d.sup.Release(id); err != nil && !errors.Is(err, supervisor.ErrUnknownAgent) {
+			api.WriteError(w, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, map[string]string{"released": id})
+	})
+	s.Handle("POST /v1/node/isolate", func(w http.ResponseWriter, r *http.Request) {
+		mesh := k.d.cfg.Load().Mesh
+		if mesh.Interface == "" {
+			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: "node isolation needs `mesh: {interface: IFACE, cidrs: [...]}` in the config"})
+			return
+		}
+		sw := k.sw
+		if sw == nil {
+			var err error
+			// Node isolation is netlink only: it works without BPF.
+			if sw, err = isolate.New(r.Context(), isolate.Options{StateDir: k.d.cfg.Load().StateDir, Logger: k.d.log}); sw == nil {
+				api.WriteError(w, err)
+				return
+			}
+			defer sw.Close()
+		}
+		if err := sw.IsolateNode(r.Context(), isolate.Mesh{Interface: mesh.Interface, CIDRs: mesh.CIDRs}); err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		k.d.sup.Emit(supervisor.Event{Kind: supervisor.EventIsolate, Reason: "node isolated from mesh " + mesh.Interface})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"node_isolated": true, "interface": mesh.Interface, "cidrs": mesh.CIDRs})
+	})
+	s.Handle("POST /v1/node/release", func(w http.ResponseWriter, r *http.Request) {
+		sw := k.sw
+		if sw == nil {
+			var err error
+			if sw, err = isolate.New(r.Context(), isolate.Options{StateDir: k.d.cfg.Load().StateDir, Logger: k.d.log}); sw == nil {
+				api.WriteError(w, err)
+				return
+			}
+			defer sw.Close()
+		}
+		if err := sw.ReleaseNode(r.Context()); err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		k.d.sup.Emit(supervisor.Event{Kind: supervisor.EventRelease, Reason: "node back on the mesh"})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"node_isolated": false})
+	})
+	s.Handle("GET /v1/agents/{id}/drops", func(w http.ResponseWriter, r *http.Request) {
+		if k.sw == nil {
+			api.WriteError(w, &api.Error{Status: http.StatusNotImplemented, Code: "not_supported", Message: k.note()})
+			return
+		}
+		ds, err := k.sw.Drops(r.PathValue("id"))
+		if err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, ds)
+	})
+}
+
+func (k *killSwitch) close() {
+	if k.sw != nil {
+		k.sw.Close() // pins stay: isolation outlives the daemon
+	}
+}
+
+// breakerAdapter gives the supervisor the breaker's state as a string.
+type breakerAdapter struct{ b *isolate.Breaker }
+
+func (a breakerAdapter) Allow() (func(bool), error) { return a.b.Allow() }
+func (a breakerAdapter) State() string              { return string(a.b.State()) }

@@ -1,0 +1,232 @@
+package telemetry
+
+import (
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkSyscallOverhead measures what the syscall programs cost a process,
+// against the same process with no program on sys_enter/sys_exit, in the same
+// run. Each iteration is one round of four child runs, in this order:
+//
+//   - base: no program on sys_enter/sys_exit;
+//   - empty: a program that only returns 0 on both, the price of the
+//     tracepoints themselves (every task then takes the syscall slow path);
+//   - unwatched: the telemetry programs, the child's cgroup not watched;
+//   - watched: the telemetry programs, the child's cgroup watched.
+//
+// The child reports the CPU time of its measuring thread (immune to other
+// load on the machine); metrics are medians over rounds. Run with
+// -benchtime=10x for ten rounds. Sub-benchmarks:
+//
+//   - max: a tight loop of getppid, the loop's maximum rate;
+//   - 50k: CPU work with 50 getppid per millisecond of it, about 50,000
+//     syscalls/s; the slowdown is the extra CPU time for the same work.
+func BenchmarkSyscallOverhead(b *testing.B) {
+	p := loadProbes(b)
+	watched, unwatched := newTestCgroup(b), newTestCgroup(b)
+	if err := p.Watch(watched.ID, ""); err != nil {
+		b.Fatal(err)
+	}
+	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.RawTracepoint,
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		License:      "GPL",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer empty.Close()
+	o := overhead{p: p, empty: empty, watched: watched, unwatched: unwatched}
+
+	b.Run("max", func(b *testing.B) {
+		const calls = 200_000
+		r := o.rounds(b, "loop "+strconv.Itoa(calls))
+		for _, c := range configs {
+			b.ReportMetric(float64(r[c])/calls, c+"-ns/syscall")
+		}
+		b.ReportMetric(calls/time.Duration(r["base"]).Seconds(), "base-syscalls/cpu-s")
+		o.reportSlowdowns(b, r)
+	})
+
+	b.Run("50k", func(b *testing.B) {
+		spin := o.calibrate(b)
+		const units = 400
+		r := o.rounds(b, "mixed "+strconv.Itoa(units)+" "+strconv.Itoa(spin))
+		b.ReportMetric(units*syscallsPerUnit/time.Duration(r["base"]).Seconds(), "base-syscalls/cpu-s")
+		o.reportSlowdowns(b, r)
+	})
+}
+
+var configs = []string{"base", "empty", "unwatched", "watched"}
+
+type overhead struct {
+	p                  *Probes
+	empty              *ebpf.Program
+	watched, unwatched testCgroup
+}
+
+func (o overhead) reportSlowdowns(b *testing.B, r map[string]int64) {
+	for _, c := range configs[1:] {
+		b.ReportMetric((float64(r[c])/float64(r["base"])-1)*100, c+"-slowdown-%")
+	}
+}
+
+// run runs the child once in cg and returns its CPU ns.
+func (o overhead) run(b *testing.B, cg testCgroup, mode string) int64 {
+	out, err := childCmd(b, cg, mode).Output()
+	if err != nil {
+		b.Fatalf("child %q: %v", mode, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		b.Fatalf("child %q printed %q", mode, out)
+	}
+	cpu, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpu
+}
+
+// rounds runs b.N rounds of the four configurations and returns the median
+// CPU ns of each.
+func (o overhead) rounds(b *testing.B, mode string) map[string]int64 {
+	samples := map[string][]int64{}
+	defer func() {
+		if o.p.sysLinks == nil {
+			if err := o.p.attachSyscalls(); err != nil {
+				b.Error(err)
+			}
+		}
+	}()
+	for i := 0; i < b.N; i++ {
+		o.p.detachSyscalls()
+		samples["base"] = append(samples["base"], o.run(b, o.watched, mode))
+
+		var empties []link.Link
+		for _, tp := range []string{"sys_enter", "sys_exit"} {
+			l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: o.empty})
+			if err != nil {
+				b.Fatal(err)
+			}
+			empties = append(empties, l)
+		}
+		samples["empty"] = append(samples["empty"], o.run(b, o.watched, mode))
+		closeLinks(empties)
+
+		if err := o.p.attachSyscalls(); err != nil {
+			b.Fatal(err)
+		}
+		samples["unwatched"] = append(samples["unwatched"], o.run(b, o.unwatched, mode))
+		samples["watched"] = append(samples["watched"], o.run(b, o.watched, mode))
+	}
+	r := map[string]int64{}
+	for c, s := range samples {
+		r[c] = median(s)
+	}
+	return r
+}
+
+// calibrate returns the work rounds that, with 50 getppid, take one
+// millisecond of CPU without programs attached.
+func (o overhead) calibrate(b *testing.B) int {
+	o.p.detachSyscalls()
+	defer func() {
+		if err := o.p.attachSyscalls(); err != nil {
+			b.Fatal(err)
+		}
+	}()
+	const units = 100
+	spin := 100_000
+	for range 4 {
+		cpu := o.run(b, o.unwatched, "mixed "+strconv.Itoa(units)+" "+strconv.Itoa(spin))
+		perUnit := float64(cpu) / units
+		spin = max(1, int(float64(spin)*float64(time.Millisecond)/perUnit))
+	}
+	return spin
+}
+
+func median(xs []int64) int64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkExitEventLatency measures the time from SIGKILL of a process in a
+// watched cgroup to its exit event reaching user space, beside the time to
+// its pidfd becoming readable (the kernel's own exit notification) for the
+// same kill. Run with -benchtime=300x for 300 kills.
+func BenchmarkExitEventLatency(b *testing.B) {
+	p := loadProbes(b)
+	cg := newTestCgroup(b)
+	if err := p.Watch(cg.ID, ""); err != nil {
+		b.Fatal(err)
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		b.Skip("needs sleep(1)")
+	}
+	dir, err := unix.Open(cg.Path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(dir)
+
+	var evLat, pidfdLat []time.Duration
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(sleep, "1000")
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: dir}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		pidfd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		readable := make(chan time.Time, 1)
+		go func() {
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			for {
+				if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+					break
+				}
+			}
+			readable <- time.Now()
+		}()
+
+		t0 := time.Now()
+		unix.Kill(pid, unix.SIGKILL)
+		for ev := range p.Events() {
+			if ev.PID == pid {
+				evLat = append(evLat, time.Since(t0))
+				break
+			}
+		}
+		pidfdLat = append(pidfdLat, (<-readable).Sub(t0))
+		unix.Close(pidfd)
+		cmd.Wait()
+	}
+	b.ReportMetric(float64(percentile(evLat, 0.50).Microseconds()), "event-p50-µs")
+	b.ReportMetric(float64(percentile(evLat, 0.99).Microseconds()), "event-p99-µs")
+	b.ReportMetric(float64(percentile(pidfdLat, 0.50).Microseconds()), "pidfd-p50-µs")
+	b.ReportMetric(float64(percentile(pidfdLat, 0.99).Microseconds()), "pidfd-p99-µs")
+}
+
+// percentile returns the nearest-rank q-quantile of ds.
+func percentile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1)+0.5)]
+}

@@ -35,6 +35,7 @@ type daemon struct {
 
 	metrics  *metrics.Metrics
 	ks       *killSwitch
+	tel      *telemetryWiring
 	mode     api.Mode
 	events   chan supervisor.Event
 	bg       sync.WaitGroup
@@ -60,11 +61,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	} else if n > 0 {
 		log.Info("reaped agents left by a previous instance", "count", n)
 	}
-	d.mode.EBPF = false
-	d.mode.Notes = append(d.mode.Notes, "eBPF telemetry: not enabled in this build's wiring; per-agent stats come from cgroup files")
-	for _, n := range d.mode.Notes {
-		log.Warn("feature note", "note", n)
-	}
+	d.tel = d.startTelemetry(ctx)
 
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
@@ -87,7 +84,27 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		opts.Sandboxes = supervisor.CgroupSandboxes(cg)
 	}
 	d.ks.supervisorOptions(&opts)
+	policyHook, goneHook := opts.OnSandbox, opts.OnAgentGone
+	opts.OnSandbox = func(pc config.Pool, id string, sb supervisor.Sandbox) error {
+		if err := d.tel.onSandbox(id, sb); err != nil {
+			return err
+		}
+		if policyHook != nil {
+			return policyHook(pc, id, sb)
+		}
+		return nil
+	}
+	opts.OnAgentGone = func(id string, sb supervisor.Sandbox) {
+		d.tel.onAgentGone(id, sb)
+		if goneHook != nil {
+			goneHook(id, sb)
+		}
+	}
+	for _, n := range d.mode.Notes {
+		log.Warn("feature off", "note", n)
+	}
 	d.sup = supervisor.New(opts)
+	go d.tel.sample()
 
 	// The socket: from systemd when socket-activated, else our own.
 	d.sock, err = listen(cfg.Socket)
@@ -103,6 +120,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		Logger:     log,
 	})
 	d.ks.routes(d.server)
+	d.tel.routes(d.server)
 	go func() {
 		if err := d.server.Serve(d.sock); err != nil {
 			d.fatal <- fmt.Errorf("api: %w", err)
@@ -320,6 +338,7 @@ func (d *daemon) shutdown() {
 	close(d.stopBG)
 	d.bg.Wait()
 	d.ks.close()
+	d.tel.close()
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing state", "err", err)
 	}

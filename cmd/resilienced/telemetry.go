@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/api"
+	"github.com/resilienced/resilienced/internal/supervisor"
+	"github.com/resilienced/resilienced/internal/telemetry"
+)
+
+// telemetryWiring connects the eBPF probes (or, without them, procfs and
+// PSI) to the agents: each agent's cgroup is watched from before its first
+// instruction, deaths and OOM kills reported by the kernel become evidence
+// for the supervisor, and per-agent stats are served to resilientctl.
+type telemetryWiring struct {
+	d      *daemon
+	probes *telemetry.Probes // nil without eBPF
+	coll   *telemetry.Collector
+
+	mu     sync.Mutex
+	agents map[uint64]watched // cgroup id → agent
+	byID   map[string]uint64
+	latest map[string]telemetry.Stats // agent id → last sample
+}
+
+type watched struct {
+	id, path string
+}
+
+func (d *daemon) startTelemetry(ctx context.Context) *telemetryWiring {
+	t := &telemetryWiring{d: d, agents: make(map[uint64]watched), byID: make(map[string]uint64), latest: make(map[string]telemetry.Stats)}
+	probes, err := telemetry.Load(ctx, telemetry.Options{Logger: d.log})
+	if err != nil {
+		d.mode.EBPF = false
+		d.mode.Notes = append(d.mode.Notes, "eBPF telemetry off, per-agent stats come from procfs and PSI: "+err.Error())
+		t.coll = &telemetry.Collector{}
+		return t
+	}
+	d.mode.EBPF = true
+	for _, e := range probes.Unavailable() {
+		d.mode.Notes = append(d.mode.Notes, "eBPF telemetry partly off: "+e.Error())
+	}
+	t.probes = probes
+	t.coll = &telemetry.Collector{Probes: probes}
+	go t.events()
+	return t
+}
+
+// onSandbox watches a new agent's cgroup before the agent starts in it.
+func (t *telemetryWiring) onSandbox(agentID string, sb supervisor.Sandbox) error {
+	t.mu.Lock()
+	t.agents[sb.ID()] = watched{id: agentID, path: sb.Path()}
+	t.byID[agentID] = sb.ID()
+	t.mu.Unlock()
+	if t.probes == nil {
+		return nil
+	}
+	if err := t.probes.Watch(sb.ID(), sb.Path()); err != nil {
+		// Telemetry is an aid, not a precondition: the agent runs unwatched.
+		t.d.log.Warn("telemetry: cannot watch agent", "agent", agentID, "err", err)
+	}
+	return nil
+}
+
+func (t *telemetryWiring) onAgentGone(agentID string, sb supervisor.Sandbox) {
+	t.mu.Lock()
+	cg, ok := t.byID[agentID]
+	delete(t.byID, agentID)
+	delete(t.agents, cg)
+	t.mu.Unlock()
+	if !ok {
+		return
+	}
+	t.coll.Forget(telemetry.Agent{CgroupID: cg})
+	if t.probes != nil {
+		t.probes.Unwatch(cg)
+	}
+}
+
+// events turns the kernel's word on deaths into evidence: an agent's main
+// process exiting, or an OOM kill in its cgroup. The supervisor also
+// learns of an exit from wait(); whichever comes first acts, the other is
+// a no-op.
+func (t *telemetryWiring) events() {
+	for ev := range t.probes.Events() {
+		t.mu.Lock()
+		w, ok := t.agents[ev.CgroupID]
+		t.mu.Unlock()
+		if !ok {
+			continue
+		}
+		switch ev.Kind {
+		case telemetry.EventOOM:
+			t.d.sup.Kill(w.id, supervisor.EventOOM, fmt.Sprintf("OOM kill of pid %d in its cgroup (kernel event)", ev.PID), ev.Time)
+		case telemetry.EventExit:
+			_, pid, err := t.d.sup.AgentSandbox(w.id)
+			if err != nil || pid != ev.PID {
+				continue // a child of the agent; the agent lives on
+			}
+			reason := fmt.Sprintf("exited with status %d (kernel event)", ev.ExitCode)
+			if ev.Signal != 0 {
+				reason = fmt.Sprintf("killed by signal %d, %s (kernel event)", ev.Signal, syscall.Signal(ev.Signal))
+			}
+			t.d.sup.Kill(w.id, supervisor.EventExit, reason, ev.Time)
+		}
+	}
+}
+
+// routes serves GET /v1/agents/{id}/telemetry.
+func (t *telemetryWiring) routes(s *api.Server) {
+	s.Handle("GET /v1/agents/{id}/telemetry", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		sb, pid, err := t.d.sup.AgentSandbox(id)
+		if err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		a := telemetry.Agent{PID: pid}
+		if sb != nil {
+			a.CgroupID, a.CgroupPath = sb.ID(), sb.Path()
+		}
+		t.mu.Lock()
+		st, ok := t.latest[id]
+		t.mu.Unlock()
+		if !ok {
+			if st, err = t.coll.Collect(a); err != nil {
+				api.WriteError(w, err)
+				return
+			}
+		}
+		api.WriteJSON(w, http.StatusOK, AgentTelemetry{Agent: id, EBPF: t.probes != nil, Stats: st})
+	})
+}
+
+// AgentTelemetry is the answer to GET /v1/agents/{id}/telemetry.
+type AgentTelemetry struct {
+	Agent string          `json:"agent"`
+	EBPF  bool            `json:"ebpf"`
+	Stats telemetry.Stats `json:"stats"`
+}
+
+// sample collects every agent's stats once a second, so that rates are
+// over a known interval and readers (resilientctl, the Arbiter) get the
+// latest without waiting.
+func (t *telemetryWiring) sample() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.d.stopBG:
+			return
+		case <-tick.C:
+		}
+		as, _ := t.d.sup.Agents("")
+		seen := make(map[string]bool, len(as))
+		for _, a := range as {
+			if a.PID == 0 {
+				continue
+			}
+			seen[a.ID] = true
+			st, err := t.coll.Collect(telemetry.Agent{CgroupID: a.CgroupID, CgroupPath: a.Cgroup, PID: a.PID})
+			if err != nil {
+				continue
+			}
+			t.mu.Lock()
+			t.latest[a.ID] = st
+			t.mu.Unlock()
+		}
+		t.mu.Lock()
+		for id := range t.latest {
+			if !seen[id] {
+				delete(t.latest, id)
+			}
+		}
+		t.mu.Unlock()
+	}
+}
+
+// Latest returns an agent's last sample.
+func (t *telemetryWiring) Latest(id string) (telemetry.Stats, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.latest[id]
+	return st, ok
+}
+
+func (t *telemetryWiring) close() {
+	if t.probes != nil {
+		t.probes.Close()
+	}
+}

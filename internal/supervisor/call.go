@@ -361,7 +361,9 @@ func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, re
 		v = classify(err, limit, c.MaxOutputBytes())
 	}
 	if v == nil {
-		p.lat.observe(p.sup.opts.Now().Sub(start))
+		d := p.sup.opts.Now().Sub(start)
+		p.lat.observe(d)
+		sl.lat.observe(d)
 		req.reply <- callResult{out: out, agent: sl.id}
 		return true
 	}

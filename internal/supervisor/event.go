@@ -42,8 +42,9 @@ type Event struct {
 	Pool      string    `json:"pool,omitempty"`
 	Agent     string    `json:"agent,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
-	Code      string    `json:"code,omitempty"`  // a violation's code (invalid_json, schema, ...)
-	Cause     string    `json:"cause,omitempty"` // the failure kind a recovered event closes (exit, violation, ...)
+	Code      string    `json:"code,omitempty"`     // a violation's code (invalid_json, schema, ...)
+	Injected  bool      `json:"injected,omitempty"` // the failure followed a fault noted with NoteFault (chaos)
+	Cause     string    `json:"cause,omitempty"`    // the failure kind a recovered event closes (exit, violation, ...)
 	Fault     time.Time `json:"fault,omitzero"`
 	Detect    time.Time `json:"detect,omitzero"`
 	DetectMS  *float64  `json:"detect_ms,omitempty"`

@@ -69,6 +69,8 @@ type AgentStatus struct {
 	Restarts int        `json:"restarts"`
 	Started  time.Time  `json:"started"`
 	Calls    uint64     `json:"calls"`
+	// Latency is an EWMA of the agent's successful calls.
+	Latency time.Duration `json:"latency"`
 }
 
 // Breaker is a pool's circuit breaker, as the pool uses it.
@@ -152,6 +154,7 @@ type slot struct {
 	isolated    atomic.Bool              // out of service and cut off; not pinged
 	oomBase     uint64                   // OOM kills in the sandbox when the agent became ready
 	calls       atomic.Uint64
+	lat         latencyTracker
 	fault       atomic.Int64 // unix nanos of an injected fault, 0 if none
 }
 
@@ -530,7 +533,7 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	if fault.IsZero() || fault.After(now) {
 		fault = now
 	}
-	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code)}}
+	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code), Injected: sl.fault.Load() != 0}}
 	if prev == AgentActive {
 		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: ev.kind, fault: fault, detect: now})
 	}
@@ -933,7 +936,7 @@ func (p *Pool) Agents() []AgentStatus {
 	out := make([]AgentStatus, 0, len(p.slots))
 	for _, id := range sortedSlotIDs(p.slots) {
 		sl := p.slots[id]
-		as := AgentStatus{ID: sl.id, Pool: p.name, State: sl.state, Restarts: sl.retries, Started: sl.started, Calls: sl.calls.Load()}
+		as := AgentStatus{ID: sl.id, Pool: p.name, State: sl.state, Restarts: sl.retries, Started: sl.started, Calls: sl.calls.Load(), Latency: sl.lat.typical()}
 		if sl.a != nil {
 			as.PID = sl.a.PID()
 		}

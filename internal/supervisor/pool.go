@@ -502,6 +502,9 @@ func (p *Pool) recoveredLocked(now time.Time) []Event {
 // backoff), and the events are recorded. It is idempotent.
 func (p *Pool) fail(sl *slot, ev evidence) {
 	now := p.sup.opts.Now()
+	if ev.kind == EventExit {
+		ev = p.oomOrExit(sl, ev)
+	}
 	p.mu.Lock()
 	if sl.state == AgentDead || sl.state == AgentStarting {
 		p.mu.Unlock()
@@ -1060,4 +1063,21 @@ func (p *Pool) release(sl *slot) error {
 	default:
 	}
 	return nil
+}
+
+// oomOrExit tells an OOM kill from another death: the OOM killer's SIGKILL
+// looks like any other exit, but the cgroup's memory events count it.
+func (p *Pool) oomOrExit(sl *slot, ev evidence) evidence {
+	p.mu.Lock()
+	sb, base := sl.sb, sl.oomBase
+	p.mu.Unlock()
+	if sb == nil {
+		return ev
+	}
+	if me, err := sb.MemoryEvents(); err == nil && me.OOMKill > base {
+		lim := p.config().Limits.Memory
+		ev.kind = EventOOM
+		ev.reason = fmt.Sprintf("OOM-killed at its memory limit (%d MiB): %s", lim>>20, ev.reason)
+	}
+	return ev
 }

@@ -127,7 +127,12 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 		if err != nil {
 			return nil, err
 		}
-		r, err := p.dispatch(ctx, req.Session, raw, down)
+		var r callResult
+		if pc.Hedge > 0 {
+			r, err = p.dispatchHedged(ctx, req.Session, raw, down, pc.Hedge)
+		} else {
+			r, err = p.dispatch(ctx, req.Session, raw, down)
+		}
 		if err != nil {
 			if done != nil {
 				done(true) // the caller gave up; not the agents' fault
@@ -189,6 +194,51 @@ func (p *Pool) storedResult(ctx context.Context, key string) (*CallResult, error
 		return nil, fmt.Errorf("pool %s: idempotency key %q: stored result unreadable: %v", p.name, key, err)
 	}
 	return &CallResult{Output: out, Cached: true}, nil
+}
+
+// dispatchHedged runs one attempt, and if it has no answer after hedge,
+// the same attempt again on another idle agent (any agent: the context
+// travels with the call). The first valid answer wins; the other is
+// dropped when it comes. Hedging trades a little extra work for latency
+// that does not depend on the slowest agent.
+func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}, hedge time.Duration) (callResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type outcome struct {
+		r   callResult
+		err error
+	}
+	results := make(chan outcome, 2)
+	go func() {
+		r, err := p.dispatch(ctx, sessionID, params, down)
+		results <- outcome{r, err}
+	}()
+	t := time.NewTimer(hedge)
+	defer t.Stop()
+	pending := 1
+	var first *outcome
+	for {
+		select {
+		case <-t.C:
+			pending++
+			go func() {
+				r, err := p.dispatch(ctx, "", params, down)
+				results <- outcome{r, err}
+			}()
+			continue
+		case o := <-results:
+			pending--
+			if o.err == nil && o.r.violation == nil && !o.r.bounced {
+				return o.r, nil
+			}
+			if first == nil {
+				first = &o
+			}
+			if pending == 0 {
+				return first.r, first.err
+			}
+		}
+	}
 }
 
 // dispatch hands one attempt to an agent and waits for its outcome.

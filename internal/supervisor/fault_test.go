@@ -123,3 +123,27 @@ func TestInjectFaultRejectsBadInput(t *testing.T) {
 }
 
 func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+
+func TestHedgingRoutesAroundASlowAgent(t *testing.T) {
+	h := newHarness(t, cfgOf(testPool(t, "hd", func(p *config.Pool) {
+		p.Replicas, p.Spares = 2, 0
+		p.Hedge = 50 * time.Millisecond
+		p.StallTimeout = 20 * time.Second // hedging alone, no hang detection
+		p.Contract.Deadline = 30 * time.Second
+	})))
+	h.ready()
+	slow := h.agentsIn("hd", AgentActive)[0]
+	h.sup.InjectFault(slow.ID, Fault{Latency: 3 * time.Second})
+	for range 4 {
+		res, err := h.call("hd", "", `{"text":"x"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Agent == slow.ID || res.Attempts != 1 {
+			t.Fatalf("result %+v: the hedge did not answer from the fast agent", res)
+		}
+	}
+	if n := len(h.eventsOf(EventViolation)) + len(h.eventsOf(EventHang)); n != 0 {
+		t.Fatalf("hedging caused %d failures", n)
+	}
+}

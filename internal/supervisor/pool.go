@@ -595,7 +595,8 @@ func (p *Pool) pausedDelayLocked(d time.Duration) time.Duration {
 // the worker goroutine then reaps it and removes the sandbox (destroy).
 func (p *Pool) killNow(sl *slot) {
 	if sl.sb != nil {
-		if err := sl.sb.Kill(); err != nil {
+		// A cgroup already gone (ENOENT, ENODEV) has nothing left to kill.
+		if err := sl.sb.Kill(); err != nil && !errors.Is(err, cgroup.ErrNotExist) && !errors.Is(err, syscall.ENODEV) {
 			p.log.Warn("killing agent cgroup", "agent", sl.id, "err", err)
 		}
 	} else if sl.a != nil {

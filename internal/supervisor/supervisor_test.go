@@ -101,21 +101,27 @@ func TestRetriesExhaustedReportsLastViolation(t *testing.T) {
 }
 
 func TestMisbehavingAgentsAreClassified(t *testing.T) {
-	h := newHarness(t, cfgOf(testPool(t, "m", func(p *config.Pool) {
-		p.Retries = 0
-		p.Contract.Deadline = 200 * time.Millisecond
-	})))
+	// A generous deadline for the ops that fail by themselves, so that a
+	// loaded machine cannot turn a crash into a deadline; a short one for
+	// the agent that never answers.
+	h := newHarness(t, cfgOf(
+		testPool(t, "m", func(p *config.Pool) { p.Retries = 0; p.Contract.Deadline = 10 * time.Second }),
+		testPool(t, "slow", func(p *config.Pool) { p.Retries = 0; p.Contract.Deadline = 300 * time.Millisecond }),
+	))
 	h.ready()
-	for op, code := range map[string]contract.Code{
-		"crash":   contract.CodeExit,
-		"hang":    contract.CodeDeadline,
-		"garbage": contract.CodeInvalidJSON,
-		"bad":     contract.CodeSchema,
+	for _, tc := range []struct {
+		pool, op string
+		code     contract.Code
+	}{
+		{"m", "crash", contract.CodeExit},
+		{"m", "garbage", contract.CodeInvalidJSON},
+		{"m", "bad", contract.CodeSchema},
+		{"slow", "hang", contract.CodeDeadline},
 	} {
-		_, err := h.call("m", "", `{"op":"`+op+`"}`)
+		_, err := h.call(tc.pool, "", `{"op":"`+tc.op+`"}`)
 		var v *contract.Violation
-		if !errors.As(err, &v) || v.Code != code {
-			t.Errorf("op %s: got %v, want a %s violation", op, err, code)
+		if !errors.As(err, &v) || v.Code != tc.code {
+			t.Errorf("op %s: got %v, want a %s violation", tc.op, err, tc.code)
 		}
 	}
 	h.ready()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,11 +17,16 @@ import (
 
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cgroup"
+	"github.com/resilienced/resilienced/internal/chaos"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/metrics"
 	"github.com/resilienced/resilienced/internal/session"
 	"github.com/resilienced/resilienced/internal/supervisor"
 )
+
+// The daemon's binary doubles as the chaos engine's memory helper (leak and
+// oom faults re-execute it in an agent's cgroups with chaos.HelperArg).
+func init() { chaos.MaybeRunHelper() }
 
 // daemon is the wiring of one running resilienced.
 type daemon struct {
@@ -36,6 +42,8 @@ type daemon struct {
 	metrics  *metrics.Metrics
 	ks       *killSwitch
 	tel      *telemetryWiring
+	arb      atomic.Pointer[arbiterWiring]
+	chaos    *chaos.Engine
 	mode     api.Mode
 	events   chan supervisor.Event
 	bg       sync.WaitGroup
@@ -43,13 +51,19 @@ type daemon struct {
 	lastFail atomic.Pointer[supervisor.Event]
 }
 
-func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath string) (*daemon, error) {
+// startOptions are the daemon's command-line choices beyond the config.
+type startOptions struct {
+	arbiter    bool
+	cgroupName string
+}
+
+func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath string, so startOptions) (*daemon, error) {
 	d := &daemon{log: log, fatal: make(chan error, 1), events: make(chan supervisor.Event, 4096), stopBG: make(chan struct{})}
 	d.cfg.Store(cfg)
 
 	// cgroups: the daemon's own subtree; agents of a previous instance
 	// that died are reaped before anything starts.
-	cg, err := cgroup.Open(cgroup.Options{Logger: log})
+	cg, err := cgroup.Open(cgroup.Options{Logger: log, Name: so.cgroupName})
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}
@@ -103,8 +117,18 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	for _, n := range d.mode.Notes {
 		log.Warn("feature off", "note", n)
 	}
+	opts.OnStderr = func(agentID, line string) {
+		if a := d.arb.Load(); a != nil {
+			a.onStderr(agentID, line)
+		}
+	}
 	d.sup = supervisor.New(opts)
 	go d.tel.sample()
+	if so.arbiter {
+		d.arb.Store(d.startArbiter(ctx))
+	} else {
+		d.mode.Notes = append(d.mode.Notes, "arbiter off (--arbiter=false): no predictive replacement")
+	}
 
 	// The socket: from systemd when socket-activated, else our own.
 	d.sock, err = listen(cfg.Socket)
@@ -121,6 +145,22 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	})
 	d.ks.routes(d.server)
 	d.tel.routes(d.server)
+	if a := d.arb.Load(); a != nil {
+		a.routes(d.server)
+	}
+	// Chaos experiments run inside the daemon (resilientctl chaos); sever
+	// needs the Kill Switch's agent isolation.
+	co := chaos.Options{Supervisor: d.sup, Logger: log, IsolatorErr: errors.New("agent isolation is off in this daemon")}
+	for _, n := range d.mode.Notes {
+		if strings.HasPrefix(n, "kill switch:") {
+			co.IsolatorErr = errors.New(n)
+		}
+	}
+	if d.ks.sw != nil {
+		co.Isolator, co.IsolatorErr = d.ks.sw, nil
+	}
+	d.chaos = chaos.New(co)
+	d.chaos.Register(d.server)
 	go func() {
 		if err := d.server.Serve(d.sock); err != nil {
 			d.fatal <- fmt.Errorf("api: %w", err)
@@ -333,12 +373,16 @@ func (d *daemon) shutdown() {
 	sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	d.chaos.Close() // undoes the faults of a running experiment, which then reports
 	d.server.Shutdown(ctx)
 	d.sup.Stop(ctx)
 	close(d.stopBG)
 	d.bg.Wait()
 	d.ks.close()
 	d.tel.close()
+	if a := d.arb.Load(); a != nil {
+		a.close()
+	}
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing state", "err", err)
 	}

@@ -40,6 +40,8 @@ func run() int {
 		logFormat  = flag.String("log-format", "auto", "text | json | journal | auto (journal under systemd)")
 		showVer    = flag.Bool("version", false, "print the version and exit")
 		check      = flag.Bool("check", false, "check the config and exit (0 valid, 2 invalid)")
+		useArbiter = flag.Bool("arbiter", true, "predict failures and replace agents before they fail")
+		cgroupName = flag.String("cgroup-name", "", "name of the cgroup subtree for agents when not delegated by systemd (default resilienced); lets two daemons share a host")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: resilienced --config FILE [--socket PATH] [--state-dir DIR]\n\n")
@@ -92,7 +94,7 @@ func run() int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 
-	d, err := start(ctx, log, cfg, *configPath)
+	d, err := start(ctx, log, cfg, *configPath, startOptions{arbiter: *useArbiter, cgroupName: *cgroupName})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		fmt.Fprintln(os.Stderr, "resilienced:", err)

@@ -65,6 +65,7 @@ func (s *Supervisor) ClearFault(agentID string) error {
 		return err
 	}
 	sl.inject.Store(nil)
+	sl.fault.Store(0) // a fault that had no effect must not date the next failure
 	return nil
 }
 

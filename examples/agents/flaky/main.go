@@ -66,6 +66,8 @@ type config struct {
 	failInit        bool
 	seed            uint64
 	method          string
+	slow            float64 // rate of calls slowed by slowLatency
+	slowLatency     time.Duration
 	upstream        string // HOST:PORT dialled on every call
 	verifyJWT       bool
 }
@@ -91,6 +93,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.failInit, "fail-init", false, "exit 1 at start, before the handshake")
 	fs.Uint64Var(&c.seed, "seed", 0, "random seed for faults and jitter (0: from the clock)")
 	fs.StringVar(&c.method, "method", "task/run", "name of the call method")
+	fs.Float64Var(&c.slow, "slow", 0, "rate of calls that take -slow-latency longer (the agent slows down now and then)")
+	fs.DurationVar(&c.slowLatency, "slow-latency", 500*time.Millisecond, "the extra delay of a slow call")
 	fs.StringVar(&c.upstream, "upstream", "", "HOST:PORT of a TCP echo service dialled on every call (like a vector database); a call fails when it cannot be reached")
 	fs.BoolVar(&c.verifyJWT, "verify-jwt", false, "reject an input whose JWT-shaped strings do not carry a valid HS256 signature by the demo key")
 	if err := fs.Parse(args); err != nil {
@@ -101,14 +105,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	for name, r := range map[string]float64{
 		"hallucinate": c.hallucinate, "invalid-json": c.invalidJSON,
-		"oversize": c.oversize, "crash": c.crash, "hang": c.hang,
+		"oversize": c.oversize, "crash": c.crash, "hang": c.hang, "slow": c.slow,
 	} {
 		if !(r >= 0 && r <= 1) {
 			return c, fmt.Errorf("-%s %v: a rate is in [0, 1]", name, r)
 		}
 	}
 	switch {
-	case c.oversizeBytes < 0, c.leak < 0, c.latency < 0, c.jitter < 0, c.startupDelay < 0:
+	case c.oversizeBytes < 0, c.leak < 0, c.latency < 0, c.jitter < 0, c.startupDelay < 0, c.slowLatency < 0:
 		return c, errors.New("sizes and durations must not be negative")
 	case c.method == "":
 		return c, errors.New("-method must not be empty")
@@ -421,6 +425,11 @@ func (a *agent) delay() time.Duration {
 	d := a.cfg.latency
 	if a.cfg.jitter > 0 {
 		d += time.Duration(a.jitter.Int64N(int64(a.cfg.jitter)))
+	}
+	// Its own stream, like the jitter, so -slow leaves the faults unchanged.
+	if a.cfg.slow > 0 && a.jitter.Float64() < a.cfg.slow {
+		d += a.cfg.slowLatency
+		a.logf("slowing call %d by %s", a.calls, a.cfg.slowLatency)
 	}
 	return d
 }

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/api"
+	"github.com/resilienced/resilienced/internal/arbiter"
+	"github.com/resilienced/resilienced/internal/supervisor"
+)
+
+// arbiterWiring feeds the Arbiter one sample per agent per second (from
+// telemetry, the supervisor and the agent's stderr), replaces agents it
+// predicts will fail (drain: a spare takes over first, the call in flight
+// finishes), tells it the ground truth of every failure, sizes each pool's
+// warm spares from its forecast, and keeps a bounded journal of records
+// for `resilientctl arbiter eval`.
+type arbiterWiring struct {
+	d    *daemon
+	arb  *arbiter.Arbiter
+	loop *arbiter.Loop
+
+	mu      sync.Mutex
+	lines   map[string][]string // agent → stderr lines since the last sample
+	calls   map[string]uint64   // agent → calls at the last sample
+	journal []arbiter.Record    // ring, oldest first once full
+	jnext   int
+	jfull   bool
+	fits    int
+}
+
+// journalCap bounds the in-memory journal (about 100 MB at the most).
+const journalCap = 300_000
+
+const modelBucket, modelKey = "arbiter", "model"
+
+func (d *daemon) startArbiter(ctx context.Context) *arbiterWiring {
+	w := &arbiterWiring{
+		d:       d,
+		lines:   make(map[string][]string),
+		calls:   make(map[string]uint64),
+		journal: make([]arbiter.Record, 0, 4096),
+	}
+	w.arb = arbiter.New(arbiter.Config{Logger: d.log})
+	if b, err := d.store.Get(modelBucket, modelKey); err == nil {
+		if err := w.arb.UnmarshalModel(b); err != nil {
+			d.log.Warn("arbiter: discarding the stored model", "err", err)
+		} else {
+			w.fits = w.arb.Model().Fits
+		}
+	}
+	w.loop = &arbiter.Loop{Arbiter: w.arb, Sampler: w, Replacer: w, Journal: w, Interval: time.Second, Logger: d.log}
+	go w.loop.Run(ctx)
+	go w.follow()
+	return w
+}
+
+// onStderr keeps an agent's recent log lines for the templater.
+func (w *arbiterWiring) onStderr(agentID, line string) {
+	w.mu.Lock()
+	if l := w.lines[agentID]; len(l) < 200 {
+		w.lines[agentID] = append(l, line)
+	}
+	w.mu.Unlock()
+}
+
+// Samples implements arbiter.Sampler.
+func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
+	now := time.Now()
+	as, err := w.d.sup.Agents("")
+	if err != nil {
+		return nil, err
+	}
+	cfg := w.d.cfg.Load()
+	out := make([]arbiter.Sample, 0, len(as))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range as {
+		if a.State != supervisor.AgentActive && a.State != supervisor.AgentSpare {
+			continue
+		}
+		s := arbiter.Sample{Time: now, Agent: a.ID, Pool: a.Pool, CallLatency: a.Latency}
+		if pc := cfg.Pool(a.Pool); pc != nil {
+			s.MemLimit = pc.Limits.Memory
+			s.CallDeadline = pc.Contract.Deadline
+		}
+		s.Calls = int(a.Calls - w.calls[a.ID])
+		w.calls[a.ID] = a.Calls
+		if st, ok := w.d.tel.Latest(a.ID); ok {
+			if st.HaveProc {
+				s.RSS = int64(st.Proc.RSSBytes)
+			}
+			if st.HaveRates {
+				s.SyscallsPerSec = st.Rates.SyscallsPerSec
+				s.SyscallErrorsPerSec = st.Rates.ErrorsPerSec
+				s.SyscallP99 = st.Rates.P99
+			}
+			if st.HavePSI {
+				s.PSIMemory = st.PSI.Memory.Some.Avg10
+				s.PSICPU = st.PSI.CPU.Some.Avg10
+			}
+		}
+		s.LogLines = w.lines[a.ID]
+		delete(w.lines, a.ID)
+		out = append(out, s)
+	}
+	// Pools' spares follow the forecast, within [spares, max_spares].
+	for _, p := range w.d.sup.Pools() {
+		pc := p.Config()
+		if pc.MaxSpares <= pc.Spares {
+			continue
+		}
+		p.SetSpares(w.arb.SpareTarget(p.Name(), arbiter.SparePolicy{Min: pc.Spares, Max: pc.MaxSpares, ReplaceTime: pc.StartTimeout / 10}))
+	}
+	w.persistModel()
+	return out, nil
+}
+
+// Replace implements arbiter.Replacer: the agent is drained, so that calls
+// see no failure at all.
+func (w *arbiterWiring) Replace(ctx context.Context, a arbiter.Assessment) error {
+	reason := fmt.Sprintf("risk %.2f: %s", a.Risk, strings.Join(a.Reasons, "; "))
+	w.d.sup.Emit(supervisor.Event{Kind: supervisor.EventPrediction, Pool: a.Pool, Agent: a.Agent, Reason: reason})
+	if err := w.d.sup.Drain(a.Agent); err != nil {
+		return err
+	}
+	return w.loop.Gone(ctx, a.Agent, a.Pool, time.Now())
+}
+
+// Append implements arbiter.Journal: a bounded ring in memory.
+func (w *arbiterWiring) Append(ctx context.Context, r arbiter.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.journal) < journalCap {
+		w.journal = append(w.journal, r)
+		return nil
+	}
+	w.journal[w.jnext] = r
+	w.jnext = (w.jnext + 1) % journalCap
+	w.jfull = true
+	return nil
+}
+
+func (w *arbiterWiring) history() []arbiter.Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.jfull {
+		return append([]arbiter.Record(nil), w.journal...)
+	}
+	return append(append([]arbiter.Record(nil), w.journal[w.jnext:]...), w.journal[:w.jnext]...)
+}
+
+// follow tells the Arbiter the ground truth: every failure, with its kind
+// (sudden ones such as kills are kept apart by the Arbiter), and every
+// agent that is gone.
+func (w *arbiterWiring) follow() {
+	ch, cancel := w.d.sup.Subscribe(4096)
+	defer cancel()
+	ctx := context.Background()
+	for {
+		select {
+		case <-w.d.stopBG:
+			return
+		case ev := <-ch:
+			switch ev.Kind {
+			case supervisor.EventExit, supervisor.EventOOM, supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang:
+				kind := ev.Kind
+				if ev.Injected && kind != supervisor.EventOOM {
+					kind = "kill" // an injected fault: sudden, not a missed prediction
+				}
+				w.loop.Failed(ctx, ev.Agent, ev.Pool, ev.Time, kind)
+			case supervisor.EventRestart, "breach", supervisor.EventChaos:
+				if ev.Agent != "" {
+					w.loop.Failed(ctx, ev.Agent, ev.Pool, ev.Time, "kill")
+				}
+			case supervisor.EventStop:
+				w.loop.Gone(ctx, ev.Agent, ev.Pool, ev.Time)
+			}
+			if ev.Kind == supervisor.EventKill && ev.Reason != "" {
+				// kills with a reason are operator or chaos kills: sudden
+				w.loop.Failed(ctx, ev.Agent, ev.Pool, ev.Time, "kill")
+			}
+		}
+	}
+}
+
+// persistModel stores the model whenever it was refitted.
+func (w *arbiterWiring) persistModel() {
+	if m := w.arb.Model(); m.Fits != w.fits {
+		if b, err := w.arb.MarshalModel(); err == nil {
+			if err := w.d.store.Put(modelBucket, modelKey, b); err == nil {
+				w.fits = m.Fits
+			}
+		}
+	}
+}
+
+// ArbiterStatus is the answer to GET /v1/arbiter.
+type ArbiterStatus struct {
+	Risks []arbiter.Assessment `json:"risks"`
+	Model arbiter.ModelInfo    `json:"model"`
+}
+
+func (w *arbiterWiring) routes(s *api.Server) {
+	s.Handle("GET /v1/arbiter", func(rw http.ResponseWriter, r *http.Request) {
+		risks := w.arb.Risks()
+		if risks == nil {
+			risks = []arbiter.Assessment{}
+		}
+		api.WriteJSON(rw, http.StatusOK, ArbiterStatus{Risks: risks, Model: w.arb.Model()})
+	})
+	s.Handle("GET /v1/arbiter/eval", func(rw http.ResponseWriter, r *http.Request) {
+		api.WriteJSON(rw, http.StatusOK, arbiter.Evaluate(w.history(), arbiter.Config{}))
+	})
+}
+
+func (w *arbiterWiring) close() { w.persistModel() }

@@ -1,0 +1,195 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// loadGen makes calls on the experiment's pool at a steady rate, counts
+// them, and keeps their timings: the baseline latency, the latency a
+// latency fault leaves callers with, and whether calls fail.
+type loadGen struct {
+	x        *experiment
+	rate     float64
+	quit     chan struct{}
+	done     chan struct{}
+	inflight sync.WaitGroup
+
+	mu       sync.Mutex
+	recs     []callRec
+	c        Calls
+	baseline *Summary
+	waiters  []servedWaiter
+}
+
+// servedWaiter wants the end of the first successful call that ends at or
+// after after.
+type servedWaiter struct {
+	after time.Time
+	ch    chan<- time.Time
+}
+
+type callRec struct {
+	start, end time.Time
+	ok         bool
+}
+
+// maxRecs bounds the memory the timings take (~40 MB).
+const maxRecs = 1 << 20
+
+// maxInFlight bounds the calls the load has in flight; beyond it the rate
+// drops rather than piling up goroutines behind a stuck pool.
+const maxInFlight = 512
+
+func startLoad(x *experiment, rate float64) *loadGen {
+	l := &loadGen{x: x, rate: rate, quit: make(chan struct{}), done: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+func (l *loadGen) run() {
+	defer close(l.done)
+	interval := time.Duration(float64(time.Second) / l.rate)
+	slots := make(chan struct{}, maxInFlight)
+	next := time.Now()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.quit:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if now.Sub(next) > 100*time.Millisecond {
+			next = now // fell behind (a stuck pool): do not burst to catch up
+		}
+		for !next.After(now) {
+			select {
+			case slots <- struct{}{}:
+			case <-l.quit:
+				return
+			}
+			l.inflight.Add(1)
+			go func() {
+				defer l.inflight.Done()
+				defer func() { <-slots }()
+				l.one()
+			}()
+			next = next.Add(interval)
+		}
+		t.Reset(time.Until(next))
+	}
+}
+
+func (l *loadGen) one() {
+	start := l.x.now()
+	res, err := l.x.call(context.Background(), 10*time.Second)
+	end := l.x.now()
+	l.mu.Lock()
+	countCall(&l.c, res, err)
+	if len(l.recs) < maxRecs {
+		l.recs = append(l.recs, callRec{start: start, end: end, ok: err == nil})
+	}
+	if err == nil && len(l.waiters) > 0 {
+		keep := l.waiters[:0]
+		for _, w := range l.waiters {
+			if end.Before(w.after) {
+				keep = append(keep, w)
+				continue
+			}
+			select {
+			case w.ch <- end:
+			default:
+			}
+		}
+		l.waiters = keep
+	}
+	failed := l.c.Failed
+	l.mu.Unlock()
+	if bound := l.x.spec.AbortAfterFailures; err != nil && bound >= 0 && failed > bound {
+		l.x.abort(fmt.Errorf("%d calls failed, beyond the bound of %d (abort_after_failures)", failed, bound))
+	}
+}
+
+// notify sends on ch the end of the first successful call that ends at or
+// after t.
+func (l *loadGen) notify(t time.Time, ch chan<- time.Time) {
+	l.mu.Lock()
+	l.waiters = append(l.waiters, servedWaiter{after: t, ch: ch})
+	l.mu.Unlock()
+}
+
+// stop stops making calls and waits for those in flight.
+func (l *loadGen) stop() {
+	select {
+	case <-l.quit:
+	default:
+		close(l.quit)
+	}
+	<-l.done
+	l.inflight.Wait()
+}
+
+// latency summarizes the successful calls that started in [from, to); a
+// zero from means from the start. It also becomes the baseline the first
+// time it is asked.
+func (l *loadGen) latency(from, to time.Time) *Summary {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var xs []float64
+	for _, r := range l.recs {
+		if r.ok && !r.start.Before(from) && r.start.Before(to) {
+			xs = append(xs, ms(r.end.Sub(r.start)))
+		}
+	}
+	s := Summarize(xs)
+	if l.baseline == nil {
+		l.baseline = s
+	}
+	return s
+}
+
+// since returns the calls that started at or after t.
+func (l *loadGen) since(t time.Time) []callRec {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []callRec
+	for _, r := range l.recs {
+		if !r.start.Before(t) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// slowThreshold is the latency above which a call was slower than normal:
+// three times the baseline p99 and at least 10 ms more than it.
+func (l *loadGen) slowThreshold() time.Duration {
+	l.mu.Lock()
+	b := l.baseline
+	l.mu.Unlock()
+	if b == nil {
+		return 50 * time.Millisecond
+	}
+	p99 := time.Duration(b.P99 * float64(time.Millisecond))
+	return max(3*p99, p99+10*time.Millisecond)
+}
+
+// calls returns the counts and the latency of every call made.
+func (l *loadGen) calls() Calls {
+	l.mu.Lock()
+	c := l.c
+	c.Errors = append([]string(nil), l.c.Errors...)
+	xs := make([]float64, 0, len(l.recs))
+	for _, r := range l.recs {
+		if r.ok {
+			xs = append(xs, ms(r.end.Sub(r.start)))
+		}
+	}
+	l.mu.Unlock()
+	c.LatencyMS = Summarize(xs)
+	return c
+}

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Protocols.
@@ -67,6 +69,7 @@ type Agent struct {
 	w      *bufio.Writer
 
 	callMu  sync.Mutex // one request in flight
+	wbuf    []byte     // the request being written; guarded by callMu
 	nextID  atomic.Uint64
 	replies chan reply // the reader hands the reply to the call in flight
 
@@ -81,6 +84,10 @@ type Agent struct {
 	closeOnce sync.Once
 	started   time.Time
 }
+
+// maxKeptRequestBuf bounds the request buffer an agent keeps between
+// calls; a larger request gets a buffer of its own.
+const maxKeptRequestBuf = 256 << 10
 
 type reply struct {
 	line []byte
@@ -442,7 +449,9 @@ func (a *Agent) request(ctx context.Context, method string, params json.RawMessa
 	default:
 	}
 	id := a.nextID.Add(1)
-	buf := make([]byte, 0, 80+len(params)+len(method))
+	// The request is built in a buffer kept between calls (callMu is
+	// held): a session's context makes it kilobytes, every call.
+	buf := a.wbuf[:0]
 	buf = append(buf, `{"jsonrpc":"2.0","id":`...)
 	buf = strconv.AppendUint(buf, id, 10)
 	buf = append(buf, `,"method":`...)
@@ -452,7 +461,11 @@ func (a *Agent) request(ctx context.Context, method string, params json.RawMessa
 		buf = append(buf, params...)
 	}
 	buf = append(buf, "}\n"...)
-	if err := a.write(buf); err != nil {
+	err := a.write(buf)
+	if cap(buf) <= maxKeptRequestBuf {
+		a.wbuf = buf
+	}
+	if err != nil {
 		return nil, err
 	}
 	select {
@@ -533,4 +546,27 @@ func (a *Agent) BrokenErr() error { <-a.readDone; return a.readErr }
 // for callers that fabricate replies (chaos).
 func InvalidJSONError(line []byte) error {
 	return &garbageError{line: line, err: errors.New("invalid JSON")}
+}
+
+// Progressing reports whether an agent that has not answered yet is still
+// making progress rather than hung: its reply is already on its way (bytes
+// in the pipe, or a line read and not yet taken), or its process is
+// running or waiting for a CPU. On a loaded machine a slow call is usually
+// an agent short of CPU, not a hung one; telling them apart keeps the hang
+// detector from killing healthy agents.
+func (a *Agent) Progressing() bool {
+	if len(a.replies) > 0 {
+		return true
+	}
+	if n, err := unix.IoctlGetInt(int(a.stdout.Fd()), unix.TIOCINQ); err == nil && n > 0 {
+		return true
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(a.PID()) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses, which may itself
+	// contain spaces or parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'R'
 }

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,65 @@ type callParams struct {
 	Context  []contextEntry  `json:"context"`
 	Input    json.RawMessage `json:"input"`
 	Feedback string          `json:"feedback,omitempty"`
+}
+
+// encode writes the params as one line of JSON. It is built by hand from
+// the stored raw values, which were validated when they entered: encoding
+// them again with encoding/json would re-validate the whole context on
+// every call. Raw values holding line breaks (pretty-printed input) are
+// compacted, since the transport is one object per line.
+func (cp *callParams) encode(buf []byte) []byte {
+	buf = append(buf, `{"session":`...)
+	if cp.Session == nil {
+		buf = append(buf, "null"...)
+	} else {
+		buf = appendJSONString(buf, *cp.Session)
+	}
+	buf = append(buf, `,"context":[`...)
+	for i, e := range cp.Context {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"input":`...)
+		buf = appendRaw(buf, e.Input)
+		buf = append(buf, `,"output":`...)
+		buf = appendRaw(buf, e.Output)
+		buf = append(buf, '}')
+	}
+	buf = append(buf, `],"input":`...)
+	buf = appendRaw(buf, cp.Input)
+	if cp.Feedback != "" {
+		buf = append(buf, `,"feedback":`...)
+		buf = appendJSONString(buf, cp.Feedback)
+	}
+	return append(buf, '}')
+}
+
+func (cp *callParams) size() int {
+	n := 64 + len(cp.Input) + len(cp.Feedback)
+	for _, e := range cp.Context {
+		n += 24 + len(e.Input) + len(e.Output)
+	}
+	return n
+}
+
+func appendRaw(buf []byte, raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return append(buf, "null"...)
+	}
+	if bytes.IndexByte(raw, '\n') < 0 && bytes.IndexByte(raw, '\r') < 0 {
+		return append(buf, raw...)
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return append(buf, "null"...) // not reachable: raw values are validated on entry
+	}
+	return append(buf, b.Bytes()...)
+}
+
+func appendJSONString(buf []byte, s string) []byte {
+	b, _ := json.Marshal(s)
+	return append(buf, b...)
 }
 
 // Call runs one call: it is sent to an idle active agent (for a session,
@@ -123,10 +183,7 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 			}
 			done = d
 		}
-		raw, err := json.Marshal(params)
-		if err != nil {
-			return nil, err
-		}
+		raw := params.encode(make([]byte, 0, params.size()))
 		var r callResult
 		if pc.Hedge > 0 {
 			r, err = p.dispatchHedged(ctx, req.Session, raw, down, pc.Hedge)
@@ -372,7 +429,7 @@ func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan s
 			req.reply <- callResult{bounced: true}
 			continue
 		}
-		if !p.handle(sl, c, deadline, req) {
+		if !p.handle(sl, c, deadline, pc.StallTimeout, req) {
 			return
 		}
 		resetPing()
@@ -381,18 +438,30 @@ func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan s
 
 // handle runs one call on the agent. It reports false when the agent failed
 // (and was replaced).
-func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, req *callReq) bool {
+func (p *Pool) handle(sl *slot, c *contract.Contract, deadline, stallTimeout time.Duration, req *callReq) bool {
 	// The agent's deadline is the contract's, not the caller's: a caller
 	// that gives up must not leave the agent out of step with a reply
 	// still coming. A call that runs far longer than the pool's usual
-	// latency is a hang, noticed long before the deadline.
-	limit := deadline
-	stall := p.lat.stallTimeout(p.cfg.StallTimeout, deadline)
-	if stall < limit {
-		limit = stall
+	// latency is a hang, noticed long before the deadline, unless the agent
+	// is visibly still at work (running, or its reply already in the pipe):
+	// then it gets another stall period, up to the deadline.
+	stall := p.lat.stallTimeout(stallTimeout, deadline)
+	ctx, cancelDeadline := context.WithTimeout(context.Background(), deadline)
+	defer cancelDeadline()
+	ctx, cancelStall := context.WithCancelCause(ctx)
+	defer cancelStall(nil)
+	if stall < deadline {
+		var timer *time.Timer
+		timer = time.AfterFunc(stall, func() {
+			if sl.a.Progressing() {
+				timer.Reset(stall)
+				return
+			}
+			cancelStall(errStalled)
+		})
+		defer timer.Stop()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
+	limit := deadline
 	start := p.sup.opts.Now()
 	params := req.params
 	fault := sl.inject.Load()
@@ -405,8 +474,11 @@ func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, re
 	}
 	sl.calls.Add(1)
 	var v *contract.Violation
+	stalled := context.Cause(ctx) == errStalled
 	if err == nil {
 		v = c.Check(out)
+	} else if stalled {
+		v = contract.NewViolation(contract.CodeDeadline, "no reply within %s, %d× the pool's typical latency of %s, and the agent is not running: treated as hung", stall.Round(time.Microsecond), stallFactor, p.lat.typical().Round(time.Microsecond))
 	} else {
 		v = classify(err, limit, c.MaxOutputBytes())
 	}
@@ -423,9 +495,9 @@ func (p *Pool) handle(sl *slot, c *contract.Contract, deadline time.Duration, re
 	case contract.CodeDeadline:
 		kind = EventDeadline
 		at = start.Add(limit)
-		if limit < deadline {
+		if stalled {
 			kind = EventHang
-			v = contract.NewViolation(contract.CodeDeadline, "no reply within %s, %d× the pool's typical latency of %s: treated as hung", limit.Round(time.Microsecond), stallFactor, p.lat.typical().Round(time.Microsecond))
+			at = start.Add(stall)
 		}
 	case contract.CodeExit:
 		kind = EventExit
@@ -460,6 +532,9 @@ func (p *Pool) applyFault(ctx context.Context, f *injected, out json.RawMessage,
 	}
 	return out, nil
 }
+
+// errStalled is the cause of a call abandoned as hung.
+var errStalled = errors.New("stalled")
 
 // classify turns a transport error into the contract violation it is.
 func classify(err error, deadline time.Duration, maxBytes int64) *contract.Violation {

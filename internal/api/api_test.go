@@ -28,6 +28,14 @@ var (
 	flakyErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if flakyBin != "" {
+		os.RemoveAll(filepath.Dir(flakyBin)) // the agent built by flaky
+	}
+	os.Exit(code)
+}
+
 // flaky builds the example agent once for the package's tests.
 func flaky(t testing.TB) string {
 	t.Helper()
@@ -233,13 +241,21 @@ func TestEventsStream(t *testing.T) {
 	go f.client.Events(ctx, 0, true, func(ev Event) error { got <- ev; return nil })
 	time.Sleep(100 * time.Millisecond)
 	as, _ := f.client.Agents(ctx, "echo")
-	if err := f.client.RestartAgent(ctx, as[0].ID); err != nil {
+	// Only an active agent's replacement is a recovery; a spare's is not.
+	var victim string
+	for _, a := range as {
+		if a.State == supervisor.AgentActive {
+			victim = a.ID
+			break
+		}
+	}
+	if err := f.client.RestartAgent(ctx, victim); err != nil {
 		t.Fatal(err)
 	}
 	for {
 		select {
 		case ev := <-got:
-			if ev.Kind == "recovered" && ev.Agent == as[0].ID {
+			if ev.Kind == "recovered" && ev.Agent == victim {
 				return
 			}
 		case <-ctx.Done():

@@ -37,26 +37,35 @@ var (
 // one run. Every row drives the same flaky echo agent binary:
 //
 //   - direct: goroutines each driving their own agent over its pipes
-//     (agent.Start, Initialize, Call), with the params the supervisor
-//     sends: the limit no supervisor can beat.
+//     (agent.Start, Initialize, Call) with the params the supervisor sends
+//     for a sessionless call: the limit no supervisor can beat.
 //   - inproc: supervisor.Call in the same process, without HTTP: the
-//     supervisor's own share (dispatch, contract, retries bookkeeping).
+//     supervisor's own share (dispatch, contract check, metrics hook).
 //   - socket: api.Client → unix socket → api.Server → supervisor → agent,
-//     keep-alive connections, no sessions.
-//   - sessions: the same with a durable session per caller: the context is
-//     read before and the exchange appended (bbolt, fsync'd, group commit)
-//     after every call.
+//     kept-alive connections, no sessions.
+//   - sessions/window=N: the same with a durable session per caller: the
+//     context is read before every call and sent with it, and the exchange
+//     appended after it (bbolt, fsync'd, group commit) before the answer;
+//     the pool keeps the last N exchanges (64 is the default pool's).
+//   - paired: one caller calls a direct agent and a one-agent pool behind
+//     the socket by turns, so that both see the same moments of a busy
+//     machine: the fair measure of the latency the daemon adds.
 //
-// Each runs at concurrency 1 (latency: daemon-added-p50-µs is p50 of the
-// row minus p50 of direct/c=1) and at concurrency C (throughput, C agents
-// and C callers; -callpath.c, default 8). The pools check a JSON Schema,
-// like a real pool; the no-schema rows show what the contract check costs.
+// The pools check a JSON Schema, like a real pool; socket/no-schema shows
+// what the contract check costs. c=1 is one caller and one agent: its p50
+// is the latency, and daemon-added-p50-µs is p50 of the row minus p50 of
+// direct/c=1. c=C (-callpath.c, default 8) is C callers and C agents: the
+// throughput. Sessions are also run with 64 callers over C agents, as
+// group commit gains from many writers.
 //
 // Metrics: calls/s; p50-µs, p99-µs per call; cpu-µs/call is the CPU time
 // of this process (caller and daemon) per call and agent-cpu-µs/call that
 // of the agent processes, which waiting for a CPU on a busy machine does
-// not inflate; ceiling-calls/s is NumCPU/(cpu+agent-cpu), the throughput
-// the machine would reach if nothing else ran on it.
+// not inflate (much); ceiling-calls/s is NumCPU/(cpu+agent-cpu), the
+// throughput the machine would reach if nothing else ran on it; B/op and
+// allocs/op are the whole process's per call; appends/commit is the
+// writes sharing one fsync; restarts counts agents replaced during the row
+// (0 unless one died or hung; the reasons are logged).
 //
 //	go test -run '^$' -bench BenchmarkCallPath -benchtime 20000x ./internal/api/
 func BenchmarkCallPath(b *testing.B) {
@@ -64,9 +73,10 @@ func BenchmarkCallPath(b *testing.B) {
 	c := *benchConc
 	var directP50 time.Duration // direct/c=1, for daemon-added latency
 
-	row := func(name string, conc int, run func(b *testing.B, conc int) stats) {
+	row := func(name string, conc int, run func(b *testing.B) stats) {
 		b.Run(fmt.Sprintf("%s/c=%d", name, conc), func(b *testing.B) {
-			st := run(b, conc)
+			b.ReportAllocs() // of the whole process (caller and daemon) per call
+			st := run(b)
 			st.report(b)
 			if conc == 1 {
 				if name == "direct" {
@@ -77,18 +87,24 @@ func BenchmarkCallPath(b *testing.B) {
 			}
 		})
 	}
-	direct := func(b *testing.B, conc int) stats { return benchDirect(b, bin, conc) }
-	pool := func(schema, sessions, http bool) func(*testing.B, int) stats {
-		return func(b *testing.B, conc int) stats {
-			return benchDaemon(b, bin, conc, schema, sessions, http)
+	direct := func(conc int) func(*testing.B) stats {
+		return func(b *testing.B) stats { return benchDirect(b, bin, conc) }
+	}
+	daemon := func(s daemonRow) func(*testing.B) stats {
+		return func(b *testing.B) stats { return benchDaemon(b, bin, s) }
+	}
+	b.Run("paired/c=1", func(b *testing.B) { benchPaired(b, bin) })
+	for _, conc := range []int{1, c} {
+		row("direct", conc, direct(conc))
+		row("inproc", conc, daemon(daemonRow{callers: conc, agents: conc, schema: true}))
+		row("socket", conc, daemon(daemonRow{callers: conc, agents: conc, schema: true, http: true}))
+		row("socket/no-schema", conc, daemon(daemonRow{callers: conc, agents: conc, http: true}))
+		for _, w := range []int{8, config.DefaultContextEntries} {
+			row(fmt.Sprintf("sessions/window=%d", w), conc, daemon(daemonRow{callers: conc, agents: conc, schema: true, http: true, window: w}))
 		}
 	}
-	for _, conc := range []int{1, c} {
-		row("direct", conc, direct)
-		row("inproc", conc, pool(true, false, false))
-		row("socket", conc, pool(true, false, true))
-		row("socket/no-schema", conc, pool(false, false, true))
-		row("sessions", conc, pool(true, true, true))
+	for _, w := range []int{8, config.DefaultContextEntries} {
+		row(fmt.Sprintf("sessions/window=%d/agents=%d", w, c), 64, daemon(daemonRow{callers: 64, agents: c, schema: true, http: true, window: w}))
 	}
 }
 
@@ -98,6 +114,7 @@ type stats struct {
 	elapsed       time.Duration
 	p50, p99      time.Duration
 	cpu, agentCPU time.Duration // this process; the agents
+	extra         map[string]float64
 }
 
 func (s stats) report(b *testing.B) {
@@ -111,13 +128,17 @@ func (s stats) report(b *testing.B) {
 	if cpu+acpu > 0 {
 		b.ReportMetric(float64(runtime.NumCPU())*1e6/(cpu+acpu), "ceiling-calls/s")
 	}
+	for k, v := range s.extra {
+		b.ReportMetric(v, k)
+	}
 	b.ReportMetric(0, "ns/op") // wall time per op is calls/s, said once
 }
 
 // drive runs b.N calls of call spread over conc goroutines (goroutine i
-// makes its calls with call(i)), after a warm-up, and measures them.
-// agentCPU reads the agents' CPU time so far.
-func drive(b *testing.B, conc int, call func(i int) error, agentCPU func() time.Duration) stats {
+// makes its calls with call(i)), after a warm-up of 50 calls each, and
+// measures them. agentCPU reads the agents' CPU time so far; atStart runs
+// between the warm-up and the measurement.
+func drive(b *testing.B, conc int, call func(i int) error, agentCPU func() time.Duration, atStart ...func()) stats {
 	b.Helper()
 	var wg sync.WaitGroup
 	// Warm-up: connections, the pool's latency tracker, the page cache.
@@ -140,6 +161,9 @@ func drive(b *testing.B, conc int, call func(i int) error, agentCPU func() time.
 	var next atomic.Int64
 	lats := make([][]time.Duration, conc)
 	var failed atomic.Value
+	for _, f := range atStart {
+		f()
+	}
 	cpu0, acpu0 := processCPU(), agentCPU()
 	b.ResetTimer()
 	start := time.Now()
@@ -177,7 +201,13 @@ func drive(b *testing.B, conc int, call func(i int) error, agentCPU func() time.
 // benchDirect: conc goroutines, each with its own agent and nothing
 // between it and the agent's pipes.
 func benchDirect(b *testing.B, bin string, conc int) stats {
-	agents := make([]*agent.Agent, conc)
+	call, agentCPU := startDirect(b, bin, conc)
+	return drive(b, conc, call, agentCPU)
+}
+
+// startDirect starts n agents; call(i) calls the i-th.
+func startDirect(b *testing.B, bin string, n int) (call func(i int) error, agentCPU func() time.Duration) {
+	agents := make([]*agent.Agent, n)
 	for i := range agents {
 		a, err := agent.Start(agent.Config{ID: fmt.Sprint("direct-", i), Pool: "bench", Command: []string{bin, "-seed", "1"}, Logger: quiet})
 		if err != nil {
@@ -195,23 +225,118 @@ func benchDirect(b *testing.B, bin string, conc int) stats {
 	// What the supervisor sends for a sessionless call.
 	params, _ := json.Marshal(map[string]any{"session": nil, "context": []any{}, "input": benchInput})
 	ctx := context.Background()
-	pids := make([]int, conc)
+	pids := make([]int, n)
 	for i, a := range agents {
 		pids[i] = a.PID()
 	}
-	return drive(b, conc, func(i int) error {
-		_, err := agents[i].Call(ctx, params)
-		return err
-	}, func() time.Duration { return pidsCPU(pids) })
+	return func(i int) error {
+			_, err := agents[i].Call(ctx, params)
+			return err
+		}, func() time.Duration {
+			return pidsCPU(pids)
+		}
 }
 
-// benchDaemon: a pool of conc flaky agents behind a supervisor wired as
-// the daemon wires it (metrics hook included), called in process or
-// through the API's unix socket.
-func benchDaemon(b *testing.B, bin string, conc int, schema, sessions, http bool) stats {
+// benchPaired measures the latency the daemon adds in pairs: one caller
+// calls a direct agent and a one-agent pool behind the socket by turns, so
+// that both see the machine as it is at the same moments, which separate
+// rows on a busy machine do not.
+func benchPaired(b *testing.B, bin string) {
+	direct, _ := startDirect(b, bin, 1)
+	d := startDaemon(b, bin, daemonRow{callers: 1, agents: 1, schema: true, http: true})
+	defer d.unsubscribe()
+	for range 100 {
+		if err := direct(0); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.call(0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ds := make([]time.Duration, 0, b.N)
+	ss := make([]time.Duration, 0, b.N)
+	diff := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		var dd, sd time.Duration
+		// Alternate which goes first, so that neither always finds the
+		// CPUs as the other left them.
+		for k := range 2 {
+			t0 := time.Now()
+			if (i+k)%2 == 0 {
+				if err := direct(0); err != nil {
+					b.Fatal(err)
+				}
+				dd = time.Since(t0)
+			} else {
+				if err := d.call(0); err != nil {
+					b.Fatal(err)
+				}
+				sd = time.Since(t0)
+			}
+		}
+		ds, ss, diff = append(ds, dd), append(ss, sd), append(diff, sd-dd)
+	}
+	b.StopTimer()
+	q := func(s []time.Duration, f float64) float64 {
+		slices.Sort(s)
+		return float64(s[int(f*float64(len(s)-1))]) / 1e3
+	}
+	b.ReportMetric(q(ds, 0.5), "direct-p50-µs")
+	b.ReportMetric(q(ss, 0.5), "socket-p50-µs")
+	b.ReportMetric(q(ss, 0.5)-q(ds, 0.5), "daemon-added-p50-µs")
+	b.ReportMetric(q(diff, 0.5), "pair-diff-p50-µs")
+	b.ReportMetric(q(ds, 0.99), "direct-p99-µs")
+	b.ReportMetric(q(ss, 0.99), "socket-p99-µs")
+	b.ReportMetric(float64(d.replaced(b)), "restarts")
+	b.ReportMetric(0, "ns/op")
+}
+
+// daemonRow is one row through the supervisor.
+type daemonRow struct {
+	callers, agents int
+	schema          bool // the pool's contract has a JSON Schema
+	http            bool // through the socket; else supervisor.Call in process
+	window          int  // > 0: each caller has a durable session keeping this many exchanges
+}
+
+// benchDaemon: a pool of flaky agents behind a supervisor wired as the
+// daemon wires it (metrics hook included), called in process or through the
+// API's unix socket.
+func benchDaemon(b *testing.B, bin string, r daemonRow) stats {
+	d := startDaemon(b, bin, r)
+	defer d.unsubscribe()
+	var before session.Stats
+	st := drive(b, r.callers, d.call, d.agentCPU, func() {
+		if d.store != nil {
+			before = d.store.Stats()
+		}
+	})
+	st.extra = map[string]float64{}
+	if d.store != nil {
+		after := d.store.Stats()
+		if n := after.Commits - before.Commits; n > 0 {
+			st.extra["appends/commit"] = float64(after.Writes-before.Writes) / float64(n)
+		}
+	}
+	st.extra["restarts"] = float64(d.replaced(b))
+	return st
+}
+
+// benchPool is a running pool under test.
+type benchPool struct {
+	sup         *supervisor.Supervisor
+	store       *session.Store
+	call        func(i int) error // a call by the i-th caller
+	agentCPU    func() time.Duration
+	events      <-chan supervisor.Event
+	unsubscribe func()
+}
+
+func startDaemon(b *testing.B, bin string, r daemonRow) *benchPool {
 	var store *session.Store
 	opts := supervisor.Options{Logger: quiet}
-	if sessions {
+	if r.window > 0 {
 		dir := *benchStore
 		if dir == "" {
 			// /tmp may be a tmpfs elsewhere; /var/tmp is on the disk.
@@ -222,7 +347,7 @@ func benchDaemon(b *testing.B, bin string, conc int, schema, sessions, http bool
 			b.Cleanup(func() { os.RemoveAll(d) })
 			dir = d
 		}
-		s, err := session.Open(context.Background(), session.Options{Path: filepath.Join(dir, fmt.Sprintf("state-%d.db", time.Now().UnixNano()))})
+		s, err := session.Open(context.Background(), session.Options{Path: filepath.Join(dir, fmt.Sprintf("state-%d.db", time.Now().UnixNano())), Logger: quiet})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -237,10 +362,19 @@ func benchDaemon(b *testing.B, bin string, conc int, schema, sessions, http bool
 	pc := config.DefaultPool()
 	pc.Name = "bench"
 	pc.Command = []string{bin, "-seed", "1"}
-	pc.Replicas, pc.Spares, pc.MaxSpares = conc, 0, 0
+	pc.Replicas, pc.Spares, pc.MaxSpares = r.agents, 0, 0
 	pc.PingInterval = 0
-	if schema {
+	// The adaptive hang detector (10× the typical latency, at least
+	// 100 ms) takes calls slowed by a starved CPU for hangs; on a shared
+	// 2-core machine with 64 callers it kills agents until the pool gives
+	// up. These rows measure the call path, so they use a fixed stall
+	// timeout; docs/BENCHMARKS.md reports the detector's misfires apart.
+	pc.StallTimeout = 10 * time.Second
+	if r.schema {
 		pc.Contract.Schema = benchSchema
+	}
+	if r.window > 0 {
+		pc.ContextLimit.Entries = r.window
 	}
 	if err := sup.Apply(context.Background(), &config.Config{Pools: []config.Pool{pc}}); err != nil {
 		b.Fatal(err)
@@ -255,6 +389,7 @@ func benchDaemon(b *testing.B, bin string, conc int, schema, sessions, http bool
 		defer cancel()
 		sup.Stop(ctx)
 	})
+	events, unsubscribe := sup.Subscribe(4096)
 	agents, _ := sup.Agents("bench")
 	pids := make([]int, 0, len(agents))
 	for _, a := range agents {
@@ -262,39 +397,62 @@ func benchDaemon(b *testing.B, bin string, conc int, schema, sessions, http bool
 	}
 	agentCPU := func() time.Duration { return pidsCPU(pids) }
 
-	sessionOf := func(i int) string {
-		if !sessions {
-			return ""
+	ids := make([]string, r.callers)
+	if r.window > 0 {
+		for i := range ids {
+			ids[i] = fmt.Sprintf("bench-%d-%d", i, time.Now().UnixNano())
 		}
-		return fmt.Sprintf("bench-%d-%d", i, time.Now().UnixNano())
 	}
-	ids := make([]string, conc)
-	for i := range ids {
-		ids[i] = sessionOf(i)
-	}
-	if !http {
-		return drive(b, conc, func(i int) error {
+	var call func(i int) error
+	if r.http {
+		sock, err := Listen(filepath.Join(b.TempDir(), "api.sock"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := NewServer(Options{Supervisor: sup, Sessions: store, Version: "bench", Logger: quiet})
+		go srv.Serve(sock)
+		b.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+		})
+		client := NewClient(sock.Path)
+		call = func(i int) error {
+			_, err := client.Call(context.Background(), "bench", CallRequest{Input: benchInput, Session: ids[i]})
+			return err
+		}
+	} else {
+		call = func(i int) error {
 			_, err := sup.Call(context.Background(), "bench", supervisor.CallRequest{Input: benchInput, Session: ids[i]})
 			return err
-		}, agentCPU)
+		}
 	}
+	return &benchPool{sup: sup, store: store, call: call, agentCPU: agentCPU, events: events, unsubscribe: unsubscribe}
+}
 
-	sock, err := Listen(filepath.Join(b.TempDir(), "api.sock"))
-	if err != nil {
-		b.Fatal(err)
+// replaced returns how many agents the pool replaced, and logs why: on a
+// starved machine the stall detector takes a slow call for a hang.
+func (p *benchPool) replaced(b *testing.B) int {
+	restarts := 0
+	for _, ps := range p.sup.Status() {
+		restarts += ps.Restarts
 	}
-	srv := NewServer(Options{Supervisor: sup, Sessions: store, Version: "bench", Logger: quiet})
-	go srv.Serve(sock)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	client := NewClient(sock.Path)
-	return drive(b, conc, func(i int) error {
-		_, err := client.Call(context.Background(), "bench", CallRequest{Input: benchInput, Session: ids[i]})
-		return err
-	}, agentCPU)
+	why := map[string]int{}
+	for len(p.events) > 0 {
+		ev := <-p.events
+		switch ev.Kind {
+		case supervisor.EventExit, supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang:
+			reason := ev.Reason
+			if i := strings.IndexAny(reason, "0123456789"); i > 0 {
+				reason = reason[:i] // without the figures, so that reasons group
+			}
+			why[ev.Kind+": "+reason]++
+		}
+	}
+	for k, n := range why {
+		b.Logf("%d× %s", n, k)
+	}
+	return restarts
 }
 
 type benchMetricsSource struct{ sup **supervisor.Supervisor }
@@ -311,8 +469,9 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// pidsCPU sums the user+system CPU time of live processes, all threads,
-// from /proc/PID/stat (clock ticks).
+// pidsCPU sums the user and system CPU time of live processes, from
+// /proc/PID/stat: all their threads, exited ones included, in clock ticks
+// (10 ms), so a row needs some thousands of calls for a precise figure.
 func pidsCPU(pids []int) time.Duration {
 	var ticks int64
 	for _, pid := range pids {
@@ -320,8 +479,8 @@ func pidsCPU(pids []int) time.Duration {
 		if err != nil {
 			continue
 		}
-		// Fields after the command name, which is in parentheses and may
-		// hold spaces: state is field 3, utime 14, stime 15.
+		// The fields after the command name, which is in parentheses and
+		// may hold spaces: state is field 3, utime 14, stime 15.
 		s := string(b)
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 		if len(f) < 13 {

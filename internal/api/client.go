@@ -22,15 +22,7 @@ type Client struct {
 
 // NewClient returns a client for the daemon at socket.
 func NewClient(socket string) *Client {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	return &Client{Socket: socket, http: &http.Client{Transport: tr}}
+	return &Client{Socket: socket, http: &http.Client{Transport: &unixTransport{socket: socket}}}
 }
 
 // do sends a request and decodes a JSON answer into out (if not nil).
@@ -40,13 +32,14 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return err
 	}
 	defer resp.Body.Close()
-	if out == nil {
-		io.Copy(io.Discard, resp.Body)
-		return nil
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("decoding the daemon's answer to %s %s: %w", method, path, err)
+		}
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decoding the daemon's answer to %s %s: %w", method, path, err)
-	}
+	// Read to the end (the newline after the JSON value, the end of a
+	// chunked body) so that the connection is kept for the next request.
+	io.CopyN(io.Discard, resp.Body, 64<<10)
 	return nil
 }
 

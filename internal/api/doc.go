@@ -27,6 +27,13 @@
 //	GET  /v1/sessions[?pool=P]
 //	GET  /v1/sessions/{id}[?pool=P]
 //
+// [Client] keeps its connections to the socket alive and, unlike
+// http.Transport, writes each request and reads its answer on the calling
+// goroutine: a call costs the client two goroutine switches fewer. A
+// connection the daemon closed (a restart) is noticed on the next write,
+// before anything is sent, and the request goes out on a new one; nothing
+// else is retried, so a call is never sent twice.
+//
 // Other packages add routes with [Server.Handle] (isolation, telemetry,
 // chaos, the Arbiter).
 package api

@@ -11,7 +11,8 @@ passed=$(grep -cE '^\s*--- PASS' "$log")
 failed=$(grep -cE '^\s*--- FAIL' "$log")
 skipped=$(grep -cE '^\s*--- SKIP' "$log")
 echo
-grep -E '^\s*--- SKIP' -A1 "$log" | grep -vE '^(--|\s*--- SKIP)' | sed 's/^ */skip reason: /' | sort | uniq -c | sort -rn | head -20
+# go test -v prints a skip's reason on the line before its "--- SKIP".
+grep -E '^\s*--- SKIP' -B1 "$log" | grep -vE '^(--|\s*--- SKIP|=== )' | sed 's/^ */skip reason: /' | sort | uniq -c | sort -rn | head -20
 echo
 echo "${passed} passed, ${failed} failed, ${skipped} skipped"
 exit "$status"

@@ -33,5 +33,15 @@ check-generate: generate
 bench:
 	scripts/bench.sh
 
+# The Debian package (static binaries, units, config, man pages, completions)
+# in dist/, built with dpkg-deb.
+deb:
+	VERSION=$(VERSION) scripts/build-deb.sh
+
+# Installs the .deb in a Debian bookworm VM (qemu; the image is cached in
+# /var/cache/resilienced-vm) and runs the integration checks under systemd.
+vm-test:
+	VERSION=$(VERSION) scripts/vm-test.sh
+
 clean:
 	rm -rf $(BIN) dist

@@ -125,7 +125,7 @@ func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
 func (w *arbiterWiring) Replace(ctx context.Context, a arbiter.Assessment) error {
 	reason := fmt.Sprintf("risk %.2f: %s", a.Risk, strings.Join(a.Reasons, "; "))
 	w.d.sup.Emit(supervisor.Event{Kind: supervisor.EventPrediction, Pool: a.Pool, Agent: a.Agent, Reason: reason})
-	if err := w.d.sup.Drain(a.Agent); err != nil {
+	if err := w.d.sup.Drain(a.Agent, "predicted to fail: "+reason); err != nil {
 		return err
 	}
 	return w.loop.Gone(ctx, a.Agent, a.Pool, time.Now())

@@ -276,9 +276,14 @@ func (d *daemon) statusLine() string {
 func (d *daemon) onEvent(ev supervisor.Event) {
 	d.metrics.Event(ev)
 	switch ev.Kind {
-	case supervisor.EventExit, supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang:
+	case supervisor.EventExit, supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang, supervisor.EventOOM:
 		e := ev
 		d.lastFail.Store(&e)
+		d.log.Warn("agent failed", "agent", ev.Agent, "pool", ev.Pool, "kind", ev.Kind, "reason", ev.Reason)
+	case supervisor.EventPoolFailed, supervisor.EventEscalate, supervisor.EventPrediction, supervisor.EventIsolate, supervisor.EventBreaker:
+		d.log.Warn(ev.Kind, "agent", ev.Agent, "pool", ev.Pool, "reason", ev.Reason)
+	case supervisor.EventRecovered:
+		d.log.Info("recovered", "agent", ev.Agent, "pool", ev.Pool, "cause", ev.Cause, "detect_ms", *ev.DetectMS, "recover_ms", *ev.RecoverMS)
 	}
 	select {
 	case d.events <- ev:

@@ -43,7 +43,7 @@ func newRoot() *cobra.Command {
 	}
 	def := os.Getenv("RESILIENT_SOCKET")
 	if def == "" {
-		def = api.DefaultSocketPath()
+		def = api.ClientSocketPath()
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", def, "daemon socket (env RESILIENT_SOCKET)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table | json")

@@ -240,7 +240,7 @@ func (s *Server) restartAgent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
-	if err := s.opts.Supervisor.Drain(r.PathValue("id")); err != nil {
+	if err := s.opts.Supervisor.Drain(r.PathValue("id"), "drained by operator"); err != nil {
 		WriteError(w, err)
 		return
 	}

@@ -31,12 +31,25 @@ type Socket struct {
 // for anyone else.
 func DefaultSocketPath() string {
 	if os.Geteuid() == 0 {
-		return "/run/resilienced/resilienced.sock"
+		return SystemSocketPath
 	}
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		return filepath.Join(d, "resilienced", "resilienced.sock")
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("resilienced-%d", os.Getuid()), "resilienced.sock")
+}
+
+// SystemSocketPath is where the system daemon (the systemd service) listens.
+const SystemSocketPath = "/run/resilienced/resilienced.sock"
+
+// ClientSocketPath is where a client looks by default: the system daemon's
+// socket when there is one (members of group resilienced use it), else
+// DefaultSocketPath, where a daemon run by this user would listen.
+func ClientSocketPath() string {
+	if fi, err := os.Stat(SystemSocketPath); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		return SystemSocketPath
+	}
+	return DefaultSocketPath()
 }
 
 // Listen creates the socket at path: 0660 with group resilienced when that

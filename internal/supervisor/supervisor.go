@@ -342,12 +342,12 @@ func (s *Supervisor) RestartPool(ctx context.Context, name string) error {
 
 // Drain stops routing calls to the agent, lets its call in flight finish,
 // then stops it; a spare takes its place first.
-func (s *Supervisor) Drain(id string) error {
+func (s *Supervisor) Drain(id, reason string) error {
 	p, sl, err := s.findAgent(id)
 	if err != nil {
 		return err
 	}
-	p.drain(sl, "drained by operator")
+	p.drain(sl, reason)
 	return nil
 }
 

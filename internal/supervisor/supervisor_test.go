@@ -303,7 +303,7 @@ func TestDrainAndScale(t *testing.T) {
 	h := newHarness(t, cfgOf(testPool(t, "d")))
 	h.ready()
 	victim := h.agentsIn("d", AgentActive)[0]
-	if err := h.sup.Drain(victim.ID); err != nil {
+	if err := h.sup.Drain(victim.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor("drained agent exits", func() bool { return !alive(victim.PID) })

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/resilienced/resilienced/internal/config"
 )
 
 // Kind is a kind of fault.
@@ -105,33 +107,11 @@ func kindList() string {
 	return strings.Join(names, ", ")
 }
 
-// suggest returns the kind closest to s by edit distance, if close enough.
+// suggest returns the kind closest to s, if it is close enough to be a typo.
 func suggest(s string) string {
-	best, bestD := "", 3
-	for _, k := range Kinds {
-		if d := editDistance(strings.ToLower(s), string(k)); d < bestD {
-			best, bestD = string(k), d
-		}
+	names := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		names[i] = string(k)
 	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return config.Suggest(strings.ToLower(s), names)
 }

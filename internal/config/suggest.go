@@ -1,7 +1,11 @@
 package config
 
-// suggest returns the key in keys closest to an unknown key, if it is close
-// enough to be a typo: at most two edits, and fewer than half the key.
+// Suggest returns the word in words closest to an unknown one, if it is
+// close enough to be a typo: at most two edits, and fewer than half the
+// word. "" when none is. Other packages use it for their own names (fault
+// kinds), so that every "did you mean" in the project agrees.
+func Suggest(key string, keys []string) string { return suggest(key, keys) }
+
 func suggest(key string, keys []string) string {
 	best, bestDist := "", 3
 	for _, k := range keys {

@@ -116,7 +116,11 @@ func load(ctx context.Context, opts Options, cfg loadConfig) (_ *Probes, err err
 	for s := int(slots) - 1; s >= 0; s-- {
 		p.free = append(p.free, uint32(s))
 	}
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+	// CO-RE against the kernel's own BTF only: left to itself the library
+	// also reads every module's BTF, and one missing from /sys/kernel/btf
+	// (seen on Debian's 6.1) then fails the whole load.
+	loadOpts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelBTF}}
+	if err := spec.LoadAndAssign(&p.objs, loadOpts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			p.log.Debug("telemetry: verifier log", "log", fmt.Sprintf("%+v", ve))

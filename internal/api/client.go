@@ -177,6 +177,13 @@ func (c *Client) Events(ctx context.Context, since time.Duration, follow bool, f
 	return nil
 }
 
+// Stream sends a request and returns the response for the caller to read
+// as it comes (newline-delimited JSON streams) and then close. Errors are
+// classified as for every other method.
+func (c *Client) Stream(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	return c.send(ctx, method, path, body)
+}
+
 // Get sends GET path and decodes the answer into out: for routes other
 // packages add.
 func (c *Client) Get(ctx context.Context, path string, out any) error {

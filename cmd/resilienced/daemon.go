@@ -100,9 +100,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.ks.supervisorOptions(&opts)
 	policyHook, goneHook := opts.OnSandbox, opts.OnAgentGone
 	opts.OnSandbox = func(pc config.Pool, id string, sb supervisor.Sandbox) error {
-		if err := d.tel.onSandbox(id, sb); err != nil {
-			return err
-		}
+		d.tel.onSandbox(id, sb) // telemetry is an aid: never fails a spawn
 		if policyHook != nil {
 			return policyHook(pc, id, sb)
 		}

@@ -28,9 +28,10 @@ func (d *daemon) startKillSwitch(ctx context.Context, cfg *config.Config) *killS
 	k := &killSwitch{d: d, policies: make(map[string]string)}
 	sw, err := isolate.New(ctx, isolate.Options{StateDir: cfg.StateDir, Logger: d.log})
 	if err != nil {
+		// Without BPF the Switch still does node isolation, which the node
+		// routes open on demand; this one is not kept.
 		d.mode.Notes = append(d.mode.Notes, "kill switch: agent isolation and egress policies off: "+err.Error())
-		if errors.Is(err, isolate.ErrNotSupported) && sw != nil {
-			k.sw = nil
+		if sw != nil {
 			sw.Close()
 		}
 		return k

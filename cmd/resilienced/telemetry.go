@@ -52,19 +52,18 @@ func (d *daemon) startTelemetry(ctx context.Context) *telemetryWiring {
 }
 
 // onSandbox watches a new agent's cgroup before the agent starts in it.
-func (t *telemetryWiring) onSandbox(agentID string, sb supervisor.Sandbox) error {
+func (t *telemetryWiring) onSandbox(agentID string, sb supervisor.Sandbox) {
 	t.mu.Lock()
 	t.agents[sb.ID()] = watched{id: agentID, path: sb.Path()}
 	t.byID[agentID] = sb.ID()
 	t.mu.Unlock()
 	if t.probes == nil {
-		return nil
+		return
 	}
 	if err := t.probes.Watch(sb.ID(), sb.Path()); err != nil {
 		// Telemetry is an aid, not a precondition: the agent runs unwatched.
 		t.d.log.Warn("telemetry: cannot watch agent", "agent", agentID, "err", err)
 	}
-	return nil
 }
 
 func (t *telemetryWiring) onAgentGone(agentID string, sb supervisor.Sandbox) {

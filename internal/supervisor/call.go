@@ -247,8 +247,11 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 
 func (p *Pool) storedResult(ctx context.Context, key string) (*CallResult, error) {
 	out, ok, err := p.sup.opts.Store.Result(ctx, p.name, key)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("pool %s: idempotency key %q: stored result unreadable: %v", p.name, key, err)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: idempotency key %q: reading the stored result: %w", p.name, key, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("pool %s: idempotency key %q: the store reported it done but holds no result (expired?); retry with a new key", p.name, key)
 	}
 	return &CallResult{Output: out, Cached: true}, nil
 }

@@ -66,7 +66,6 @@ type hub struct {
 	next   int
 	full   bool
 	sink   func(Event)
-	lost   uint64
 }
 
 func newHub(size int, sink func(Event)) *hub {
@@ -83,8 +82,7 @@ func (h *hub) emit(ev Event) {
 	for ch := range h.subs {
 		select {
 		case ch <- ev:
-		default:
-			h.lost++
+		default: // the subscriber is behind; the journal still has the event
 		}
 	}
 	sink := h.sink

@@ -405,7 +405,6 @@ func lookupCredential(username, groupname string) (*syscall.Credential, error) {
 		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
 		cred.Gid = uint32(gid)
 	}
-	cred.NoSetGroups = false
 	return cred, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 
 	"github.com/resilienced/resilienced/internal/api"
@@ -42,6 +43,7 @@ func run() int {
 		check      = flag.Bool("check", false, "check the config and exit (0 valid, 2 invalid)")
 		useArbiter = flag.Bool("arbiter", true, "predict failures and replace agents before they fail")
 		cgroupName = flag.String("cgroup-name", "", "name of the cgroup subtree for agents when not delegated by systemd (default resilienced); lets two daemons share a host")
+		procs      = flag.Int("procs", 0, "CPUs the daemon's own threads run on (0: GOMAXPROCS when set, else half the CPUs, leaving the rest to agents)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: resilienced --config FILE [--socket PATH] [--state-dir DIR]\n\n")
@@ -63,6 +65,12 @@ func run() int {
 		return 2
 	}
 	slog.SetDefault(log)
+	nprocs, why, err := setProcs(*procs)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "resilienced:", err)
+		return 2
+	}
+	log.Info("daemon threads", "cpus", nprocs, "by", why, "host_cpus", runtime.NumCPU())
 
 	cfg := config.Default()
 	if *configPath != "" {

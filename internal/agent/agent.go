@@ -362,6 +362,19 @@ func (a *Agent) Ping(ctx context.Context) error {
 // the raw result. For MCP the params become the tool's arguments and the
 // result is the tool's structured content, or its single text content.
 func (a *Agent) Call(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
+	pc, err := a.Send(params)
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	return pc.Wait(ctx, nil)
+}
+
+// Send writes a call, as [Agent.Call] does, and returns it in flight
+// without waiting for its reply: the caller takes the reply with
+// [Pending.Wait] and then closes it. It lets a caller stop waiting (its own
+// client went away) while the call goes on, to be finished elsewhere.
+func (a *Agent) Send(params json.RawMessage) (*Pending, error) {
 	if a.cfg.Protocol == ProtocolMCP {
 		p, err := json.Marshal(struct {
 			Name      string          `json:"name"`
@@ -370,13 +383,70 @@ func (a *Agent) Call(ctx context.Context, params json.RawMessage) (json.RawMessa
 		if err != nil {
 			return nil, err
 		}
-		res, err := a.request(ctx, "tools/call", p)
-		if err != nil {
-			return nil, err
+		pc, err := a.send("tools/call", p)
+		if pc != nil {
+			pc.mcp = true
 		}
-		return mcpOutput(res)
+		return pc, err
 	}
-	return a.request(ctx, a.cfg.Method, params)
+	return a.send(a.cfg.Method, params)
+}
+
+// Pending is a request written to the agent whose reply has not been taken
+// yet. The agent takes no other request until it is closed.
+type Pending struct {
+	a      *Agent
+	id     uint64
+	mcp    bool // the reply is a tools/call result
+	closed bool
+}
+
+// Wait waits for the reply, ctx, or the process's death, whichever comes
+// first. If leave is closed first, Wait returns [ErrLeft] and the request
+// stays in flight: Wait may be called again, from any goroutine, to go on
+// waiting. Wait and Close are not safe for concurrent use with each other.
+func (pc *Pending) Wait(ctx context.Context, leave <-chan struct{}) (json.RawMessage, error) {
+	a := pc.a
+	select {
+	case r := <-a.replies:
+		return pc.result(r)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-leave:
+		return nil, ErrLeft
+	case <-a.done:
+		// The process is gone; a reply it wrote just before dying may
+		// still be in the pipe.
+		select {
+		case r := <-a.replies:
+			if r.err == nil {
+				return pc.result(r)
+			}
+		case <-time.After(time.Millisecond):
+		}
+		return nil, fmt.Errorf("%w: %s", ErrExited, a.ExitStatus())
+	}
+}
+
+func (pc *Pending) result(r reply) (json.RawMessage, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	res, err := decodeReply(r.line, pc.id)
+	if err != nil || !pc.mcp {
+		return res, err
+	}
+	return mcpOutput(res)
+}
+
+// Close ends the request: the agent takes the next one. A reply to a
+// request closed before it came arrives out of step, and fails the next
+// request as unsolicited.
+func (pc *Pending) Close() {
+	if !pc.closed {
+		pc.closed = true
+		pc.a.callMu.Unlock()
+	}
 }
 
 func mcpOutput(res json.RawMessage) (json.RawMessage, error) {
@@ -434,14 +504,25 @@ func (a *Agent) write(b []byte) error {
 // request sends one request and waits for its reply, the context, or the
 // process's death, whichever comes first.
 func (a *Agent) request(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	pc, err := a.send(method, params)
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	return pc.Wait(ctx, nil)
+}
+
+// send writes one request and returns it in flight, holding callMu until
+// it is closed.
+func (a *Agent) send(method string, params json.RawMessage) (*Pending, error) {
 	if !a.callMu.TryLock() {
 		return nil, ErrBusy
 	}
-	defer a.callMu.Unlock()
 	// A reply left over from an abandoned call would be taken for this
 	// one's: the agent is out of step.
 	select {
 	case r := <-a.replies:
+		a.callMu.Unlock()
 		if r.err != nil {
 			return nil, r.err
 		}
@@ -466,28 +547,10 @@ func (a *Agent) request(ctx context.Context, method string, params json.RawMessa
 		a.wbuf = buf
 	}
 	if err != nil {
+		a.callMu.Unlock()
 		return nil, err
 	}
-	select {
-	case r := <-a.replies:
-		if r.err != nil {
-			return nil, r.err
-		}
-		return decodeReply(r.line, id)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-a.done:
-		// The process is gone; a reply it wrote just before dying may
-		// still be in the pipe.
-		select {
-		case r := <-a.replies:
-			if r.err == nil {
-				return decodeReply(r.line, id)
-			}
-		case <-time.After(time.Millisecond):
-		}
-		return nil, fmt.Errorf("%w: %s", ErrExited, a.ExitStatus())
-	}
+	return &Pending{a: a, id: id}, nil
 }
 
 func decodeReply(line []byte, id uint64) (json.RawMessage, error) {

@@ -16,6 +16,9 @@ var (
 	ErrProtocol = errors.New("agent protocol error")
 	// ErrBusy: a call was made while another was in flight.
 	ErrBusy = errors.New("agent busy")
+	// ErrLeft: [Pending.Wait] stopped waiting because its leave channel
+	// closed; the request is still in flight.
+	ErrLeft = errors.New("agent: stopped waiting; the request is still in flight")
 	// ErrClosed: the agent was closed by its owner.
 	ErrClosed = errors.New("agent closed")
 )

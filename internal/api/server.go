@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -193,7 +194,61 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, CallResponse{Output: res.Output, Agent: res.Agent, Attempts: res.Attempts, Cached: res.Cached, Seq: res.Seq, Violations: res.Violations})
+	writeCallResponse(w, res)
+}
+
+// jsonContentType is the Content-Type header's value, shared by every
+// answer (net/http only reads it).
+var jsonContentType = []string{"application/json"}
+
+// writeCallResponse writes a call's answer as WriteJSON would write a
+// CallResponse, built by hand: the output is JSON checked by the contract,
+// which encoding/json would validate and compact again. The body goes out
+// with its Content-Length, never chunked.
+func writeCallResponse(w http.ResponseWriter, res *supervisor.CallResult) {
+	out := res.Output
+	if len(out) == 0 {
+		out = json.RawMessage("null")
+	}
+	if len(res.Violations) > 0 || bytes.ContainsAny(out, "\r\n") || !plainString(res.Agent) {
+		WriteJSON(w, http.StatusOK, CallResponse{Output: res.Output, Agent: res.Agent, Attempts: res.Attempts, Cached: res.Cached, Seq: res.Seq, Violations: res.Violations})
+		return
+	}
+	b := make([]byte, 0, 80+len(out)+len(res.Agent))
+	b = append(b, `{"output":`...)
+	b = append(b, out...)
+	if res.Agent != "" {
+		b = append(b, `,"agent":"`...)
+		b = append(b, res.Agent...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"attempts":`...)
+	b = strconv.AppendInt(b, int64(res.Attempts), 10)
+	if res.Cached {
+		b = append(b, `,"cached":true`...)
+	}
+	if res.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, res.Seq, 10)
+	}
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+// plainString reports whether s needs no escaping in JSON (as
+// encoding/json escapes, HTML characters included).
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) restartPool(w http.ResponseWriter, r *http.Request) {

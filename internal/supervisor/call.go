@@ -34,11 +34,6 @@ type CallResult struct {
 	Violations []*contract.Violation `json:"violations,omitempty"`
 }
 
-type callReq struct {
-	params json.RawMessage
-	reply  chan callResult
-}
-
 type callResult struct {
 	out       json.RawMessage
 	agent     string
@@ -301,44 +296,29 @@ func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json
 	}
 }
 
-// dispatch hands one attempt to an agent and waits for its outcome.
+// dispatch runs one attempt on an agent lent to this goroutine: for a
+// session, the agent the ring assigns it. If ctx ends while the agent is
+// at work, dispatch returns at once and the attempt is finished on another
+// goroutine: the agent's deadline is the contract's, not the caller's.
 func (p *Pool) dispatch(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}) (callResult, error) {
-	req := &callReq{params: params, reply: make(chan callResult, 1)}
-	for {
-		var target *slot
-		if sessionID != "" {
-			p.mu.Lock()
-			if id, ok := p.ring.Assign(sessionID); ok {
-				target = p.slots[id]
-			}
-			p.mu.Unlock()
-		}
-		if target != nil {
-			select {
-			case target.own <- req:
-			case <-target.dead:
-				continue // its sessions move; ask the ring again
-			case <-ctx.Done():
-				return callResult{}, ctx.Err()
-			case <-down:
-				return callResult{}, p.downErr()
-			}
-		} else {
-			select {
-			case p.work <- req:
-			case <-ctx.Done():
-				return callResult{}, ctx.Err()
-			case <-down:
-				return callResult{}, p.downErr()
-			}
-		}
-		select {
-		case r := <-req.reply:
-			return r, nil
-		case <-ctx.Done():
-			return callResult{}, ctx.Err()
-		}
+	sl, err := p.acquire(ctx, sessionID, down)
+	if err != nil {
+		return callResult{}, err
 	}
+	if !sl.accepting.Load() {
+		// It left service since it was lent: the call goes elsewhere.
+		p.giveBack(sl)
+		return callResult{bounced: true}, nil
+	}
+	at := p.begin(sl, params)
+	if at.wait(ctx.Done()) {
+		return at.finish(), nil
+	}
+	go func() {
+		at.wait(nil)
+		at.finish()
+	}()
+	return callResult{}, ctx.Err()
 }
 
 func (p *Pool) downErr() error {
@@ -350,10 +330,10 @@ func (p *Pool) downErr() error {
 	return fmt.Errorf("%w: pool %s", ErrPoolStopped, p.name)
 }
 
-// serve is an agent's worker loop: as a spare it waits for promotion,
-// pinging now and then; as an active agent it takes calls. Any failure
-// ends the loop through p.fail.
-func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan struct{}) {
+// serve is an agent's worker loop. It takes no calls (they are lent the
+// agent, see lender): it watches the agent's process, pings it while it is
+// idle, and stops it when asked. Any failure ends the loop through p.fail.
+func (p *Pool) serve(sl *slot, pc config.Pool, down chan struct{}) {
 	a := sl.a
 	var ping <-chan time.Time
 	var pingTimer *time.Timer
@@ -362,24 +342,12 @@ func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan s
 		defer pingTimer.Stop()
 		ping = pingTimer.C
 	}
-	resetPing := func() {
-		if pingTimer != nil {
-			pingTimer.Reset(pc.PingInterval)
-		}
-	}
-	deadline := c.Deadline()
 	for {
-		var own, work chan *callReq
-		if sl.accepting.Load() {
-			own, work = sl.own, p.work
-		}
-		var req *callReq
 		select {
 		case <-sl.promote:
 			continue
-		case req = <-own:
-		case req = <-work:
 		case why := <-sl.stopReq:
+			p.leaseToStop(sl) // after the call in flight
 			p.stopSlot(context.Background(), sl, pc.ShutdownTimeout)
 			<-a.Done()
 			p.mu.Lock()
@@ -410,8 +378,15 @@ func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan s
 		case <-down:
 			return
 		case <-ping:
-			if sl.isolated.Load() {
-				resetPing() // cut off on purpose (maybe frozen): not a hang
+			// Only an agent idle for a whole interval is pinged: a call
+			// is proof of life enough.
+			if idle := time.Duration(time.Now().UnixNano() - sl.lastCall.Load()); idle < pc.PingInterval {
+				pingTimer.Reset(pc.PingInterval - idle)
+				continue
+			}
+			if sl.isolated.Load() || !p.tryLease(sl) {
+				// Cut off on purpose (maybe frozen), or at work: not a hang.
+				pingTimer.Reset(pc.PingInterval)
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), pc.PingTimeout)
@@ -423,109 +398,167 @@ func (p *Pool) serve(sl *slot, pc config.Pool, c *contract.Contract, down chan s
 					kind = EventExit
 				}
 				p.fail(sl, evidence{kind: kind, reason: "ping failed: " + err.Error(), at: p.sup.opts.Now()})
+				p.giveBack(sl)
 				return
 			}
-			resetPing()
-			continue
+			p.giveBack(sl)
+			pingTimer.Reset(pc.PingInterval)
 		}
-		if !sl.accepting.Load() {
-			req.reply <- callResult{bounced: true}
-			continue
-		}
-		if !p.handle(sl, c, deadline, pc.StallTimeout, req) {
-			return
-		}
-		resetPing()
 	}
 }
 
-// handle runs one call on the agent. It reports false when the agent failed
-// (and was replaced).
-func (p *Pool) handle(sl *slot, c *contract.Contract, deadline, stallTimeout time.Duration, req *callReq) bool {
+// attempt is one attempt in flight on a leased agent.
+type attempt struct {
+	p  *Pool
+	sl *slot
 	// The agent's deadline is the contract's, not the caller's: a caller
 	// that gives up must not leave the agent out of step with a reply
-	// still coming. A call that runs far longer than the pool's usual
-	// latency is a hang, noticed long before the deadline, unless the agent
-	// is visibly still at work (running, or its reply already in the pipe):
-	// then it gets another stall period, up to the deadline.
-	stall := p.lat.stallTimeout(stallTimeout, deadline)
-	ctx, cancelDeadline := context.WithTimeout(context.Background(), deadline)
-	defer cancelDeadline()
-	ctx, cancelStall := context.WithCancelCause(ctx)
-	defer cancelStall(nil)
-	if stall < deadline {
+	// still coming.
+	ctx            context.Context
+	cancelDeadline context.CancelFunc
+	cancelStall    context.CancelCauseFunc
+	stallTimer     *time.Timer
+	stall, limit   time.Duration
+	start          time.Time
+	fault          *injected
+	pending        *agent.Pending // nil once the reply is in
+	out            json.RawMessage
+	err            error
+	delayUntil     time.Time // an injected latency, once the reply is in
+	delayed        bool
+}
+
+// begin sends params to the leased agent sl. A call that runs far longer
+// than the pool's usual latency is a hang, noticed long before the
+// deadline, unless the agent is visibly still at work (running, or its
+// reply already in the pipe): then it gets another stall period, up to the
+// deadline.
+func (p *Pool) begin(sl *slot, params json.RawMessage) *attempt {
+	c := sl.contract
+	deadline := c.Deadline()
+	at := &attempt{p: p, sl: sl, limit: deadline}
+	at.stall = p.lat.stallTimeout(sl.stallTimeout, deadline)
+	var ctx context.Context
+	ctx, at.cancelDeadline = context.WithTimeout(context.Background(), deadline)
+	at.ctx, at.cancelStall = context.WithCancelCause(ctx)
+	if at.stall < deadline {
+		stall, cancel := at.stall, at.cancelStall
 		var timer *time.Timer
 		timer = time.AfterFunc(stall, func() {
 			if sl.a.Progressing() {
 				timer.Reset(stall)
 				return
 			}
-			cancelStall(errStalled)
+			cancel(errStalled)
 		})
-		defer timer.Stop()
+		at.stallTimer = timer
 	}
-	limit := deadline
-	start := p.sup.opts.Now()
-	params := req.params
-	fault := sl.inject.Load()
-	if fault != nil && fault.CorruptTokens {
-		params = fault.corruptTokens(params)
+	at.start = p.sup.opts.Now()
+	at.fault = sl.inject.Load()
+	if at.fault != nil && at.fault.CorruptTokens {
+		params = at.fault.corruptTokens(params)
 	}
-	out, err := sl.a.Call(ctx, params)
-	if fault != nil && err == nil {
-		out, err = p.applyFault(ctx, fault, out, c.MaxOutputBytes())
+	at.pending, at.err = sl.a.Send(params)
+	return at
+}
+
+// wait waits for the attempt's outcome (the reply, and any injected delay
+// after it). It reports false if leave closed first: the attempt is still
+// in flight, and wait must be called again.
+func (at *attempt) wait(leave <-chan struct{}) bool {
+	if at.pending != nil {
+		out, err := at.pending.Wait(at.ctx, leave)
+		if errors.Is(err, agent.ErrLeft) {
+			return false
+		}
+		at.pending.Close()
+		at.pending = nil
+		at.out, at.err = out, err
+	}
+	if at.fault != nil && at.err == nil && !at.delayed {
+		f := at.fault
+		if f.Latency > 0 || f.Jitter > 0 {
+			if at.delayUntil.IsZero() {
+				d := f.Latency
+				if f.Jitter > 0 {
+					d += time.Duration(f.float() * float64(f.Jitter))
+				}
+				at.delayUntil = time.Now().Add(d)
+			}
+			t := time.NewTimer(time.Until(at.delayUntil))
+			select {
+			case <-t.C:
+			case <-at.ctx.Done():
+				t.Stop()
+				at.out, at.err = nil, at.ctx.Err()
+			case <-leave:
+				t.Stop()
+				return false
+			}
+		}
+		at.delayed = true
+		if at.err == nil {
+			at.out, at.err = at.p.hallucinate(f, at.out, at.sl.contract.MaxOutputBytes())
+		}
+	}
+	return true
+}
+
+// finish checks the attempt's outcome against the contract, replaces the
+// agent if it failed, and gives the agent back.
+func (at *attempt) finish() callResult {
+	p, sl, c := at.p, at.sl, at.sl.contract
+	defer p.giveBack(sl)
+	defer at.cancelDeadline()
+	defer at.cancelStall(nil)
+	if at.stallTimer != nil {
+		at.stallTimer.Stop()
 	}
 	sl.calls.Add(1)
 	var v *contract.Violation
-	stalled := context.Cause(ctx) == errStalled
-	if err == nil {
-		v = c.Check(out)
+	stalled := context.Cause(at.ctx) == errStalled
+	if at.err == nil {
+		v = c.Check(at.out)
 	} else if stalled {
-		v = contract.NewViolation(contract.CodeDeadline, "no reply within %s, %d× the pool's typical latency of %s, and the agent is not running: treated as hung", stall.Round(time.Microsecond), stallFactor, p.lat.typical().Round(time.Microsecond))
+		v = contract.NewViolation(contract.CodeDeadline, "no reply within %s, %d× the pool's typical latency of %s, and the agent is not running: treated as hung", at.stall.Round(time.Microsecond), stallFactor, p.lat.typical().Round(time.Microsecond))
 	} else {
-		v = classify(err, limit, c.MaxOutputBytes())
+		v = classify(at.err, at.limit, c.MaxOutputBytes())
 	}
+	now := p.sup.opts.Now()
+	sl.lastCall.Store(now.UnixNano())
 	if v == nil {
-		d := p.sup.opts.Now().Sub(start)
+		d := now.Sub(at.start)
 		p.lat.observe(d)
 		sl.lat.observe(d)
-		req.reply <- callResult{out: out, agent: sl.id}
-		return true
+		return callResult{out: at.out, agent: sl.id}
 	}
 	kind := EventViolation
-	at := p.sup.opts.Now()
+	when := now
 	switch v.Code {
 	case contract.CodeDeadline:
 		kind = EventDeadline
-		at = start.Add(limit)
+		when = at.start.Add(at.limit)
 		if stalled {
 			kind = EventHang
-			at = start.Add(stall)
+			when = at.start.Add(at.stall)
 		}
 	case contract.CodeExit:
 		kind = EventExit
-		at = sl.a.ExitTime()
+		// The process has exited, or is about to; a process that lives
+		// on with its stdout closed must not hold the caller.
+		select {
+		case <-sl.a.Done():
+			when = sl.a.ExitTime()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	p.fail(sl, evidence{kind: kind, code: v.Code, reason: v.Error(), at: at})
-	req.reply <- callResult{agent: sl.id, violation: v}
-	return false
+	p.fail(sl, evidence{kind: kind, code: v.Code, reason: v.Error(), at: when})
+	return callResult{agent: sl.id, violation: v}
 }
 
-// applyFault delays or replaces an output as an injected fault says.
-func (p *Pool) applyFault(ctx context.Context, f *injected, out json.RawMessage, maxBytes int64) (json.RawMessage, error) {
-	if f.Latency > 0 || f.Jitter > 0 {
-		d := f.Latency
-		if f.Jitter > 0 {
-			d += time.Duration(f.float() * float64(f.Jitter))
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
-	}
+// hallucinate replaces an output with a violating one, as an injected
+// fault says.
+func (p *Pool) hallucinate(f *injected, out json.RawMessage, maxBytes int64) (json.RawMessage, error) {
 	if f.Hallucinate > 0 && f.float() < f.Hallucinate {
 		h := f.hallucination(maxBytes)
 		if !json.Valid(h) {

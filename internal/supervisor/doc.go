@@ -9,7 +9,9 @@
 //
 // A call ([Supervisor.Call]) goes to an idle active agent, or for a session
 // to the agent the pool's ring assigns it, carrying the session's last
-// validated context. The output is checked against the pool's contract.
+// validated context. The agent is lent to the caller's goroutine, which
+// writes the request and waits for the reply itself: no goroutine of the
+// pool's is woken per call. The output is checked against the pool's contract.
 // On any failure of the agent (exit, violation, deadline, missed ping,
 // broken stdout) the supervisor does the same small set of things: kill
 // the agent's sandbox, promote a spare at once so the pool is back at

@@ -21,7 +21,7 @@ import (
 // The test binary doubles as an agent when RESILIENT_TEST_AGENT is set.
 // What it does on a call is told by the call's input, so one agent binary
 // covers every misbehaviour: {"op": "echo" | "crash" | "hang" | "garbage" |
-// "bad" | "bad-unless-feedback" | "fork"}.
+// "bad" | "bad-unless-feedback" | "fork" | "slow"}.
 func TestMain(m *testing.M) {
 	if os.Getenv("RESILIENT_TEST_AGENT") != "" {
 		runTestAgent()
@@ -78,6 +78,9 @@ func runTestAgent() {
 			os.Exit(1)
 		case "hang":
 			time.Sleep(time.Hour)
+		case "slow":
+			time.Sleep(300 * time.Millisecond)
+			good()
 		case "garbage":
 			fmt.Fprintln(out, "{definitely not json")
 			out.Flush()

@@ -100,7 +100,7 @@ type Pool struct {
 	sup  *Supervisor
 	name string
 	log  *slog.Logger
-	work chan *callReq // sessionless calls, taken by any idle active agent
+	lend lender // free agents and the callers waiting for one
 
 	mu           sync.Mutex
 	cfg          config.Pool
@@ -139,23 +139,28 @@ type slot struct {
 	a  *agent.Agent
 	sb Sandbox
 
-	state       AgentState // guarded by pool.mu
-	accepting   atomic.Bool
-	own         chan *callReq // session calls routed to this agent
-	promote     chan struct{}
-	stopReq     chan string
-	dead        chan struct{} // closed once the slot is dead or stopping
-	deadOnce    sync.Once
-	started     time.Time
-	activeSince time.Time
-	retries     int                      // failed starts before this one
-	graceful    atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
-	inject      atomic.Pointer[injected] // chaos: misbehaviour in the message path
-	isolated    atomic.Bool              // out of service and cut off; not pinged
-	oomBase     uint64                   // OOM kills in the sandbox when the agent became ready
-	calls       atomic.Uint64
-	lat         latencyTracker
-	fault       atomic.Int64 // unix nanos of an injected fault, 0 if none
+	state     AgentState // guarded by pool.mu
+	accepting atomic.Bool
+	lease     slotLease // guarded by pool.lend.mu
+	// The contract and stall timeout of the configuration it was started
+	// with, for the callers it is lent to.
+	contract     *contract.Contract
+	stallTimeout time.Duration
+	lastCall     atomic.Int64 // unix nanos of the end of its last call; pings wait for idleness
+	promote      chan struct{}
+	stopReq      chan string
+	dead         chan struct{} // closed once the slot is dead or stopping
+	deadOnce     sync.Once
+	started      time.Time
+	activeSince  time.Time
+	retries      int                      // failed starts before this one
+	graceful     atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
+	inject       atomic.Pointer[injected] // chaos: misbehaviour in the message path
+	isolated     atomic.Bool              // out of service and cut off; not pinged
+	oomBase      uint64                   // OOM kills in the sandbox when the agent became ready
+	calls        atomic.Uint64
+	lat          latencyTracker
+	fault        atomic.Int64 // unix nanos of an injected fault, 0 if none
 }
 
 func (sl *slot) markDead() { sl.deadOnce.Do(func() { close(sl.dead) }) }
@@ -169,7 +174,6 @@ func newPool(s *Supervisor, pc config.Pool) (*Pool, error) {
 		sup:  s,
 		name: pc.Name,
 		log:  s.log.With("pool", pc.Name),
-		work: make(chan *callReq),
 	}
 	if err := p.configure(pc); err != nil {
 		return nil, err
@@ -262,25 +266,26 @@ func (p *Pool) ensureLocked(delay time.Duration) {
 	for have := p.activeN + len(p.spares) + p.starting; have < want; have++ {
 		p.nextN++
 		sl := &slot{
-			id:      fmt.Sprintf("%s-%d", p.name, p.nextN),
-			pool:    p,
-			epoch:   p.epoch,
-			state:   AgentStarting,
-			own:     make(chan *callReq),
-			promote: make(chan struct{}, 1),
-			stopReq: make(chan string, 1),
-			dead:    make(chan struct{}),
+			id:           fmt.Sprintf("%s-%d", p.name, p.nextN),
+			pool:         p,
+			epoch:        p.epoch,
+			state:        AgentStarting,
+			contract:     p.contract,
+			stallTimeout: p.cfg.StallTimeout,
+			promote:      make(chan struct{}, 1),
+			stopReq:      make(chan string, 1),
+			dead:         make(chan struct{}),
 		}
 		p.starting++
 		p.slots[sl.id] = sl
 		p.live.Add(1)
-		go p.run(sl, delay, p.cfg, p.contract, p.cred, p.down)
+		go p.run(sl, delay, p.cfg, p.cred, p.down)
 	}
 }
 
 // run is the life of one agent: spawn, handshake, then serve until it
 // fails, is drained or the pool stops.
-func (p *Pool) run(sl *slot, delay time.Duration, pc config.Pool, c *contract.Contract, cred *syscall.Credential, down chan struct{}) {
+func (p *Pool) run(sl *slot, delay time.Duration, pc config.Pool, cred *syscall.Credential, down chan struct{}) {
 	defer p.live.Done()
 	// Whoever ends the slot's life hands back its process and sandbox
 	// here; the worker destroys them itself so Stop can wait for it.
@@ -302,7 +307,7 @@ func (p *Pool) run(sl *slot, delay time.Duration, pc config.Pool, c *contract.Co
 	if !p.ready(sl) {
 		return
 	}
-	p.serve(sl, pc, c, down)
+	p.serve(sl, pc, down)
 }
 
 func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
@@ -455,6 +460,7 @@ func (p *Pool) activateLocked(sl *slot, now time.Time) {
 	p.activeN++
 	p.ring.Add(sl.id, ring.Active)
 	sl.accepting.Store(true)
+	p.lendable(sl)
 }
 
 // promoteLocked turns spares into active agents until the pool is at its

@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin
 
-.PHONY: all build test test-short demo generate check-generate bench deb vm-test clean
+.PHONY: all build test test-short demo generate check-generate bench arbiter-bench deb vm-test clean
 
 all: build
 
@@ -32,6 +32,11 @@ check-generate: generate
 
 bench:
 	scripts/bench.sh
+
+# The Arbiter, live (issue #7): slow-burn and sudden faults under load, the
+# same schedule with the Arbiter acting, watching only, and off (root).
+arbiter-bench:
+	scripts/arbiter-bench.sh
 
 # The Debian package (static binaries, units, config, man pages, completions)
 # in dist/, built with dpkg-deb.

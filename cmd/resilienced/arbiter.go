@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ type arbiterWiring struct {
 	mu      sync.Mutex
 	lines   map[string][]string // agent → stderr lines since the last sample
 	calls   map[string]uint64   // agent → calls at the last sample
+	lat     map[string]latState // agent → call latency at the last sample
 	journal []arbiter.Record    // ring, oldest first once full
 	jnext   int
 	jfull   bool
@@ -38,14 +40,19 @@ const journalCap = 300_000
 
 const modelBucket, modelKey = "arbiter", "model"
 
-func (d *daemon) startArbiter(ctx context.Context) *arbiterWiring {
+func (d *daemon) startArbiter(ctx context.Context, holdout float64) *arbiterWiring {
 	w := &arbiterWiring{
 		d:       d,
 		lines:   make(map[string][]string),
 		calls:   make(map[string]uint64),
+		lat:     make(map[string]latState),
 		journal: make([]arbiter.Record, 0, 4096),
 	}
-	w.arb = arbiter.New(arbiter.Config{Logger: d.log})
+	acfg := arbiter.Config{Logger: d.log, Holdout: holdout}
+	if holdout == 0 {
+		acfg.Holdout = -1 // Config's "none"; its zero value means the default
+	}
+	w.arb = arbiter.New(acfg)
 	if b, err := d.store.Get(modelBucket, modelKey); err == nil {
 		if err := w.arb.UnmarshalModel(b); err != nil {
 			d.log.Warn("arbiter: discarding the stored model", "err", err)
@@ -83,13 +90,16 @@ func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
 		if a.State != supervisor.AgentActive && a.State != supervisor.AgentSpare {
 			continue
 		}
-		s := arbiter.Sample{Time: now, Agent: a.ID, Pool: a.Pool, CallLatency: a.Latency}
+		s := arbiter.Sample{Time: now, Agent: a.ID, Pool: a.Pool}
 		if pc := cfg.Pool(a.Pool); pc != nil {
 			s.MemLimit = pc.Limits.Memory
 			s.CallDeadline = pc.Contract.Deadline
 		}
 		s.Calls = int(a.Calls - w.calls[a.ID])
 		w.calls[a.ID] = a.Calls
+		ls := w.lat[a.ID].next(a)
+		w.lat[a.ID] = ls
+		s.CallLatency = ls.mean
 		if st, ok := w.d.tel.Latest(a.ID); ok {
 			if st.HaveProc {
 				s.RSS = int64(st.Proc.RSSBytes)
@@ -108,6 +118,15 @@ func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
 		delete(w.lines, a.ID)
 		out = append(out, s)
 	}
+	// Agents gone since the last sample: forget their counters and lines.
+	live := make(map[string]bool, len(as))
+	for _, a := range as {
+		live[a.ID] = true
+	}
+	gone := func(id string) bool { return !live[id] }
+	maps.DeleteFunc(w.calls, func(id string, _ uint64) bool { return gone(id) })
+	maps.DeleteFunc(w.lat, func(id string, _ latState) bool { return gone(id) })
+	maps.DeleteFunc(w.lines, func(id string, _ []string) bool { return gone(id) })
 	// Pools' spares follow the forecast, within [spares, max_spares].
 	for _, p := range w.d.sup.Pools() {
 		pc := p.Config()
@@ -118,6 +137,32 @@ func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
 	}
 	w.persistModel()
 	return out, nil
+}
+
+// latState is what an agent's call counters were at the previous sample.
+type latState struct {
+	ok    uint64
+	total time.Duration
+	mean  time.Duration // of the calls between the two samples before
+}
+
+// next is the mean latency of the calls that succeeded since the previous
+// sample; with none, the previous mean stands. The supervisor's EWMA would
+// lag by ~20 calls: on an agent whose calls slow down steadily it reads
+// half the real latency once calls take a second, and a deadline would be
+// seen coming only once it had been missed.
+func (l latState) next(a supervisor.AgentStatus) latState {
+	n := latState{ok: a.OKCalls, total: a.LatencyTotal, mean: l.mean}
+	if a.OKCalls < l.ok || a.LatencyTotal < l.total {
+		l = latState{} // counters restarted: another agent under this id
+	}
+	if a.OKCalls > l.ok {
+		n.mean = (a.LatencyTotal - l.total) / time.Duration(a.OKCalls-l.ok)
+	}
+	if n.mean == 0 {
+		n.mean = a.Latency
+	}
+	return n
 }
 
 // Replace implements arbiter.Replacer: the agent is drained, so that calls

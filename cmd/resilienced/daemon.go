@@ -54,6 +54,7 @@ type daemon struct {
 // startOptions are the daemon's command-line choices beyond the config.
 type startOptions struct {
 	arbiter    bool
+	holdout    float64 // share of risky agents the Arbiter leaves alone; 1: it only watches
 	cgroupName string
 }
 
@@ -123,7 +124,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.sup = supervisor.New(opts)
 	go d.tel.sample()
 	if so.arbiter {
-		d.arb.Store(d.startArbiter(ctx))
+		d.arb.Store(d.startArbiter(ctx, so.holdout))
 	} else {
 		d.mode.Notes = append(d.mode.Notes, "arbiter off (--arbiter=false): no predictive replacement")
 	}

@@ -42,6 +42,7 @@ func run() int {
 		showVer    = flag.Bool("version", false, "print the version and exit")
 		check      = flag.Bool("check", false, "check the config and exit (0 valid, 2 invalid)")
 		useArbiter = flag.Bool("arbiter", true, "predict failures and replace agents before they fail")
+		holdout    = flag.Float64("arbiter-holdout", 0.05, "share of agents predicted to fail that the Arbiter leaves alone, so that its precision can be measured; 1: it predicts and journals but never acts")
 		cgroupName = flag.String("cgroup-name", "", "name of the cgroup subtree for agents when not delegated by systemd (default resilienced); lets two daemons share a host")
 		procs      = flag.Int("procs", 0, "CPUs the daemon's own threads run on (0: GOMAXPROCS when set, else half the CPUs, leaving the rest to agents)")
 	)
@@ -80,6 +81,10 @@ func run() int {
 			return 2
 		}
 	}
+	if *holdout < 0 || *holdout > 1 {
+		fmt.Fprintf(os.Stderr, "resilienced: --arbiter-holdout: %g is not a share between 0 and 1\n", *holdout)
+		return 2
+	}
 	if *check {
 		fmt.Printf("%s: valid (%d pools, %d groups)\n", *configPath, len(cfg.Pools), len(cfg.Groups))
 		return 0
@@ -102,7 +107,7 @@ func run() int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 
-	d, err := start(ctx, log, cfg, *configPath, startOptions{arbiter: *useArbiter, cgroupName: *cgroupName})
+	d, err := start(ctx, log, cfg, *configPath, startOptions{arbiter: *useArbiter, holdout: *holdout, cgroupName: *cgroupName})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		fmt.Fprintln(os.Stderr, "resilienced:", err)

@@ -84,7 +84,7 @@ func (a *Arbiter) Observe(s Sample) Assessment {
 	if st.n > 0 {
 		dt = max(s.Time.Sub(st.last), time.Millisecond)
 	}
-	st.update(&s, dt, ps)
+	st.update(cfg, &s, dt, ps)
 	st.n++
 	if s.Time.After(st.last) {
 		st.last = s.Time

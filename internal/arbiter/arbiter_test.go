@@ -418,3 +418,34 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("slow failures %d after %d and one more", got, before)
 	}
 }
+
+// TestSpareBaselineRestartsAtWork: a spare idles with no syscall errors,
+// then is promoted and makes the errors every agent at work makes (EAGAIN
+// on its pipes). That is its normal, not a change: no prediction. The same
+// rise on an agent that was at work from the start is one.
+func TestSpareBaselineRestartsAtWork(t *testing.T) {
+	for _, spare := range []bool{true, false} {
+		a := New(Config{Holdout: -1})
+		rng := rand.New(rand.NewPCG(3, 3))
+		predicted := false
+		for i := range 300 {
+			s := healthySample(rng, "s", i)
+			working := !spare || i >= 60
+			if !working {
+				s.Calls, s.CallLatency, s.SyscallErrorsPerSec, s.SyscallsPerSec = 0, 0, 0, 50
+			}
+			if i >= 60 {
+				s.SyscallErrorsPerSec = 60 + 5*rng.NormFloat64()
+			}
+			if as := a.Observe(s); as.Predicted {
+				predicted = true
+				if spare {
+					t.Fatalf("promoted spare predicted at %ds: %q", i, as.Reasons)
+				}
+			}
+		}
+		if !spare && !predicted {
+			t.Error("a 60× jump in syscall errors of an agent at work was not predicted")
+		}
+	}
+}

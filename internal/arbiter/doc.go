@@ -24,7 +24,8 @@
 //   - deadline exhaustion: the same for call latency against the deadline,
 //     with a linear or an exponential fit, whichever the data support;
 //   - change against the agent's own baseline (its first BaselineSamples
-//     samples) for call latency, p99 syscall latency and syscall errors: a
+//     samples; for syscalls, those from its first calls on, since a spare
+//     idles) for call latency, p99 syscall latency and syscall errors: a
 //     [CUSUM] says whether the series really moved, and the ratio to the
 //     baseline, projected Target ahead, says how far;
 //   - call latency against the pool's median (an outlier among identical

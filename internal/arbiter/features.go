@@ -160,6 +160,7 @@ type agentState struct {
 	psiMem      float64
 	psiCPU      float64
 
+	working  bool       // a sample with calls has been seen
 	x        featureVec // the latest features
 	target   time.Duration
 	pending  []pendingExample
@@ -237,8 +238,19 @@ func (ps *poolState) failed(at time.Time) {
 }
 
 // update feeds one sample to the agent's detectors.
-func (st *agentState) update(s *Sample, dt time.Duration, ps *poolState) {
+func (st *agentState) update(cfg *Config, s *Sample, dt time.Duration, ps *poolState) {
 	t := s.Time
+	if s.Calls > 0 && !st.working {
+		st.working = true
+		if st.n > 0 {
+			// A spare's first calls: its baselines were taken idle, and an
+			// agent at work makes many more syscalls (and failing ones:
+			// EAGAIN on its pipes) than an idle one. Its own baseline is
+			// that of the agent at work, so it starts again.
+			st.p99 = newRatioDetector(cfg, 0)
+			st.errs = newRatioDetector(cfg, errorRateFloor)
+		}
+	}
 	if s.RSS > 0 {
 		st.rss.Add(t, float64(s.RSS))
 		st.rssNow = float64(s.RSS)

@@ -20,6 +20,7 @@ type latencyTracker struct {
 	mu    sync.Mutex
 	ewma  float64 // seconds
 	count int
+	total time.Duration // of all count calls: the mean over any span is Δtotal/Δcount
 }
 
 func (l *latencyTracker) observe(d time.Duration) {
@@ -32,6 +33,14 @@ func (l *latencyTracker) observe(d time.Duration) {
 		l.ewma += latencyAlpha * (s - l.ewma)
 	}
 	l.count++
+	l.total += d
+}
+
+// sum is the number of successful calls observed and their total latency.
+func (l *latencyTracker) sum() (int, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.count, l.total
 }
 
 func (l *latencyTracker) typical() time.Duration {

@@ -71,6 +71,12 @@ type AgentStatus struct {
 	Calls    uint64     `json:"calls"`
 	// Latency is an EWMA of the agent's successful calls.
 	Latency time.Duration `json:"latency"`
+	// OKCalls and LatencyTotal are the count and total latency of the
+	// agent's successful calls so far: their differences between two
+	// snapshots give the mean latency of the calls in between, which the
+	// EWMA (a memory of ~20 calls) would blur.
+	OKCalls      uint64        `json:"-"`
+	LatencyTotal time.Duration `json:"-"`
 }
 
 // Breaker is a pool's circuit breaker, as the pool uses it.
@@ -947,6 +953,8 @@ func (p *Pool) Agents() []AgentStatus {
 	for _, id := range sortedSlotIDs(p.slots) {
 		sl := p.slots[id]
 		as := AgentStatus{ID: sl.id, Pool: p.name, State: sl.state, Restarts: sl.retries, Started: sl.started, Calls: sl.calls.Load(), Latency: sl.lat.typical()}
+		ok, total := sl.lat.sum()
+		as.OKCalls, as.LatencyTotal = uint64(ok), total
 		if sl.a != nil {
 			as.PID = sl.a.PID()
 		}

@@ -27,6 +27,15 @@
 //	flaky [-hallucinate 0.05] [-invalid-json R] [-oversize R] [-oversize-bytes N]
 //	      [-crash R] [-hang R] [-latency D] [-latency-jitter D] [-leak BYTES]
 //	      [-startup-delay D] [-fail-init] [-seed N] [-method task/run]
+//	      [-latency-ramp D] [-error-ramp D] [-error-start R] [-error-limit R]
+//	      [-ramp-after D] [-ramp-after-jitter D]
+//
+// Slow-burn faults degrade the agent steadily until it fails, with
+// precursors the daemon can see (see slowburn.go): -latency-ramp makes every
+// call slower by D per second, -error-ramp makes failing syscalls and error
+// lines snowball until the agent exits 1, and -leak leaks per call; with
+// -ramp-after they start that long after the first call (plus a seeded
+// share of -ramp-after-jitter per agent).
 package main
 
 import (
@@ -70,6 +79,12 @@ type config struct {
 	slowLatency     time.Duration
 	upstream        string // HOST:PORT dialled on every call
 	verifyJWT       bool
+
+	// Slow-burn faults (slowburn.go).
+	rampAfter, rampJitter  time.Duration
+	latencyRamp            time.Duration // extra delay per second since the onset
+	errorRamp              time.Duration // doubling time of the failing syscalls
+	errorStart, errorLimit float64       // failing syscalls/s at the onset, and at which it exits
 }
 
 func main() {
@@ -97,6 +112,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.slowLatency, "slow-latency", 500*time.Millisecond, "the extra delay of a slow call")
 	fs.StringVar(&c.upstream, "upstream", "", "HOST:PORT of a TCP echo service dialled on every call (like a vector database); a call fails when it cannot be reached")
 	fs.BoolVar(&c.verifyJWT, "verify-jwt", false, "reject an input whose JWT-shaped strings do not carry a valid HS256 signature by the demo key")
+	fs.DurationVar(&c.rampAfter, "ramp-after", 0, "slow-burn faults (-latency-ramp, -error-ramp, -leak) start this long after the first call")
+	fs.DurationVar(&c.rampJitter, "ramp-after-jitter", 0, "plus a share of this, drawn from -seed and the agent's name")
+	fs.DurationVar(&c.latencyRamp, "latency-ramp", 0, "every call's delay grows by this per second since the onset (until calls miss the deadline)")
+	fs.DurationVar(&c.errorRamp, "error-ramp", 0, "failing syscalls and error lines double every D from the onset, until -error-limit, when the agent exits 1")
+	fs.Float64Var(&c.errorStart, "error-start", 2, "failing syscalls per second at the onset of -error-ramp")
+	fs.Float64Var(&c.errorLimit, "error-limit", 1000, "failing syscalls per second at which -error-ramp makes the agent give up and exit 1")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -112,8 +133,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	switch {
-	case c.oversizeBytes < 0, c.leak < 0, c.latency < 0, c.jitter < 0, c.startupDelay < 0, c.slowLatency < 0:
+	case c.oversizeBytes < 0, c.leak < 0, c.latency < 0, c.jitter < 0, c.startupDelay < 0, c.slowLatency < 0,
+		c.rampAfter < 0, c.rampJitter < 0, c.latencyRamp < 0, c.errorRamp < 0:
 		return c, errors.New("sizes and durations must not be negative")
+	case c.errorRamp > 0 && !(c.errorStart > 0 && c.errorLimit > c.errorStart):
+		return c, errors.New("-error-ramp needs -error-start > 0 and -error-limit above it")
 	case c.method == "":
 		return c, errors.New("-method must not be empty")
 	}
@@ -146,6 +170,7 @@ type agent struct {
 	anyFaults bool
 
 	name    string // from initialize
+	ramp    rampState
 	calls   int
 	buf     []byte   // the reply being built
 	line    []byte   // a request line longer than the reader's buffer
@@ -208,6 +233,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if cfg.failInit {
 		a.logf("failing init on purpose (-fail-init)")
 		return 1
+	}
+	if cfg.errorRamp > 0 {
+		go a.probeErrors(exitNow)
 	}
 	return a.serve()
 }
@@ -296,6 +324,9 @@ func (a *agent) handle(line []byte) (code int, exit bool) {
 	switch req.Method {
 	case "initialize":
 		a.name = req.Params.Agent
+		a.ramp.mu.Lock()
+		a.ramp.extra = rampOffset(a.cfg.seed, a.name, a.cfg.rampJitter)
+		a.ramp.mu.Unlock()
 		a.logf("initialized as agent %q of pool %q, protocol %q", req.Params.Agent, req.Params.Pool, req.Params.Protocol)
 		a.reply(req.ID, `{"name":"flaky","protocol":"resilient/1"}`)
 	case "ping":
@@ -329,15 +360,17 @@ func (a *agent) call(id json.RawMessage, p *params, size int) (code int, exit bo
 	}
 	a.calls++
 	n := a.calls
+	now := time.Now()
+	a.ramp.firstCall(now, a.cfg.rampAfter)
 
-	if a.cfg.leak > 0 {
+	if a.cfg.leak > 0 && a.ramp.started(now) {
 		b := make([]byte, a.cfg.leak)
 		for i := 0; i < len(b); i += 4096 {
 			b[i] = 1 // touch every page so that the leak is resident
 		}
 		a.leaked = append(a.leaked, b)
 	}
-	if d := a.delay(); d > 0 {
+	if d := a.delay() + a.cfg.rampDelay(a.ramp.since(now)); d > 0 {
 		time.Sleep(d)
 	}
 	if a.cfg.upstream != "" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,9 @@ func TestMain(m *testing.M) {
 func runTestAgent() {
 	if os.Getenv("TEST_EXIT_AT_START") != "" {
 		os.Exit(7)
+	}
+	if os.Getenv("TEST_IGNORE_TERM") != "" {
+		signal.Ignore(syscall.SIGTERM) // a stop waits for its timeout, then kills
 	}
 	if os.Getenv("TEST_ALLOC") != "" {
 		// A memory hog: grows until the cgroup's limit kills it.

@@ -513,6 +513,12 @@ func (p *Pool) recoveredLocked(now time.Time) []Event {
 // sandbox, a spare is promoted at once, a replacement is started (after
 // backoff), and the events are recorded. It is idempotent.
 func (p *Pool) fail(sl *slot, ev evidence) {
+	if sl.graceful.Load() {
+		// Stopped on purpose (drain, scale-down, release, shutdown): its
+		// death, which the kernel may report before the stop returns, is
+		// no failure; the stop path removes it.
+		return
+	}
 	now := p.sup.opts.Now()
 	if ev.kind == EventExit {
 		ev = p.oomOrExit(sl, ev)

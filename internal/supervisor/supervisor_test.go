@@ -322,6 +322,38 @@ func TestDrainAndScale(t *testing.T) {
 	h.mustCall("d", "", `{"text":"ok"}`)
 }
 
+// The kernel may report the death of an agent that is being stopped on
+// purpose (a drain) before the stop returns: that is no failure, and it
+// must not be reported as one nor replaced twice.
+func TestDeathDuringDrainIsNoFailure(t *testing.T) {
+	h := newHarness(t, cfgOf(testPool(t, "d", func(p *config.Pool) {
+		p.Env["TEST_IGNORE_TERM"] = "1"
+		p.ShutdownTimeout = 2 * time.Second
+	})))
+	h.ready()
+	victim := h.agentsIn("d", AgentActive)[0]
+	if err := h.sup.Drain(victim.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the stop to start", func() bool { return len(h.eventsOf(EventDrain)) > 0 })
+	// What the kernel's exit event would do, while SIGTERM is ignored (the
+	// stop, which began right after the drain event, waits 2 s for it).
+	time.Sleep(300 * time.Millisecond)
+	if err := h.sup.Kill(victim.ID, EventExit, "exited (kernel event)", time.Now()); err != nil && !errors.Is(err, ErrUnknownAgent) {
+		t.Fatal(err)
+	}
+	h.waitFor("drained agent exits", func() bool { return !alive(victim.PID) })
+	h.ready()
+	for _, ev := range h.eventsOf(EventExit) {
+		if ev.Agent == victim.ID {
+			t.Fatalf("the drained agent's death was reported as a failure: %+v", ev)
+		}
+	}
+	if n := len(h.agentsIn("d", AgentActive)); n != 2 {
+		t.Fatalf("%d active agents after the drain, want 2", n)
+	}
+}
+
 func TestReloadStartsStopsAndRolls(t *testing.T) {
 	h := newHarness(t, cfgOf(testPool(t, "keep"), testPool(t, "gone")))
 	h.ready()

@@ -6,10 +6,19 @@
  *
  * The daemon fills `watched` (cgroup v2 id -> slot) with the cgroups of its
  * agents; every program looks its cgroup up there first and returns at once
- * when it is absent, so processes outside the agents pay one hash lookup per
- * syscall and nothing else. Counters live in per-CPU arrays indexed by slot (syscall_counters,
- * net_counters);
- * the loader sums the CPUs.
+ * when it is absent. sys_enter, which runs for every syscall of every task on
+ * the node, first tests a bit chosen by the low bits of the cgroup id in
+ * `watch_filter`, so processes outside the agents pay an array read per
+ * syscall and, only when another watched cgroup shares their bit, a hash
+ * lookup. Counters live in per-CPU arrays indexed by slot (syscall_counters,
+ * net_counters); the loader sums the CPUs.
+ *
+ * Syscalls and errors are counted exactly. Latency is timed for every
+ * syscall, or, when the loader sets latency_sample_shift, for one in
+ * 2^latency_sample_shift per task, picked by a per-task pseudo-random
+ * sequence (not every n-th, which would alias with loops of n syscalls): a
+ * CLOCK_MONOTONIC read is the dearest part of the programs on some virtual
+ * machines (kvm-clock without a stable TSC). The histogram is then a sample.
  *
  *   sys_enter/sys_exit      syscall count, error count, log2 latency histogram
  *   sched_process_exit      exit code and signal of each process   -> ring buffer
@@ -33,6 +42,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MAX_WATCHED 1024
+#define FILTER_WORDS 512 /* watch_filter: 32768 bits, one page */
 #define HIST_BUCKETS 32
 #define MAX_ERRNO 4095
 
@@ -70,9 +80,13 @@ struct event {
 
 /* Per-task state between sys_enter and sys_exit. */
 struct syscall_start {
-	__u64 ktime_ns; /* 0: no syscall of a watched cgroup in flight */
+	__u64 ktime_ns; /* start of a timed syscall; 0: this one is not timed */
+	__u64 cg;       /* the cgroup the slot was looked up for */
 	__u32 slot;
-	__u32 _pad;
+	__u16 in_flight; /* a syscall of a watched cgroup is in flight */
+	__u16 _pad;
+	__u32 rng; /* xorshift32 state that picks the timed syscalls */
+	__u32 _pad2;
 };
 
 struct {
@@ -81,6 +95,31 @@ struct {
 	__type(key, __u64);   /* cgroup v2 id */
 	__type(value, __u32); /* slot in syscall_counters and net_counters */
 } watched SEC(".maps");
+
+/*
+ * Bit (id % 32768) is set when some watched cgroup's id has those low bits:
+ * a filter with no false negatives, read without hashing. The loader sets
+ * and clears whole words as it watches and unwatches cgroups.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} watch_filter SEC(".maps");
+
+/*
+ * The cgroup id each slot counts for, 0 when free. A task's storage
+ * remembers its slot; while slot_owner[slot] is still the task's cgroup, the
+ * slot is right without a hash lookup (the task may have moved, the slot may
+ * have been reused).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_WATCHED);
+	__type(key, __u32);
+	__type(value, __u64);
+} slot_owner SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -111,6 +150,9 @@ struct {
 
 /* Set by the loader: sched_process_exit passes group_dead (kernel >= 6.16). */
 const volatile __u8 exit_has_group_dead = 0;
+
+/* Set by the loader: time one syscall in 2^latency_sample_shift (0: all). */
+const volatile __u32 latency_sample_shift = 0;
 
 /* Force BTF for the ring buffer record, which no map declares. */
 const struct event *unused_event __attribute__((unused));
@@ -148,17 +190,45 @@ SEC("raw_tracepoint/sys_enter")
 int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 cg = bpf_get_current_cgroup_id();
-	__u32 *slot = bpf_map_lookup_elem(&watched, &cg);
+	__u32 word = (cg / 64) % FILTER_WORDS;
+	__u64 *bits = bpf_map_lookup_elem(&watch_filter, &word);
+	struct task_struct *task;
 	struct syscall_start *st;
+	__u64 *owner;
+	__u32 *slot, x;
 
-	if (!slot)
+	if (!bits || !(*bits & (1ULL << (cg % 64))))
 		return 0;
-	st = bpf_task_storage_get(&syscall_starts, bpf_get_current_task_btf(), 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st)
-		return 0;
-	st->slot = *slot;
-	st->ktime_ns = bpf_ktime_get_ns();
+	task = bpf_get_current_task_btf();
+	st = bpf_task_storage_get(&syscall_starts, task, 0, 0);
+	if (st) {
+		owner = bpf_map_lookup_elem(&slot_owner, &st->slot);
+		if (!owner || *owner != cg)
+			st = 0;
+	}
+	if (!st) {
+		slot = bpf_map_lookup_elem(&watched, &cg);
+		if (!slot)
+			return 0;
+		st = bpf_task_storage_get(&syscall_starts, task, 0,
+					  BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!st)
+			return 0;
+		st->slot = *slot;
+		st->cg = cg;
+	}
+	st->in_flight = 1;
+	x = st->rng;
+	if (!x) /* new storage */
+		x = bpf_get_prandom_u32() | 1;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	st->rng = x;
+	if (x & ((1U << latency_sample_shift) - 1))
+		st->ktime_ns = 0;
+	else
+		st->ktime_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -172,19 +242,20 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct syscall_start *st;
 	struct syscall_stats *s;
-	__u64 start, delta;
+	__u64 start, *owner;
 	__u32 slot;
 	long ret;
 
 	st = bpf_task_storage_get(&syscall_starts, bpf_get_current_task_btf(), 0, 0);
-	if (!st)
+	if (!st || !st->in_flight)
 		return 0;
-	start = st->ktime_ns;
-	if (!start)
-		return 0;
-	delta = bpf_ktime_get_ns() - start;
-	st->ktime_ns = 0;
+	st->in_flight = 0;
 	slot = st->slot;
+	start = st->ktime_ns;
+	/* Unwatched, or the slot reused, since sys_enter: count nowhere. */
+	owner = bpf_map_lookup_elem(&slot_owner, &slot);
+	if (!owner || *owner != st->cg)
+		return 0;
 
 	s = bpf_map_lookup_elem(&syscall_counters, &slot);
 	if (!s)
@@ -198,7 +269,8 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	ret = (long)ctx->args[1];
 	if (ret < 0 && ret >= -MAX_ERRNO)
 		s->errors++;
-	s->hist[log2_bucket(delta)]++;
+	if (start)
+		s->hist[log2_bucket(bpf_ktime_get_ns() - start)]++;
 	return 0;
 }
 
@@ -214,7 +286,12 @@ static __always_inline void emit(__u32 kind, __u64 cg, struct task_struct *t)
 	e->kind = kind;
 	e->exit_code = BPF_CORE_READ(t, exit_code);
 	e->_pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	/*
+	 * Exits and OOM kills are rare and the supervisor acts on them at
+	 * once: wake the reader now rather than leave it to the default
+	 * adaptive notification.
+	 */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 }
 
 /*

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"maps"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -32,6 +33,12 @@ import (
 //   - max: a tight loop of getppid, the loop's maximum rate;
 //   - 50k: CPU work with 50 getppid per millisecond of it, about 50,000
 //     syscalls/s; the slowdown is the extra CPU time for the same work.
+//   - prog-ns: with the kernel's BPF run-time statistics switched on (they
+//     cost a clock read per program run, so the slowdowns above are measured
+//     without them), the mean run time in ns of one invocation of sys_enter
+//     and sys_exit for an unwatched and a watched task, beside the empty
+//     program's. This is the programs' own body; the price of reaching them
+//     at all is the empty configuration's slowdown.
 func BenchmarkSyscallOverhead(b *testing.B) {
 	p := loadProbes(b)
 	watched, unwatched := newTestCgroup(b), newTestCgroup(b)
@@ -66,6 +73,108 @@ func BenchmarkSyscallOverhead(b *testing.B) {
 		b.ReportMetric(units*syscallsPerUnit/time.Duration(r["base"]).Seconds(), "base-syscalls/cpu-s")
 		o.reportSlowdowns(b, r)
 	})
+
+	b.Run("prog-ns", func(b *testing.B) {
+		stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+		if err != nil {
+			b.Skipf("BPF run-time statistics unavailable: %v", err)
+		}
+		// Statistics stay on only while some holder of such a descriptor
+		// (or kernel.bpf_stats_enabled) asks for them.
+		defer stats.Close()
+		costs := map[string][]float64{}
+		for i := 0; i < b.N; i++ {
+			for k, v := range o.progCosts(b, 200_000) {
+				costs[k] = append(costs[k], v)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(costs)) {
+			b.ReportMetric(medianFloat(costs[k]), k+"-ns/run")
+		}
+	})
+}
+
+// progCosts runs the loop child once with the empty program, once unwatched
+// and once watched, and returns the mean ns per run of each program in each
+// case. Programs run for every task on the machine, so the watched figures
+// take out the runs of other tasks, priced at the unwatched cost, using the
+// watched cgroup's own syscall count.
+func (o overhead) progCosts(b *testing.B, calls int) map[string]float64 {
+	mode := "loop " + strconv.Itoa(calls)
+	type snap struct{ enter, exit ebpf.ProgramStats }
+	progs := func() (s snap) {
+		for _, x := range []struct {
+			prog *ebpf.Program
+			to   *ebpf.ProgramStats
+		}{{o.p.objs.SysEnter, &s.enter}, {o.p.objs.SysExit, &s.exit}} {
+			st, err := x.prog.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			*x.to = *st
+		}
+		return s
+	}
+	nsPerRun := func(a, z ebpf.ProgramStats) (float64, float64) {
+		runs := float64(z.RunCount - a.RunCount)
+		return float64(z.Runtime-a.Runtime) / runs, runs
+	}
+	r := map[string]float64{}
+
+	o.p.detachSyscalls()
+	empties := attachEmpty(b, o.empty)
+	e0, err := o.empty.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	o.run(b, o.watched, mode)
+	e1, err := o.empty.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	closeLinks(empties)
+	r["empty"], _ = nsPerRun(*e0, *e1)
+	if err := o.p.attachSyscalls(); err != nil {
+		b.Fatal(err)
+	}
+
+	s0 := progs()
+	o.run(b, o.unwatched, mode)
+	s1 := progs()
+	r["sys_enter-unwatched"], _ = nsPerRun(s0.enter, s1.enter)
+	r["sys_exit-unwatched"], _ = nsPerRun(s0.exit, s1.exit)
+
+	c0, err := o.p.Read(o.watched.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s0 = progs()
+	o.run(b, o.watched, mode)
+	s1 = progs()
+	c1, err := o.p.Read(o.watched.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	own := float64(c1.Syscalls - c0.Syscalls)
+	for _, x := range []struct {
+		name      string
+		a, z      ebpf.ProgramStats
+		unwatched float64
+	}{
+		{"sys_enter-watched", s0.enter, s1.enter, r["sys_enter-unwatched"]},
+		{"sys_exit-watched", s0.exit, s1.exit, r["sys_exit-unwatched"]},
+	} {
+		mean, runs := nsPerRun(x.a, x.z)
+		others := max(0, runs-own)
+		r[x.name] = (mean*runs - others*x.unwatched) / own
+	}
+	return r
+}
+
+func medianFloat(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 var configs = []string{"base", "empty", "unwatched", "watched"}
@@ -114,14 +223,7 @@ func (o overhead) rounds(b *testing.B, mode string) map[string]int64 {
 		o.p.detachSyscalls()
 		samples["base"] = append(samples["base"], o.run(b, o.watched, mode))
 
-		var empties []link.Link
-		for _, tp := range []string{"sys_enter", "sys_exit"} {
-			l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: o.empty})
-			if err != nil {
-				b.Fatal(err)
-			}
-			empties = append(empties, l)
-		}
+		empties := attachEmpty(b, o.empty)
 		samples["empty"] = append(samples["empty"], o.run(b, o.watched, mode))
 		closeLinks(empties)
 
@@ -163,12 +265,22 @@ func median(xs []int64) int64 {
 	return s[len(s)/2]
 }
 
-// BenchmarkExitEventLatency measures the time from SIGKILL of a process in a
-// watched cgroup to its exit event reaching user space, beside the time to
-// its pidfd becoming readable (the kernel's own exit notification) for the
-// same kill. Run with -benchtime=300x for 300 kills.
+// BenchmarkExitEventLatency measures, for SIGKILL of a process in a watched
+// cgroup:
+//
+//   - death: from the process's death (the event's own timestamp, taken in
+//     sched_process_exit) to the event coming out of Events: the delivery
+//     that telemetry is responsible for;
+//   - event: from the kill(2) call to the same moment, which adds the time
+//     the signal takes to end the process;
+//   - pidfd: from the kill(2) call to the process's pidfd becoming readable,
+//     the kernel's own exit notification, for the same kill.
+//
+// Run with -benchtime=300x for 300 kills.
 func BenchmarkExitEventLatency(b *testing.B) {
-	p := loadProbes(b)
+	// A clock that reads CLOCK_MONOTONIC makes Event.Time the event's
+	// kernel timestamp itself, on the clock the receiver reads.
+	p := loadProbesOptions(b, Options{Now: monotonicNow}, loadConfig{})
 	cg := newTestCgroup(b)
 	if err := p.Watch(cg.ID, ""); err != nil {
 		b.Fatal(err)
@@ -183,7 +295,7 @@ func BenchmarkExitEventLatency(b *testing.B) {
 	}
 	defer unix.Close(dir)
 
-	var evLat, pidfdLat []time.Duration
+	var deathLat, evLat, pidfdLat []time.Duration
 	for i := 0; i < b.N; i++ {
 		cmd := exec.Command(sleep, "1000")
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: dir}
@@ -211,6 +323,7 @@ func BenchmarkExitEventLatency(b *testing.B) {
 		for ev := range p.Events() {
 			if ev.PID == pid {
 				evLat = append(evLat, time.Since(t0))
+				deathLat = append(deathLat, monotonicNow().Sub(ev.Time))
 				break
 			}
 		}
@@ -218,10 +331,21 @@ func BenchmarkExitEventLatency(b *testing.B) {
 		unix.Close(pidfd)
 		cmd.Wait()
 	}
+	b.ReportMetric(float64(percentile(deathLat, 0.50).Microseconds()), "death-p50-µs")
+	b.ReportMetric(float64(percentile(deathLat, 0.99).Microseconds()), "death-p99-µs")
 	b.ReportMetric(float64(percentile(evLat, 0.50).Microseconds()), "event-p50-µs")
 	b.ReportMetric(float64(percentile(evLat, 0.99).Microseconds()), "event-p99-µs")
 	b.ReportMetric(float64(percentile(pidfdLat, 0.50).Microseconds()), "pidfd-p50-µs")
 	b.ReportMetric(float64(percentile(pidfdLat, 0.99).Microseconds()), "pidfd-p99-µs")
+}
+
+// monotonicNow reads CLOCK_MONOTONIC as a time.Time since its epoch.
+func monotonicNow() time.Time {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return time.Unix(0, ts.Nano())
 }
 
 // percentile returns the nearest-rank q-quantile of ds.
@@ -229,4 +353,18 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[int(q*float64(len(s)-1)+0.5)]
+}
+
+// attachEmpty attaches the empty program to sys_enter and sys_exit: the
+// price of the tracepoints themselves.
+func attachEmpty(b *testing.B, empty *ebpf.Program) []link.Link {
+	var links []link.Link
+	for _, tp := range []string{"sys_enter", "sys_exit"} {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: empty})
+		if err != nil {
+			b.Fatal(err)
+		}
+		links = append(links, l)
+	}
+	return links
 }

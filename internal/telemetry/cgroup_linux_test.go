@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -99,9 +100,16 @@ func loadProbes(tb testing.TB) *Probes {
 
 func loadProbesConfig(tb testing.TB, cfg loadConfig) *Probes {
 	tb.Helper()
+	return loadProbesOptions(tb, Options{}, cfg)
+}
+
+// loadProbesOptions is loadProbes with opts, whose BPFFS and Logger it sets.
+func loadProbesOptions(tb testing.TB, opts Options, cfg loadConfig) *Probes {
+	tb.Helper()
 	requireRoot(tb)
 	bpffs := tb.TempDir()
-	p, err := load(tb.Context(), Options{BPFFS: bpffs, Logger: testLogger(tb)}, cfg)
+	opts.BPFFS, opts.Logger = bpffs, testLogger(tb)
+	p, err := load(tb.Context(), opts, cfg)
 	if errors.Is(err, ErrNotSupported) {
 		unix.Unmount(bpffs, 0)
 		tb.Skipf("eBPF not supported here: %v", err)
@@ -197,6 +205,28 @@ func childCmd(tb testing.TB, cg testCgroup, mode string) *exec.Cmd {
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
 	return cmd
+}
+
+// startBlockedChild starts a child in cg that blocks on its stdin once its
+// runtime is up; closing stdin lets it exit.
+func startBlockedChild(tb testing.TB, cg testCgroup) (*exec.Cmd, io.WriteCloser) {
+	tb.Helper()
+	cmd := childCmd(tb, cg, "block")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := stdout.Read(make([]byte, 16)); err != nil { // "ready": the runtime is up
+		tb.Fatal(err)
+	}
+	return cmd, stdin
 }
 
 // runChildIn runs a child to completion and fails the test if it fails.

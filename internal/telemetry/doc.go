@@ -8,8 +8,10 @@
 // [Load] mounts bpffs when missing, loads the programs and attaches them:
 // raw tracepoints on sys_enter/sys_exit, sched_process_exit, mark_victim (OOM)
 // and the TCP retransmit/reset tracepoints, so no tracefs is needed. The
-// programs only count cgroups the daemon [Probes.Watch]es; everything else is
-// filtered out by a single hash lookup on the current cgroup id. Watch also
+// programs only count cgroups the daemon [Probes.Watch]es; on every syscall,
+// everything else is filtered out by one bit of a bitmap indexed by the
+// current cgroup id (a hash lookup only when a watched cgroup shares the
+// bit), and a watched task keeps its counter slot in task storage. Watch also
 // attaches a counting cgroup_skb program (it always allows) to the cgroup's
 // directory for byte and packet counts.
 //

@@ -87,25 +87,11 @@ func TestReadPSI(t *testing.T) {
 func TestCgroupStats(t *testing.T) {
 	requireRoot(t)
 	cg := newTestCgroup(t)
-	cmd := childCmd(t, cg, "block")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin := startBlockedChild(t, cg)
 	defer func() {
 		stdin.Close()
 		cmd.Wait()
 	}()
-	if _, err := stdout.Read(make([]byte, 16)); err != nil { // "ready": the runtime is up
-		t.Fatal(err)
-	}
 
 	s, err := CgroupProcStats(cg.Path)
 	if err != nil {

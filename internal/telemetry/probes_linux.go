@@ -25,6 +25,17 @@ const (
 	bpfEventOOM  = 2
 )
 
+// latencySampleShift makes the syscall programs time one syscall in
+// 2^latencySampleShift of each task (picked pseudo-randomly), while counting
+// every syscall and error exactly. 0 times every syscall. Sampling saves the
+// two CLOCK_MONOTONIC reads, measured at 20-60 ns per syscall on a VM whose
+// kvm-clock has no stable TSC (docs/BENCHMARKS.md): too little to make the
+// histogram of a quiet agent a handful of samples, so it is off.
+const latencySampleShift = 0
+
+// filterWords is the size of watch_filter in bpf/telemetry.c, in 64-bit words.
+const filterWords = 512
+
 // eventsBuffer is the capacity of the Events channel; the ring buffer in the
 // kernel (256 KiB, about 6,500 events) absorbs bursts beyond it.
 const eventsBuffer = 256
@@ -69,6 +80,8 @@ type loadConfig struct {
 	// leaderExit reports exits on thread-group leaders even when the kernel
 	// passes group_dead, as on kernels before 6.16.
 	leaderExit bool
+	// latencySampleShift, when not 0, replaces the package's.
+	latencySampleShift uint32
 }
 
 func load(ctx context.Context, opts Options, cfg loadConfig) (_ *Probes, err error) {
@@ -97,6 +110,13 @@ func load(ctx context.Context, opts Options, cfg loadConfig) (_ *Probes, err err
 		if err := spec.Variables[telemetryVarExitHasGroupDead].Set(uint8(1)); err != nil {
 			return nil, fmt.Errorf("telemetry: %w", err)
 		}
+	}
+	shift := uint32(latencySampleShift)
+	if cfg.latencySampleShift != 0 {
+		shift = cfg.latencySampleShift
+	}
+	if err := spec.Variables[telemetryVarLatencySampleShift].Set(shift); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	slots := spec.Maps[telemetryMapWatched].MaxEntries
 	ncpu, err := ebpf.PossibleCPU()
@@ -281,8 +301,42 @@ func (p *Probes) Watch(cgroupID uint64, cgroupPath string) error {
 		closeLinks(w.links)
 		return fmt.Errorf("telemetry: watch cgroup %d: %w", cgroupID, err)
 	}
-	p.free = p.free[:len(p.free)-1]
 	p.watched[cgroupID] = w
+	err := p.objs.SlotOwner.Update(w.slot, cgroupID, ebpf.UpdateAny)
+	if err == nil {
+		err = p.updateFilter(cgroupID)
+	}
+	if err != nil {
+		delete(p.watched, cgroupID)
+		p.objs.SlotOwner.Update(w.slot, uint64(0), ebpf.UpdateAny)
+		p.objs.Watched.Delete(cgroupID)
+		closeLinks(w.links)
+		return fmt.Errorf("telemetry: watch cgroup %d: %w", cgroupID, err)
+	}
+	p.free = p.free[:len(p.free)-1]
+	return nil
+}
+
+// filterBit returns the word and bit of watch_filter that stand for the
+// cgroup id.
+func filterBit(cgroupID uint64) (word uint32, bit uint64) {
+	b := cgroupID % (filterWords * 64)
+	return uint32(b / 64), 1 << (b % 64)
+}
+
+// updateFilter rewrites the watch_filter word of cgroupID's bit from the
+// watched set. Callers hold p.mu.
+func (p *Probes) updateFilter(cgroupID uint64) error {
+	word, _ := filterBit(cgroupID)
+	var v uint64
+	for id := range p.watched {
+		if w, bit := filterBit(id); w == word {
+			v |= bit
+		}
+	}
+	if err := p.objs.WatchFilter.Update(word, v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update watch filter: %w", err)
+	}
 	return nil
 }
 
@@ -298,13 +352,17 @@ func (p *Probes) Unwatch(cgroupID uint64) error {
 		return ErrNotWatched
 	}
 	delete(p.watched, cgroupID)
+	// Tasks that remember the slot stop using it once it has no owner.
+	oerr := p.objs.SlotOwner.Update(w.slot, uint64(0), ebpf.UpdateAny)
+	ferr := p.updateFilter(cgroupID)
 	err := p.objs.Watched.Delete(cgroupID)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		err = nil
 	}
+	err = errors.Join(oerr, ferr, err)
 	closeLinks(w.links)
 	// The slot is reused after Watch has zeroed it again; a syscall in flight
-	// across Unwatch may still add one count to it before that.
+	// across Unwatch counts nowhere, as sys_exit checks slot_owner.
 	p.free = append(p.free, w.slot)
 	if err != nil {
 		return fmt.Errorf("telemetry: unwatch cgroup %d: %w", cgroupID, err)

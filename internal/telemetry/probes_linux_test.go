@@ -101,6 +101,114 @@ func TestSyscallCounters(t *testing.T) {
 	}
 }
 
+// With sampling on, one syscall in 2^shift is timed; every one is counted.
+func TestSyscallLatencySampled(t *testing.T) {
+	const shift = 4
+	p := loadProbesConfig(t, loadConfig{latencySampleShift: shift})
+	cg := newTestCgroup(t)
+	if err := p.Watch(cg.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	const calls, failing = 20000, 100
+	runChildIn(t, cg, "syscalls "+strconv.Itoa(calls)+" "+strconv.Itoa(failing))
+	c, err := p.Read(cg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Syscalls < calls+failing || c.SyscallErrors < failing {
+		t.Errorf("Syscalls = %d, SyscallErrors = %d; want >= %d, >= %d", c.Syscalls, c.SyscallErrors, calls+failing, failing)
+	}
+	var inHist uint64
+	for _, n := range c.LatencyHist {
+		inHist += n
+	}
+	// Expected Syscalls/16; the bounds are many standard deviations away.
+	want := c.Syscalls >> shift
+	t.Logf("%d syscalls, %d timed (expected about %d), p50 %v", c.Syscalls, inHist, want, c.LatencyQuantile(0.5))
+	if inHist < want/2 || inHist > want*2 {
+		t.Errorf("latency histogram holds %d syscalls, want about %d", inHist, want)
+	}
+	if c.LatencyQuantile(0.5) <= 0 {
+		t.Errorf("median latency %v, want > 0", c.LatencyQuantile(0.5))
+	}
+}
+
+// Cgroup ids that share a bit of the watch filter: unwatching one must not
+// stop the counting of the other.
+func TestWatchFilterSharedBit(t *testing.T) {
+	p := loadProbes(t)
+	cg := newTestCgroup(t)
+	twin := cg.ID + filterWords*64 // no such cgroup; same filter bit
+	w1, b1 := filterBit(cg.ID)
+	if w2, b2 := filterBit(twin); w1 != w2 || b1 != b2 {
+		t.Fatalf("filterBit(%d) = %d,%#x; filterBit(%d) = %d,%#x", cg.ID, w1, b1, twin, w2, b2)
+	}
+	for _, id := range []uint64{twin, cg.ID} {
+		if err := p.Watch(id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Unwatch(twin); err != nil {
+		t.Fatal(err)
+	}
+	runChildIn(t, cg, "syscalls 1000 0")
+	c, err := p.Read(cg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Syscalls < 1000 {
+		t.Errorf("Syscalls = %d after unwatching a cgroup sharing the filter bit, want >= 1000", c.Syscalls)
+	}
+
+	// Unwatching the last cgroup of the bit clears it.
+	if err := p.Unwatch(cg.ID); err != nil {
+		t.Fatal(err)
+	}
+	var v uint64
+	if err := p.objs.WatchFilter.Lookup(w1, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v != 0 {
+		t.Errorf("watch filter word %d = %#x with nothing watched, want 0", w1, v)
+	}
+}
+
+// A task remembers its counter slot between syscalls; once its cgroup is
+// unwatched and the slot goes to another cgroup, its syscalls must not be
+// counted there.
+func TestSlotReuse(t *testing.T) {
+	p := loadProbes(t)
+	first, second := newTestCgroup(t), newTestCgroup(t)
+	if err := p.Watch(first.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	cmd, stdin := startBlockedChild(t, first)
+	if c, err := p.Read(first.ID); err != nil || c.Syscalls == 0 {
+		t.Fatalf("first cgroup: %+v, %v; want syscalls counted", c, err)
+	}
+	slot := p.watched[first.ID].slot
+	if err := p.Unwatch(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Watch(second.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.watched[second.ID].slot; got != slot {
+		t.Fatalf("second cgroup got slot %d, not the freed %d", got, slot)
+	}
+	stdin.Close() // the child's last syscalls, in the first cgroup
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.Read(second.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Syscalls != 0 {
+		t.Errorf("second cgroup counted %d syscalls of a task in the first", c.Syscalls)
+	}
+}
+
 func TestExitEvents(t *testing.T) {
 	t.Run("group_dead", func(t *testing.T) { testExitEvents(t, loadConfig{}) })
 	// The path for kernels before 6.16, whose tracepoint lacks group_dead.

@@ -34,10 +34,14 @@ type telemetryNetStats struct {
 }
 
 type telemetrySyscallStart struct {
-	_       structs.HostLayout
-	KtimeNs uint64
-	Slot    uint32
-	Pad     uint32
+	_        structs.HostLayout
+	KtimeNs  uint64
+	Cg       uint64
+	Slot     uint32
+	InFlight uint16
+	Pad      uint16
+	Rng      uint32
+	Pad2     uint32
 }
 
 type telemetrySyscallStats struct {
@@ -51,22 +55,25 @@ type telemetrySyscallStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	telemetryMapEvents            = "events"
-	telemetryMapNetCounters       = "net_counters"
-	telemetryMapSyscallCounters   = "syscall_counters"
-	telemetryMapSyscallStarts     = "syscall_starts"
-	telemetryMapWatched           = "watched"
-	telemetryProgCountEgress      = "count_egress"
-	telemetryProgCountIngress     = "count_ingress"
-	telemetryProgMarkVictim       = "mark_victim"
-	telemetryProgSchedProcessExit = "sched_process_exit"
-	telemetryProgSysEnter         = "sys_enter"
-	telemetryProgSysExit          = "sys_exit"
-	telemetryProgTcpReceiveReset  = "tcp_receive_reset"
-	telemetryProgTcpRetransmitSkb = "tcp_retransmit_skb"
-	telemetryProgTcpSendReset     = "tcp_send_reset"
-	telemetryVarExitHasGroupDead  = "exit_has_group_dead"
-	telemetryVarUnusedEvent       = "unused_event"
+	telemetryMapEvents             = "events"
+	telemetryMapNetCounters        = "net_counters"
+	telemetryMapSlotOwner          = "slot_owner"
+	telemetryMapSyscallCounters    = "syscall_counters"
+	telemetryMapSyscallStarts      = "syscall_starts"
+	telemetryMapWatchFilter        = "watch_filter"
+	telemetryMapWatched            = "watched"
+	telemetryProgCountEgress       = "count_egress"
+	telemetryProgCountIngress      = "count_ingress"
+	telemetryProgMarkVictim        = "mark_victim"
+	telemetryProgSchedProcessExit  = "sched_process_exit"
+	telemetryProgSysEnter          = "sys_enter"
+	telemetryProgSysExit           = "sys_exit"
+	telemetryProgTcpReceiveReset   = "tcp_receive_reset"
+	telemetryProgTcpRetransmitSkb  = "tcp_retransmit_skb"
+	telemetryProgTcpSendReset      = "tcp_send_reset"
+	telemetryVarExitHasGroupDead   = "exit_has_group_dead"
+	telemetryVarLatencySampleShift = "latency_sample_shift"
+	telemetryVarUnusedEvent        = "unused_event"
 )
 
 // loadTelemetry returns the embedded CollectionSpec for telemetry.
@@ -128,8 +135,10 @@ type telemetryProgramSpecs struct {
 type telemetryMapSpecs struct {
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	NetCounters     *ebpf.MapSpec `ebpf:"net_counters"`
+	SlotOwner       *ebpf.MapSpec `ebpf:"slot_owner"`
 	SyscallCounters *ebpf.MapSpec `ebpf:"syscall_counters"`
 	SyscallStarts   *ebpf.MapSpec `ebpf:"syscall_starts"`
+	WatchFilter     *ebpf.MapSpec `ebpf:"watch_filter"`
 	Watched         *ebpf.MapSpec `ebpf:"watched"`
 }
 
@@ -137,8 +146,9 @@ type telemetryMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type telemetryVariableSpecs struct {
-	ExitHasGroupDead *ebpf.VariableSpec `ebpf:"exit_has_group_dead"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	ExitHasGroupDead   *ebpf.VariableSpec `ebpf:"exit_has_group_dead"`
+	LatencySampleShift *ebpf.VariableSpec `ebpf:"latency_sample_shift"`
+	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // telemetryObjects contains all objects after they have been loaded into the kernel.
@@ -163,8 +173,10 @@ func (o *telemetryObjects) Close() error {
 type telemetryMaps struct {
 	Events          *ebpf.Map `ebpf:"events"`
 	NetCounters     *ebpf.Map `ebpf:"net_counters"`
+	SlotOwner       *ebpf.Map `ebpf:"slot_owner"`
 	SyscallCounters *ebpf.Map `ebpf:"syscall_counters"`
 	SyscallStarts   *ebpf.Map `ebpf:"syscall_starts"`
+	WatchFilter     *ebpf.Map `ebpf:"watch_filter"`
 	Watched         *ebpf.Map `ebpf:"watched"`
 }
 
@@ -172,8 +184,10 @@ func (m *telemetryMaps) Close() error {
 	return _TelemetryClose(
 		m.Events,
 		m.NetCounters,
+		m.SlotOwner,
 		m.SyscallCounters,
 		m.SyscallStarts,
+		m.WatchFilter,
 		m.Watched,
 	)
 }
@@ -182,8 +196,9 @@ func (m *telemetryMaps) Close() error {
 //
 // It can be passed to loadTelemetryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type telemetryVariables struct {
-	ExitHasGroupDead *ebpf.Variable `ebpf:"exit_has_group_dead"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	ExitHasGroupDead   *ebpf.Variable `ebpf:"exit_has_group_dead"`
+	LatencySampleShift *ebpf.Variable `ebpf:"latency_sample_shift"`
+	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // telemetryPrograms contains all programs after they have been loaded into the kernel.

@@ -263,6 +263,15 @@ func kindNotes(k Kind, kr KindReport, ins []*Injection, bound time.Duration) []s
 		return notes
 	}
 	switch k {
+	case Kill, Crash:
+		note := "the supervisor acts on the process's exit (the kernel's exit event, or wait), and a dying process must be scheduled to exit: on a loaded machine that can take a while"
+		if k == Crash {
+			note += "; and an agent that handles SIGSEGV before dying (the Go runtime prints its goroutines' stacks, Python's faulthandler its traceback) exits later still"
+		}
+		if kr.DetectMS != nil {
+			note += fmt.Sprintf(" (detect_ms p99 %s here)", fmtMS(kr.DetectMS.P99))
+		}
+		notes = append(notes, note)
 	case Hang, Latency, Sever:
 		notes = append(notes, "noticing this kind needs a call on the agent, or a ping: its recovery depends on the pool's stall timeout and ping_interval and on the call rate")
 	case Leak, OOM:

@@ -619,6 +619,13 @@ func TestReapOrphans(t *testing.T) {
 		pids = append(pids, cmd.Process.Pid)
 		unix.Close(c.fd) // the dead daemon's descriptors die with it
 	}
+	// An empty one: a sandbox made ahead of need (the supervisor's spare),
+	// whose parked launcher thread died with the daemon.
+	spare, err := dead.Create("orphans", "spare", Limits{Memory: 64 << 20, Pids: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(spare.fd)
 	// A v1-only leftover (died between the two mkdirs).
 	for _, r := range dead.v1Roots() {
 		if err := mkdirAll(r, "agents/orphans/c"); err != nil {
@@ -634,15 +641,15 @@ func TestReapOrphans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := 2
+	want := 3
 	if len(dead.v1Roots()) > 0 {
-		want = 3
+		want = 4
 	}
 	n, err := m2.Reap(ctxT(t))
 	if err != nil || n != want {
 		t.Fatalf("Reap = %d, %v; want %d", n, err, want)
 	}
-	for _, a := range []string{"a", "b", "c"} {
+	for _, a := range []string{"a", "b", "c", "spare"} {
 		h := m2.handle("orphans", a)
 		for _, d := range append([]string{h.path}, h.v1Dirs()...) {
 			if exists(d) {

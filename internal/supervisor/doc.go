@@ -21,6 +21,13 @@
 // feedback describing the violation), and record events with timestamps.
 // The `recovered` event carries detect_ms and recover_ms.
 //
+// When no spare is left, the replacement's start is the recovery, so
+// nothing else stands in its way: each pool keeps the next agent's cgroup
+// made ahead of need (limits set, [Options.OnSandbox] called), made in the
+// background once no agent is starting and removed when the pool stops;
+// and a dead agent's cgroup, killed at once, is waited for and removed only
+// after its replacement has started.
+//
 // Restart policy follows OTP: permanent, transient and temporary agents;
 // intensity (max restarts within a period) with escalation to the parent
 // group, whose strategy (one_for_one, one_for_all, rest_for_one) restarts

@@ -29,22 +29,20 @@ func (s *Supervisor) watchOOM() {
 
 func (p *Pool) checkOOM() {
 	p.mu.Lock()
-	type cand struct {
-		sl   *slot
-		base uint64
-	}
-	var cs []cand
+	var cs []*slot
 	for _, sl := range p.slots {
 		if sl.sb != nil && (sl.state == AgentActive || sl.state == AgentSpare) {
-			cs = append(cs, cand{sl, sl.oomBase})
+			cs = append(cs, sl)
 		}
 	}
 	p.mu.Unlock()
-	for _, c := range cs {
-		me, err := c.sl.sb.MemoryEvents()
-		if err != nil || me.OOMKill <= c.base {
+	for _, sl := range cs {
+		// Each sandbox is made for one agent, so it counts only that
+		// agent's OOM kills (its handshake's too).
+		me, err := sl.sb.MemoryEvents()
+		if err != nil || me.OOMKill == 0 {
 			continue
 		}
-		p.fail(c.sl, evidence{kind: EventOOM, reason: fmt.Sprintf("OOM kill in its cgroup (%d since start)", me.OOMKill-c.base), at: p.sup.opts.Now()})
+		p.fail(sl, evidence{kind: EventOOM, reason: fmt.Sprintf("OOM kill in its cgroup (%d since start)", me.OOMKill), at: p.sup.opts.Now()})
 	}
 }

@@ -133,7 +133,10 @@ type Pool struct {
 	breaker      Breaker
 	givingUp     bool // intensity exceeded; the escalation is under way
 	lat          latencyTracker
-	live         sync.WaitGroup // one per slot until its process and sandbox are gone
+	live         sync.WaitGroup // one per slot (and sandbox being made) until its process and sandbox are gone
+	cfgGen       int            // bumped by every configure: a sandbox made for an older one is stale
+	nextSandbox  *spareSandbox  // the next agent's cgroup, made ahead of need
+	preparing    bool           // nextSandbox is being made
 }
 
 // slot is one agent incarnation and its worker goroutine.
@@ -163,10 +166,14 @@ type slot struct {
 	graceful     atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
 	inject       atomic.Pointer[injected] // chaos: misbehaviour in the message path
 	isolated     atomic.Bool              // out of service and cut off; not pinged
-	oomBase      uint64                   // OOM kills in the sandbox when the agent became ready
 	calls        atomic.Uint64
 	lat          latencyTracker
-	fault        atomic.Int64 // unix nanos of an injected fault, 0 if none
+	fault        atomic.Int64  // unix nanos of an injected fault, 0 if none
+	prepared     bool          // sb was made ahead of need, OnSandbox already called
+	up           chan struct{} // closed once its start has ended, ready or not
+	// The replacements started for this slot when it died: its cleanup
+	// waits for their start, which it would otherwise slow down.
+	replacements []*slot
 }
 
 func (sl *slot) markDead() { sl.deadOnce.Do(func() { close(sl.dead) }) }
@@ -208,6 +215,7 @@ func (p *Pool) configure(pc config.Pool) error {
 		return fmt.Errorf("pool %s: %w", pc.Name, err)
 	}
 	p.cfg, p.contract, p.cred = pc, c, cred
+	p.cfgGen++
 	p.replicas = pc.Replicas
 	p.sparesWanted = pc.Spares
 	p.intensity = newIntensity(pc.Intensity.MaxRestarts, pc.Intensity.Period)
@@ -263,16 +271,20 @@ func (p *Pool) effectiveReplicas() int {
 }
 
 // ensureLocked starts spawns until active + spares + starting reaches the
-// wanted strength. Called with p.mu held.
-func (p *Pool) ensureLocked(delay time.Duration) {
+// wanted strength, and returns the new slots. Called with p.mu held.
+func (p *Pool) ensureLocked(delay time.Duration) []*slot {
 	if p.state == PoolFailed || p.state == PoolStopped {
-		return
+		return nil
 	}
+	var made []*slot
 	want := p.effectiveReplicas() + p.sparesWanted
 	for have := p.activeN + len(p.spares) + p.starting; have < want; have++ {
-		p.nextN++
+		id, sb := p.takeSandboxLocked()
 		sl := &slot{
-			id:           fmt.Sprintf("%s-%d", p.name, p.nextN),
+			id:           id,
+			sb:           sb,
+			prepared:     sb != nil,
+			up:           make(chan struct{}),
 			pool:         p,
 			epoch:        p.epoch,
 			state:        AgentStarting,
@@ -286,7 +298,9 @@ func (p *Pool) ensureLocked(delay time.Duration) {
 		p.slots[sl.id] = sl
 		p.live.Add(1)
 		go p.run(sl, delay, p.cfg, p.cred, p.down)
+		made = append(made, sl)
 	}
+	return made
 }
 
 // run is the life of one agent: spawn, handshake, then serve until it
@@ -302,15 +316,19 @@ func (p *Pool) run(sl *slot, delay time.Duration, pc config.Pool, cred *syscall.
 		case <-t.C:
 		case <-down:
 			t.Stop()
+			close(sl.up)
 			p.retire(sl)
 			return
 		}
 	}
 	if err := p.spawn(sl, pc, cred); err != nil {
+		close(sl.up)
 		p.spawnFailed(sl, err)
 		return
 	}
-	if !p.ready(sl) {
+	ok := p.ready(sl)
+	close(sl.up)
+	if !ok {
 		return
 	}
 	p.serve(sl, pc, down)
@@ -341,7 +359,7 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	for k, v := range pc.Env {
 		cfg.Env = append(cfg.Env, k+"="+v)
 	}
-	if sbs := p.sup.opts.Sandboxes; sbs != nil {
+	if sbs := p.sup.opts.Sandboxes; sbs != nil && !sl.prepared {
 		sb, err := sbs.Create(p.name, sl.id, cgroup.Limits{Memory: pc.Limits.Memory, Pids: pc.Limits.Pids, CPUWeight: pc.Limits.CPUWeight})
 		if err != nil {
 			return fmt.Errorf("cgroup: %w", err)
@@ -349,12 +367,14 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		p.mu.Lock()
 		sl.sb = sb // read by Agents and fail under p.mu
 		p.mu.Unlock()
-		cfg.CgroupFD = sb.FD()
 		if hook := p.sup.opts.OnSandbox; hook != nil {
 			if err := hook(pc, sl.id, sb); err != nil {
 				return fmt.Errorf("preparing the sandbox: %w", err)
 			}
 		}
+	}
+	if sl.sb != nil {
+		cfg.CgroupFD = sl.sb.FD()
 	}
 	a, err := agent.Start(cfg)
 	if err != nil {
@@ -440,11 +460,6 @@ func (p *Pool) ready(sl *slot) bool {
 		p.mu.Unlock()
 		return false
 	}
-	if sl.sb != nil {
-		if me, err := sl.sb.MemoryEvents(); err == nil {
-			sl.oomBase = me.OOMKill
-		}
-	}
 	evs := []Event{{Kind: EventReady, Pool: p.name, Agent: sl.id, Reason: fmt.Sprintf("pid %d", sl.a.PID())}}
 	if p.activeN < p.effectiveReplicas() {
 		p.activateLocked(sl, now)
@@ -453,6 +468,7 @@ func (p *Pool) ready(sl *slot) bool {
 		p.spares = append(p.spares, sl)
 	}
 	evs = append(evs, p.recoveredLocked(now)...)
+	p.prepareSandboxLocked()
 	p.mu.Unlock()
 	for _, ev := range evs {
 		p.sup.emit(ev)
@@ -584,12 +600,11 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 		evs = append(evs, p.promoteLocked(now)...)
 		evs = append(evs, p.recoveredLocked(now)...)
 		if replace {
-			p.ensureLocked(p.pausedDelayLocked(delay))
+			sl.replacements = p.ensureLocked(p.pausedDelayLocked(delay))
 		}
 	}
 	in := p.intensity
 	p.mu.Unlock()
-
 	for _, e := range evs {
 		p.sup.emit(e)
 	}
@@ -631,6 +646,7 @@ func (p *Pool) destroy(sl *slot) {
 	if sl.graceful.Load() && sl.a != nil {
 		<-sl.a.Done() // stopSlot kills it after the shutdown timeout
 	}
+	p.awaitReplacements(sl)
 	p.sup.emit(Event{Kind: EventKill, Pool: p.name, Agent: sl.id})
 	if hook := p.sup.opts.OnAgentGone; hook != nil {
 		defer hook(sl.id, sl.sb)
@@ -772,9 +788,11 @@ func (p *Pool) stop(ctx context.Context, reason string) {
 	}
 	p.mu.Unlock()
 	p.stopAgents(ctx)
+	p.dropSandbox()
 	// Spawns in flight see the stopped state and retire themselves; every
-	// worker destroys its own process and sandbox. Wait for all of them so
-	// that nothing outlives Stop.
+	// worker destroys its own process and sandbox, and a sandbox being made
+	// ahead of need is removed once made. Wait for all of them so that
+	// nothing outlives Stop.
 	done := make(chan struct{})
 	go func() { p.live.Wait(); close(done) }()
 	select {
@@ -1090,12 +1108,14 @@ func (p *Pool) release(sl *slot) error {
 // looks like any other exit, but the cgroup's memory events count it.
 func (p *Pool) oomOrExit(sl *slot, ev evidence) evidence {
 	p.mu.Lock()
-	sb, base := sl.sb, sl.oomBase
+	sb := sl.sb
 	p.mu.Unlock()
 	if sb == nil {
 		return ev
 	}
-	if me, err := sb.MemoryEvents(); err == nil && me.OOMKill > base {
+	// The sandbox was made for this agent: every OOM kill it counts is
+	// this agent's.
+	if me, err := sb.MemoryEvents(); err == nil && me.OOMKill > 0 {
 		lim := p.config().Limits.Memory
 		ev.kind = EventOOM
 		ev.reason = fmt.Sprintf("OOM-killed at its memory limit (%d MiB): %s", lim>>20, ev.reason)

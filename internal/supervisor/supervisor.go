@@ -62,11 +62,13 @@ type Options struct {
 	// must not block.
 	OnCall func(pool, outcome string, d time.Duration)
 	// OnSandbox, when set, is called with each agent's new sandbox before
-	// the agent starts in it (egress policy, telemetry). An error fails the
-	// spawn.
+	// the agent starts in it (egress policy, telemetry), usually when the
+	// sandbox is made ahead of need. An error fails the spawn (or discards
+	// the sandbox made ahead, and the spawn makes its own).
 	OnSandbox func(pool config.Pool, agentID string, sb Sandbox) error
 	// OnAgentGone, when set, is called once an agent's process is gone,
-	// before its sandbox is removed.
+	// before its sandbox is removed; also for a sandbox made ahead of need
+	// and removed unused.
 	OnAgentGone func(agentID string, sb Sandbox)
 	// NewBreaker, when set, gives each pool a circuit breaker.
 	NewBreaker func(pool string, cfg config.Breaker) Breaker

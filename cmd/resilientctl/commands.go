@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,13 +137,26 @@ func printAgents(as []api.AgentStatus) {
 func callCmd(g *globals) *cobra.Command {
 	var sessionID, key string
 	var timeout time.Duration
+	var stream bool
+	var inflight int
 	c := &cobra.Command{
 		Use:   "call POOL [INPUT_JSON | -]",
 		Short: "Run one call on a pool and print the validated result",
 		Long: "Run one call on a pool. The input is a JSON value given as an argument, or read from\n" +
-			"standard input with -. The validated result JSON is printed on standard output.",
+			"standard input with -. The validated result JSON is printed on standard output.\n\n" +
+			"With --stream, run many calls over one call stream: standard input holds one call per\n" +
+			"line, {\"id\": ID, \"input\": …, \"session\": \"…\", \"key\": \"…\", \"timeout\": \"5s\"} (ID a string or\n" +
+			"number), and one answer per call is printed as it completes, in any order:\n" +
+			"{\"id\": ID, \"output\": …, \"agent\": \"…\", \"attempts\": N} or {\"id\": ID, \"status\": S, \"line\": L,\n" +
+			"\"error\": {\"code\": \"…\", \"message\": \"…\"}}. The exit status is 1 if any call failed.",
 		Args: args(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if stream {
+				if len(a) > 1 || sessionID != "" || key != "" || timeout != 0 {
+					return usageError{fmt.Errorf("call --stream: the calls, with their session, key and timeout, are read from standard input, one JSON object per line")}
+				}
+				return streamCalls(cmd.Context(), g.client(), a[0], inflight, os.Stdin, os.Stdout)
+			}
 			input := "null"
 			if len(a) == 2 {
 				input = a[1]
@@ -173,7 +189,80 @@ func callCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&sessionID, "session", "", "session id: the call gets the session's context and extends it")
 	c.Flags().StringVar(&key, "key", "", "idempotency key: a repeat returns the stored result")
 	c.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default 60s)")
+	c.Flags().BoolVar(&stream, "stream", false, "read calls from standard input, one JSON object per line, and print their answers as they complete")
+	c.Flags().IntVar(&inflight, "inflight", 0, fmt.Sprintf("with --stream: calls running at once (default %d)", api.DefaultStreamInFlight))
 	return c
+}
+
+// streamCalls sends each line of in as a call on one call stream (blank
+// and malformed lines too, so that the daemon's line numbers are in's) and
+// writes each answer to out as one JSON line.
+func streamCalls(ctx context.Context, c *api.Client, pool string, inflight int, in io.Reader, out io.Writer) error {
+	st, err := c.CallStream(ctx, pool, api.StreamOptions{InFlight: inflight})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	readErr := make(chan error, 1)
+	go func() {
+		br := bufio.NewReaderSize(in, 64<<10)
+		for {
+			line, err := br.ReadBytes('\n')
+			if len(line) > 0 {
+				if serr := st.SendLine(bytes.TrimRight(line, "\r\n")); serr != nil {
+					readErr <- nil // Recv says why
+					return
+				}
+			}
+			if err == io.EOF {
+				readErr <- st.CloseSend()
+				return
+			}
+			if err != nil {
+				readErr <- fmt.Errorf("reading the calls: %w", err)
+				st.Close()
+				return
+			}
+		}
+	}()
+	bw := bufio.NewWriter(out)
+	calls, failed := 0, 0
+	for {
+		a, err := st.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			bw.Flush()
+			select {
+			case rerr := <-readErr:
+				if rerr != nil {
+					return rerr
+				}
+			default: // still reading: the stream's error says more
+			}
+			return err
+		}
+		calls++
+		if a.Error != nil {
+			failed++
+		}
+		b, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		bw.Write(append(b, '\n'))
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+	if err := <-readErr; err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d calls failed", failed, calls)
+	}
+	return nil
 }
 
 func agentsCmd(g *globals) *cobra.Command {

@@ -64,22 +64,34 @@ type fixture struct {
 	sup    *supervisor.Supervisor
 }
 
-// newFixture runs a real supervisor (agents in process groups) behind a
-// real server on a unix socket in a temp dir.
+// newFixture runs a real supervisor (agents in process groups) with a pool
+// "echo" of flaky agents behind a real server on a unix socket in a temp dir.
 func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	pc := config.DefaultPool()
+	pc.Name = "echo"
+	pc.Command = []string{"FLAKY", "-seed", "1"}
+	pc.Replicas, pc.Spares = 2, 1
+	pc.Contract.Schema = json.RawMessage(`{"type":"object","required":["answer"]}`)
+	return newPoolFixture(t, nil, pc)
+}
+
+// newPoolFixture is newFixture with the given pools (the command "FLAKY"
+// is the example agent) and a hook on every call's outcome.
+func newPoolFixture(t *testing.T, onCall func(pool, outcome string, d time.Duration), pools ...config.Pool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := session.Open(context.Background(), session.Options{Path: filepath.Join(dir, "state.db"), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup := supervisor.New(supervisor.Options{Store: store})
-	pc := config.DefaultPool()
-	pc.Name = "echo"
-	pc.Command = []string{flaky(t), "-seed", "1"}
-	pc.Replicas, pc.Spares = 2, 1
-	pc.Contract.Schema = json.RawMessage(`{"type":"object","required":["answer"]}`)
-	if err := sup.Apply(context.Background(), &config.Config{Pools: []config.Pool{pc}}); err != nil {
+	sup := supervisor.New(supervisor.Options{Store: store, OnCall: onCall, Logger: quiet})
+	for i := range pools {
+		if pools[i].Command[0] == "FLAKY" {
+			pools[i].Command[0] = flaky(t)
+		}
+	}
+	if err := sup.Apply(context.Background(), &config.Config{Pools: pools}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -91,7 +103,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(Options{Supervisor: sup, Sessions: store, Version: "test", Mode: func() Mode { return Mode{Cgroup: "none", Notes: []string{"test"}} }})
+	mode := func() Mode { return Mode{Cgroup: "none", Notes: []string{"test"}} }
+	srv := NewServer(Options{Supervisor: sup, Sessions: store, Version: "test", Logger: quiet, Mode: mode})
 	go srv.Serve(sock)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -297,6 +310,9 @@ func TestPeerWithoutPermissionIsRefused(t *testing.T) {
 	if !strings.Contains(string(out), "STATUS 403") || !strings.Contains(string(out), "permission denied: user nobody") {
 		t.Fatalf("unprivileged peer was not refused: %s", out)
 	}
+	if !strings.Contains(string(out), "STREAM 403") {
+		t.Fatalf("unprivileged peer's call stream was not refused: %s", out)
+	}
 }
 
 // TestHelperConnect runs in a child as another user (see above).
@@ -311,6 +327,18 @@ func TestHelperConnect(t *testing.T) {
 		fmt.Printf("STATUS %d %s\n", e.Status, e.Message)
 	} else {
 		fmt.Printf("ERR %v\n", err)
+	}
+	// A call stream is refused before it starts, not left waiting.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := NewClient(path).CallStream(ctx, "echo", StreamOptions{})
+	if errors.As(err, &e) {
+		fmt.Printf("STREAM %d %s\n", e.Status, e.Message)
+	} else {
+		if st != nil {
+			st.Close()
+		}
+		fmt.Printf("STREAM ERR %v\n", err)
 	}
 }
 

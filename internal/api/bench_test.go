@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -43,6 +44,10 @@ var (
 //     supervisor's own share (dispatch, contract check, metrics hook).
 //   - socket: api.Client → unix socket → api.Server → supervisor → agent,
 //     kept-alive connections, no sessions.
+//   - stream: the same calls through one call stream (POST
+//     /v1/pools/{pool}/call/stream), each caller sending its call and
+//     waiting for its answer: many calls share each write and read.
+//     stream/agents=C is 64 callers over C agents on one stream.
 //   - sessions/window=N: the same with a durable session per caller: the
 //     context is read before every call and sent with it, and the exchange
 //     appended after it (bbolt, fsync'd, group commit) before the answer;
@@ -61,7 +66,9 @@ var (
 // Metrics: calls/s; p50-µs, p99-µs per call; cpu-µs/call is the CPU time
 // of this process (caller and daemon) per call and agent-cpu-µs/call that
 // of the agent processes, which waiting for a CPU on a busy machine does
-// not inflate (much); ceiling-calls/s is NumCPU/(cpu+agent-cpu), the
+// not inflate (much); rw-syscalls/call counts this process's reads and
+// writes (sockets, pipes, files: /proc/self/io), which the load of the
+// machine does not change; ceiling-calls/s is NumCPU/(cpu+agent-cpu), the
 // throughput the machine would reach if nothing else ran on it; B/op and
 // allocs/op are the whole process's per call; appends/commit is the
 // writes sharing one fsync; restarts counts agents replaced during the row
@@ -99,10 +106,12 @@ func BenchmarkCallPath(b *testing.B) {
 		row("inproc", conc, daemon(daemonRow{callers: conc, agents: conc, schema: true}))
 		row("socket", conc, daemon(daemonRow{callers: conc, agents: conc, schema: true, http: true}))
 		row("socket/no-schema", conc, daemon(daemonRow{callers: conc, agents: conc, http: true}))
+		row("stream", conc, daemon(daemonRow{callers: conc, agents: conc, schema: true, http: true, streams: 1}))
 		for _, w := range []int{8, config.DefaultContextEntries} {
 			row(fmt.Sprintf("sessions/window=%d", w), conc, daemon(daemonRow{callers: conc, agents: conc, schema: true, http: true, window: w}))
 		}
 	}
+	row(fmt.Sprintf("stream/agents=%d", c), 64, daemon(daemonRow{callers: 64, agents: c, schema: true, http: true, streams: 1}))
 	for _, w := range []int{8, config.DefaultContextEntries} {
 		row(fmt.Sprintf("sessions/window=%d/agents=%d", w, c), 64, daemon(daemonRow{callers: 64, agents: c, schema: true, http: true, window: w}))
 	}
@@ -114,6 +123,7 @@ type stats struct {
 	elapsed       time.Duration
 	p50, p99      time.Duration
 	cpu, agentCPU time.Duration // this process; the agents
+	rwSyscalls    int64         // this process's read and write system calls
 	extra         map[string]float64
 }
 
@@ -128,6 +138,7 @@ func (s stats) report(b *testing.B) {
 	if cpu+acpu > 0 {
 		b.ReportMetric(float64(runtime.NumCPU())*1e6/(cpu+acpu), "ceiling-calls/s")
 	}
+	b.ReportMetric(float64(s.rwSyscalls)/float64(s.calls), "rw-syscalls/call")
 	for k, v := range s.extra {
 		b.ReportMetric(v, k)
 	}
@@ -164,7 +175,7 @@ func drive(b *testing.B, conc int, call func(i int) error, agentCPU func() time.
 	for _, f := range atStart {
 		f()
 	}
-	cpu0, acpu0 := processCPU(), agentCPU()
+	cpu0, acpu0, io0 := processCPU(), agentCPU(), processRWSyscalls()
 	b.ResetTimer()
 	start := time.Now()
 	for i := range conc {
@@ -195,6 +206,7 @@ func drive(b *testing.B, conc int, call func(i int) error, agentCPU func() time.
 	return stats{
 		calls: len(all), elapsed: elapsed, p50: q(0.50), p99: q(0.99),
 		cpu: processCPU() - cpu0, agentCPU: agentCPU() - acpu0,
+		rwSyscalls: processRWSyscalls() - io0,
 	}
 }
 
@@ -298,6 +310,7 @@ type daemonRow struct {
 	schema          bool // the pool's contract has a JSON Schema
 	http            bool // through the socket; else supervisor.Call in process
 	window          int  // > 0: each caller has a durable session keeping this many exchanges
+	streams         int  // > 0: the calls go through this many call streams (http only)
 }
 
 // benchDaemon: a pool of flaky agents behind a supervisor wired as the
@@ -421,6 +434,9 @@ func startDaemon(b *testing.B, bin string, r daemonRow) *benchPool {
 			_, err := client.Call(context.Background(), "bench", CallRequest{Input: benchInput, Session: ids[i]})
 			return err
 		}
+		if r.streams > 0 {
+			call = streamCaller(b, client, r.streams, ids)
+		}
 	} else {
 		call = func(i int) error {
 			_, err := sup.Call(context.Background(), "bench", supervisor.CallRequest{Input: benchInput, Session: ids[i]})
@@ -428,6 +444,65 @@ func startDaemon(b *testing.B, bin string, r daemonRow) *benchPool {
 		}
 	}
 	return &benchPool{sup: sup, store: store, call: call, agentCPU: agentCPU, events: events, unsubscribe: unsubscribe}
+}
+
+// streamCaller opens n call streams on the bench pool; call(i) sends the
+// i-th caller's call on stream i%n and waits for its answer. A caller has
+// one call in flight, so its index is the call's id.
+func streamCaller(b *testing.B, client *Client, n int, sessions []string) func(i int) error {
+	streams := make([]*CallStream, n)
+	answers := make([]chan error, len(sessions))
+	for i := range answers {
+		answers[i] = make(chan error, 1)
+	}
+	ids := make([]json.RawMessage, len(sessions))
+	for i := range ids {
+		ids[i] = json.RawMessage(strconv.Itoa(i))
+	}
+	var recvs sync.WaitGroup
+	for k := range streams {
+		st, err := client.CallStream(context.Background(), "bench", StreamOptions{InFlight: max(DefaultStreamInFlight, len(sessions))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		streams[k] = st
+		recvs.Add(1)
+		go func() {
+			defer recvs.Done()
+			for {
+				a, err := st.Recv()
+				if err != nil {
+					if err != io.EOF {
+						for _, ch := range answers {
+							select {
+							case ch <- err:
+							default:
+							}
+						}
+					}
+					return
+				}
+				i, err := strconv.Atoi(string(a.ID))
+				if err != nil || i < 0 || i >= len(answers) {
+					b.Errorf("answer with id %s", a.ID)
+					continue
+				}
+				answers[i] <- a.Err()
+			}
+		}()
+	}
+	b.Cleanup(func() {
+		for _, st := range streams {
+			st.CloseSend()
+		}
+		recvs.Wait()
+	})
+	return func(i int) error {
+		if err := streams[i%n].Send(StreamCall{ID: ids[i], CallRequest: CallRequest{Input: benchInput, Session: sessions[i]}}); err != nil {
+			return err
+		}
+		return <-answers[i]
+	}
 }
 
 // replaced returns how many agents the pool replaced, and logs why: on a
@@ -467,6 +542,23 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processRWSyscalls is the number of read and write system calls of this
+// process so far (/proc/self/io: syscr, syscw; readv and writev count too).
+func processRWSyscalls() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok && (k == "syscr" || k == "syscw") {
+			c, _ := strconv.ParseInt(v, 10, 64)
+			n += c
+		}
+	}
+	return n
 }
 
 // pidsCPU sums the user and system CPU time of live processes, from

@@ -18,6 +18,7 @@
 //	GET  /v1/status
 //	GET  /v1/agents[?pool=P]
 //	POST /v1/pools/{pool}/call      {"input":…, "session":"…", "key":"…", "timeout":"5s"}
+//	POST /v1/pools/{pool}/call/stream[?inflight=N]   (NDJSON calls in, NDJSON answers out)
 //	POST /v1/pools/{pool}/restart
 //	POST /v1/pools/{pool}/scale     {"replicas": N}
 //	GET  /v1/pools/{pool}/ring
@@ -33,6 +34,17 @@
 // connection the daemon closed (a restart) is noticed on the next write,
 // before anything is sent, and the request goes out on a new one; nothing
 // else is retried, so a call is never sent twice.
+//
+// The call stream carries many calls over one full-duplex HTTP/1.1
+// exchange, as gRPC streams or Redis pipelining do: one {"id":…, "input":…}
+// object per line of the chunked request body, one answer per line of the
+// response as each call completes, in any order. Calls of a stream run
+// concurrently, at most N (?inflight=, default 64); beyond that the daemon
+// reads no further. Answers ready together share one write, and so do calls
+// sent together by [CallStream.Send]: under load many calls cost one system
+// call each way. The single call costs an HTTP request and answer, and
+// their system calls and wake-ups, per call. docs/PROTOCOL.md describes the
+// lines.
 //
 // Other packages add routes with [Server.Handle] (isolation, telemetry,
 // chaos, the Arbiter).

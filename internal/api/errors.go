@@ -30,6 +30,10 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
+// ErrStreamClosed: a call stream's sending side was closed (CloseSend,
+// Close, or the stream ended).
+var ErrStreamClosed = errors.New("call stream closed")
+
 // ErrUnreachable: the daemon could not be reached at the socket.
 var ErrUnreachable = errors.New("daemon unreachable")
 

@@ -88,11 +88,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		authorize = s.defaultAuthorize
 	}
 	if err := authorize(cred); err != nil {
+		// The body is not read: close the connection rather than wait for
+		// its end, which a call stream's client sends only much later.
+		w.Header().Set("Connection", "close")
 		WriteError(w, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: err.Error()})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxBodyBytes), raw: r.Body}
 	s.mux.ServeHTTP(w, r)
+}
+
+// limitedBody is a request body under MaxBodyBytes that keeps the body
+// itself for the call stream, whose limit is per line.
+type limitedBody struct {
+	io.ReadCloser
+	raw io.ReadCloser
 }
 
 // Serve serves on the socket until Shutdown.
@@ -132,6 +142,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("GET /v1/agents", s.agents)
 	s.mux.HandleFunc("POST /v1/pools/{pool}/call", s.call)
+	s.mux.HandleFunc("POST /v1/pools/{pool}/call/stream", s.callStream)
 	s.mux.HandleFunc("POST /v1/pools/{pool}/restart", s.restartPool)
 	s.mux.HandleFunc("POST /v1/pools/{pool}/scale", s.scale)
 	s.mux.HandleFunc("GET /v1/pools/{pool}/ring", s.ring)
@@ -178,14 +189,10 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 	if !DecodeBody(w, r, &req) {
 		return
 	}
-	timeout := 60 * time.Second
-	if req.Timeout != "" {
-		d, err := time.ParseDuration(req.Timeout)
-		if err != nil || d <= 0 {
-			WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("timeout: %q is not a positive duration (e.g. 5s)", req.Timeout)})
-			return
-		}
-		timeout = d
+	timeout, err := callTimeout(req.Timeout)
+	if err != nil {
+		WriteError(w, err)
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
@@ -197,6 +204,21 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 	writeCallResponse(w, res)
 }
 
+// DefaultCallTimeout bounds a call that names no timeout.
+const DefaultCallTimeout = 60 * time.Second
+
+// callTimeout parses a call's timeout ("" is the default).
+func callTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return DefaultCallTimeout, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("timeout: %q is not a positive duration (e.g. 5s)", s)}
+	}
+	return d, nil
+}
+
 // jsonContentType is the Content-Type header's value, shared by every
 // answer (net/http only reads it).
 var jsonContentType = []string{"application/json"}
@@ -206,17 +228,41 @@ var jsonContentType = []string{"application/json"}
 // which encoding/json would validate and compact again. The body goes out
 // with its Content-Length, never chunked.
 func writeCallResponse(w http.ResponseWriter, res *supervisor.CallResult) {
-	out := res.Output
-	if len(out) == 0 {
-		out = json.RawMessage("null")
-	}
-	if len(res.Violations) > 0 || bytes.ContainsAny(out, "\r\n") || !plainString(res.Agent) {
-		WriteJSON(w, http.StatusOK, CallResponse{Output: res.Output, Agent: res.Agent, Attempts: res.Attempts, Cached: res.Cached, Seq: res.Seq, Violations: res.Violations})
+	if !handWritable(res) {
+		WriteJSON(w, http.StatusOK, callResponse(res))
 		return
 	}
-	b := make([]byte, 0, 80+len(out)+len(res.Agent))
-	b = append(b, `{"output":`...)
-	b = append(b, out...)
+	b := make([]byte, 0, 80+len(res.Output)+len(res.Agent))
+	b = append(b, '{')
+	b = appendCallFields(b, res)
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+func callResponse(res *supervisor.CallResult) CallResponse {
+	return CallResponse{Output: res.Output, Agent: res.Agent, Attempts: res.Attempts, Cached: res.Cached, Seq: res.Seq, Violations: res.Violations}
+}
+
+// handWritable reports whether appendCallFields can write res: no
+// violations to encode, an output on one line (encoding/json would compact
+// it) and an agent name that needs no escaping.
+func handWritable(res *supervisor.CallResult) bool {
+	return len(res.Violations) == 0 && !bytes.ContainsAny(res.Output, "\r\n") && plainString(res.Agent)
+}
+
+// appendCallFields appends the fields of res's CallResponse, as
+// encoding/json would write them, without braces; res is handWritable.
+func appendCallFields(b []byte, res *supervisor.CallResult) []byte {
+	b = append(b, `"output":`...)
+	if len(res.Output) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, res.Output...)
+	}
 	if res.Agent != "" {
 		b = append(b, `,"agent":"`...)
 		b = append(b, res.Agent...)
@@ -231,12 +277,7 @@ func writeCallResponse(w http.ResponseWriter, res *supervisor.CallResult) {
 		b = append(b, `,"seq":`...)
 		b = strconv.AppendUint(b, res.Seq, 10)
 	}
-	b = append(b, "}\n"...)
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(http.StatusOK)
-	w.Write(b)
+	return b
 }
 
 // plainString reports whether s needs no escaping in JSON (as

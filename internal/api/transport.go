@@ -197,13 +197,18 @@ func (t *unixTransport) conn(ctx context.Context) (cc *clientConn, reused bool, 
 		cc.nc.Close()
 	}
 	t.mu.Unlock()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", t.socket)
+	nc, err := t.dial(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	cw := &countingWriter{w: nc}
 	return &clientConn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(cw, 4<<10), cw: cw}, false, nil
+}
+
+// dial opens a new connection to the daemon.
+func (t *unixTransport) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", t.socket)
 }
 
 // put returns a connection whose answer was read to the end.

@@ -48,6 +48,36 @@ type CallResponse struct {
 	Violations []*contract.Violation `json:"violations,omitempty"`
 }
 
+// StreamCall is one line of a call stream's body (POST
+// /v1/pools/{pool}/call/stream): a call and the caller's id for it, a JSON
+// string or number, which its answer carries back.
+type StreamCall struct {
+	ID json.RawMessage `json:"id"`
+	CallRequest
+}
+
+// StreamAnswer is one line of a call stream's answer: the CallResponse of
+// a call that succeeded, or the Error of one that failed or of a line that
+// is not a call. Answers come as calls complete, in any order.
+type StreamAnswer struct {
+	// ID is the call's id; absent when the line's id could not be read.
+	ID json.RawMessage `json:"id,omitempty"`
+	*CallResponse
+	// Status is the HTTP status the single call would have answered with
+	// this error (the Error's own Status is not in its JSON).
+	Status int    `json:"status,omitempty"`
+	Line   int    `json:"line,omitempty"` // of the request body, with an error
+	Error  *Error `json:"error,omitempty"`
+}
+
+// Err returns the answer's error as an *Error, or nil.
+func (a *StreamAnswer) Err() error {
+	if a.Error == nil {
+		return nil
+	}
+	return a.Error
+}
+
 // ScaleRequest is the body of POST /v1/pools/{pool}/scale.
 type ScaleRequest struct {
 	Replicas int `json:"replicas"`

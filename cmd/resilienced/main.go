@@ -66,12 +66,6 @@ func run() int {
 		return 2
 	}
 	slog.SetDefault(log)
-	nprocs, why, err := setProcs(*procs)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "resilienced:", err)
-		return 2
-	}
-	log.Info("daemon threads", "cpus", nprocs, "by", why, "host_cpus", runtime.NumCPU())
 
 	cfg := config.Default()
 	if *configPath != "" {
@@ -83,6 +77,10 @@ func run() int {
 	}
 	if *holdout < 0 || *holdout > 1 {
 		fmt.Fprintf(os.Stderr, "resilienced: --arbiter-holdout: %g is not a share between 0 and 1\n", *holdout)
+		return 2
+	}
+	if *procs < 0 {
+		fmt.Fprintf(os.Stderr, "resilienced: --procs: %d is negative; 0 means half the CPUs\n", *procs)
 		return 2
 	}
 	if *check {
@@ -101,6 +99,13 @@ func run() int {
 	if cfg.StateDir == "" {
 		cfg.StateDir = defaultStateDir()
 	}
+
+	nprocs, why, err := setProcs(*procs)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "resilienced:", err)
+		return 2
+	}
+	log.Info("daemon threads", "cpus", nprocs, "by", why, "host_cpus", runtime.NumCPU())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -22,6 +22,7 @@ type agentTelemetry struct {
 			Interval                        time.Duration
 			SyscallsPerSec, ErrorsPerSec    float64
 			P50, P99                        time.Duration
+			LatencySamples                  uint64
 			RxBytesPerSec, TxBytesPerSec    float64
 			RetransmitsPerSec, ResetsPerSec float64
 		}
@@ -66,7 +67,7 @@ func telemetryCmd(g *globals) *cobra.Command {
 			fmt.Printf("agent %s  (%s, sampled %s ago)\n", t.Agent, source, time.Since(s.Time).Round(time.Millisecond))
 			if s.HaveRates {
 				r := s.Rates
-				fmt.Printf("  syscalls     %.0f/s, errors %.0f/s, latency p50 %s p99 %s\n", r.SyscallsPerSec, r.ErrorsPerSec, r.P50, r.P99)
+				fmt.Printf("  syscalls     %.0f/s, errors %.0f/s, latency %s\n", r.SyscallsPerSec, r.ErrorsPerSec, latencyText(r.P50, r.P99, r.LatencySamples))
 				fmt.Printf("  network      rx %.0f B/s, tx %.0f B/s, retransmits %.1f/s, resets %.1f/s\n", r.RxBytesPerSec, r.TxBytesPerSec, r.RetransmitsPerSec, r.ResetsPerSec)
 			}
 			if s.HaveProc {
@@ -78,4 +79,16 @@ func telemetryCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// latencyText says what the sampled syscall latencies allow: the daemon
+// times one syscall in 16, and gives no p99 from fewer than 100 of them.
+func latencyText(p50, p99 time.Duration, samples uint64) string {
+	switch {
+	case samples == 0 && p50 == 0:
+		return "n/a (no syscall timed)"
+	case p99 == 0:
+		return fmt.Sprintf("p50 %s, p99 n/a (%d syscalls timed)", p50, samples)
+	}
+	return fmt.Sprintf("p50 %s, p99 %s (%d syscalls timed)", p50, p99, samples)
 }

@@ -18,17 +18,26 @@ import (
 
 // BenchmarkSyscallOverhead measures what the syscall programs cost a process,
 // against the same process with no program on sys_enter/sys_exit, in the same
-// run. Each iteration is one round of four child runs, in this order:
+// run. Each iteration is one round of five child runs:
 //
 //   - base: no program on sys_enter/sys_exit;
 //   - empty: a program that only returns 0 on both, the price of the
 //     tracepoints themselves (every task then takes the syscall slow path);
 //   - unwatched: the telemetry programs, the child's cgroup not watched;
-//   - watched: the telemetry programs, the child's cgroup watched.
+//   - watched: the telemetry programs loaded to time every syscall
+//     (latency_sample_shift 0), the child's cgroup watched;
+//   - sampled: the telemetry programs of a second Probes loaded with
+//     latency_sample_shift 4 (one syscall in 16 timed, the package's
+//     default), attached instead of the first one's, the child's cgroup
+//     watched.
 //
-// The child reports the CPU time of its measuring thread (immune to other
-// load on the machine); metrics are medians over rounds. Run with
-// -benchtime=10x for ten rounds. Sub-benchmarks:
+// The order of the five rotates by one each round, so that a drift of the
+// machine's speed during the run does not always fall on the same
+// configuration. The child reports the CPU time of its measuring thread
+// (immune to other load on the machine); metrics are medians over rounds,
+// and sampling-saves-ns/syscall the median of each round's watched minus
+// sampled.
+// Run with -benchtime=10x for ten rounds. Sub-benchmarks:
 //
 //   - max: a tight loop of getppid, the loop's maximum rate;
 //   - 50k: CPU work with 50 getppid per millisecond of it, about 50,000
@@ -36,13 +45,18 @@ import (
 //   - prog-ns: with the kernel's BPF run-time statistics switched on (they
 //     cost a clock read per program run, so the slowdowns above are measured
 //     without them), the mean run time in ns of one invocation of sys_enter
-//     and sys_exit for an unwatched and a watched task, beside the empty
-//     program's. This is the programs' own body; the price of reaching them
-//     at all is the empty configuration's slowdown.
+//     and sys_exit for an unwatched, a watched and a sampled task, beside
+//     the empty program's. This is the programs' own body; the price of
+//     reaching them at all is the empty configuration's slowdown.
 func BenchmarkSyscallOverhead(b *testing.B) {
-	p := loadProbes(b)
+	p := loadProbesConfig(b, loadConfig{timeEverySyscall: true})
 	watched, unwatched := newTestCgroup(b), newTestCgroup(b)
 	if err := p.Watch(watched.ID, ""); err != nil {
+		b.Fatal(err)
+	}
+	sampled := loadProbesOptions(b, Options{}, loadConfig{latencySampleShift: 4})
+	sampled.detachSyscalls()
+	if err := sampled.Watch(watched.ID, ""); err != nil {
 		b.Fatal(err)
 	}
 	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -54,14 +68,17 @@ func BenchmarkSyscallOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer empty.Close()
-	o := overhead{p: p, empty: empty, watched: watched, unwatched: unwatched}
+	o := &overhead{p: p, sampled: sampled, empty: empty, watched: watched, unwatched: unwatched}
+	// Leave the main programs attached, as Load does, whatever ran last.
+	defer o.use(b, "watched")
 
 	b.Run("max", func(b *testing.B) {
 		const calls = 200_000
-		r := o.rounds(b, "loop "+strconv.Itoa(calls))
+		r, saved := o.rounds(b, "loop "+strconv.Itoa(calls))
 		for _, c := range configs {
 			b.ReportMetric(float64(r[c])/calls, c+"-ns/syscall")
 		}
+		b.ReportMetric(float64(saved)/calls, "sampling-saves-ns/syscall")
 		b.ReportMetric(calls/time.Duration(r["base"]).Seconds(), "base-syscalls/cpu-s")
 		o.reportSlowdowns(b, r)
 	})
@@ -69,7 +86,7 @@ func BenchmarkSyscallOverhead(b *testing.B) {
 	b.Run("50k", func(b *testing.B) {
 		spin := o.calibrate(b)
 		const units = 400
-		r := o.rounds(b, "mixed "+strconv.Itoa(units)+" "+strconv.Itoa(spin))
+		r, _ := o.rounds(b, "mixed "+strconv.Itoa(units)+" "+strconv.Itoa(spin))
 		b.ReportMetric(units*syscallsPerUnit/time.Duration(r["base"]).Seconds(), "base-syscalls/cpu-s")
 		o.reportSlowdowns(b, r)
 	})
@@ -94,19 +111,19 @@ func BenchmarkSyscallOverhead(b *testing.B) {
 	})
 }
 
-// progCosts runs the loop child once with the empty program, once unwatched
-// and once watched, and returns the mean ns per run of each program in each
-// case. Programs run for every task on the machine, so the watched figures
-// take out the runs of other tasks, priced at the unwatched cost, using the
-// watched cgroup's own syscall count.
-func (o overhead) progCosts(b *testing.B, calls int) map[string]float64 {
+// progCosts runs the loop child once with the empty program, once unwatched,
+// once watched and once watched by the sampling programs, and returns the
+// mean ns per run of each program in each case. Programs run for every task
+// on the machine, so the watched figures take out the runs of other tasks,
+// priced at the unwatched cost, using the watched cgroup's own syscall count.
+func (o *overhead) progCosts(b *testing.B, calls int) map[string]float64 {
 	mode := "loop " + strconv.Itoa(calls)
 	type snap struct{ enter, exit ebpf.ProgramStats }
-	progs := func() (s snap) {
+	progs := func(p *Probes) (s snap) {
 		for _, x := range []struct {
 			prog *ebpf.Program
 			to   *ebpf.ProgramStats
-		}{{o.p.objs.SysEnter, &s.enter}, {o.p.objs.SysExit, &s.exit}} {
+		}{{p.objs.SysEnter, &s.enter}, {p.objs.SysExit, &s.exit}} {
 			st, err := x.prog.Stats()
 			if err != nil {
 				b.Fatal(err)
@@ -121,52 +138,54 @@ func (o overhead) progCosts(b *testing.B, calls int) map[string]float64 {
 	}
 	r := map[string]float64{}
 
-	o.p.detachSyscalls()
-	empties := attachEmpty(b, o.empty)
+	cg := o.use(b, "empty")
 	e0, err := o.empty.Stats()
 	if err != nil {
 		b.Fatal(err)
 	}
-	o.run(b, o.watched, mode)
+	o.run(b, cg, mode)
 	e1, err := o.empty.Stats()
 	if err != nil {
 		b.Fatal(err)
 	}
-	closeLinks(empties)
 	r["empty"], _ = nsPerRun(*e0, *e1)
-	if err := o.p.attachSyscalls(); err != nil {
-		b.Fatal(err)
-	}
 
-	s0 := progs()
-	o.run(b, o.unwatched, mode)
-	s1 := progs()
+	cg = o.use(b, "unwatched")
+	s0 := progs(o.p)
+	o.run(b, cg, mode)
+	s1 := progs(o.p)
 	r["sys_enter-unwatched"], _ = nsPerRun(s0.enter, s1.enter)
 	r["sys_exit-unwatched"], _ = nsPerRun(s0.exit, s1.exit)
 
-	c0, err := o.p.Read(o.watched.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s0 = progs()
-	o.run(b, o.watched, mode)
-	s1 = progs()
-	c1, err := o.p.Read(o.watched.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	own := float64(c1.Syscalls - c0.Syscalls)
-	for _, x := range []struct {
-		name      string
-		a, z      ebpf.ProgramStats
-		unwatched float64
-	}{
-		{"sys_enter-watched", s0.enter, s1.enter, r["sys_enter-unwatched"]},
-		{"sys_exit-watched", s0.exit, s1.exit, r["sys_exit-unwatched"]},
-	} {
-		mean, runs := nsPerRun(x.a, x.z)
-		others := max(0, runs-own)
-		r[x.name] = (mean*runs - others*x.unwatched) / own
+	for _, c := range []struct {
+		config string
+		p      *Probes
+	}{{"watched", o.p}, {"sampled", o.sampled}} {
+		cg = o.use(b, c.config)
+		c0, err := c.p.Read(cg.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s0 = progs(c.p)
+		o.run(b, cg, mode)
+		s1 = progs(c.p)
+		c1, err := c.p.Read(cg.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		own := float64(c1.Syscalls - c0.Syscalls)
+		for _, x := range []struct {
+			name      string
+			a, z      ebpf.ProgramStats
+			unwatched float64
+		}{
+			{"sys_enter-" + c.config, s0.enter, s1.enter, r["sys_enter-unwatched"]},
+			{"sys_exit-" + c.config, s0.exit, s1.exit, r["sys_exit-unwatched"]},
+		} {
+			mean, runs := nsPerRun(x.a, x.z)
+			others := max(0, runs-own)
+			r[x.name] = (mean*runs - others*x.unwatched) / own
+		}
 	}
 	return r
 }
@@ -177,22 +196,52 @@ func medianFloat(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-var configs = []string{"base", "empty", "unwatched", "watched"}
+var configs = []string{"base", "empty", "unwatched", "watched", "sampled"}
 
 type overhead struct {
 	p                  *Probes
+	sampled            *Probes // loaded with latency_sample_shift 4
 	empty              *ebpf.Program
+	empties            []link.Link // the empty program's, while attached
 	watched, unwatched testCgroup
 }
 
-func (o overhead) reportSlowdowns(b *testing.B, r map[string]int64) {
+// use sets up configuration c (one of configs) on sys_enter/sys_exit and
+// returns the cgroup its child runs in.
+func (o *overhead) use(b *testing.B, c string) testCgroup {
+	closeLinks(o.empties)
+	o.empties = nil
+	o.p.detachSyscalls()
+	o.sampled.detachSyscalls()
+	var err error
+	switch c {
+	case "base":
+	case "empty":
+		o.empties = attachEmpty(b, o.empty)
+	case "unwatched", "watched":
+		err = o.p.attachSyscalls()
+	case "sampled":
+		err = o.sampled.attachSyscalls()
+	default:
+		b.Fatalf("unknown configuration %q", c)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	if c == "unwatched" {
+		return o.unwatched
+	}
+	return o.watched
+}
+
+func (o *overhead) reportSlowdowns(b *testing.B, r map[string]int64) {
 	for _, c := range configs[1:] {
 		b.ReportMetric((float64(r[c])/float64(r["base"])-1)*100, c+"-slowdown-%")
 	}
 }
 
 // run runs the child once in cg and returns its CPU ns.
-func (o overhead) run(b *testing.B, cg testCgroup, mode string) int64 {
+func (o *overhead) run(b *testing.B, cg testCgroup, mode string) int64 {
 	out, err := childCmd(b, cg, mode).Output()
 	if err != nil {
 		b.Fatalf("child %q: %v", mode, err)
@@ -208,51 +257,36 @@ func (o overhead) run(b *testing.B, cg testCgroup, mode string) int64 {
 	return cpu
 }
 
-// rounds runs b.N rounds of the four configurations and returns the median
-// CPU ns of each.
-func (o overhead) rounds(b *testing.B, mode string) map[string]int64 {
+// rounds runs b.N rounds of the configurations, the order rotated by one
+// each round, and returns the median CPU ns of each, and the median over
+// rounds of watched minus sampled: a paired difference, less noisy than the
+// difference of the two medians since the two runs of a round are (but for
+// one round in five) next to each other.
+func (o *overhead) rounds(b *testing.B, mode string) (cpu map[string]int64, samplingSaves int64) {
 	samples := map[string][]int64{}
-	defer func() {
-		if o.p.sysLinks == nil {
-			if err := o.p.attachSyscalls(); err != nil {
-				b.Error(err)
-			}
-		}
-	}()
+	var saves []int64
 	for i := 0; i < b.N; i++ {
-		o.p.detachSyscalls()
-		samples["base"] = append(samples["base"], o.run(b, o.watched, mode))
-
-		empties := attachEmpty(b, o.empty)
-		samples["empty"] = append(samples["empty"], o.run(b, o.watched, mode))
-		closeLinks(empties)
-
-		if err := o.p.attachSyscalls(); err != nil {
-			b.Fatal(err)
+		for j := range configs {
+			c := configs[(i+j)%len(configs)]
+			samples[c] = append(samples[c], o.run(b, o.use(b, c), mode))
 		}
-		samples["unwatched"] = append(samples["unwatched"], o.run(b, o.unwatched, mode))
-		samples["watched"] = append(samples["watched"], o.run(b, o.watched, mode))
+		saves = append(saves, samples["watched"][i]-samples["sampled"][i])
 	}
-	r := map[string]int64{}
+	cpu = map[string]int64{}
 	for c, s := range samples {
-		r[c] = median(s)
+		cpu[c] = median(s)
 	}
-	return r
+	return cpu, median(saves)
 }
 
 // calibrate returns the work rounds that, with 50 getppid, take one
 // millisecond of CPU without programs attached.
-func (o overhead) calibrate(b *testing.B) int {
-	o.p.detachSyscalls()
-	defer func() {
-		if err := o.p.attachSyscalls(); err != nil {
-			b.Fatal(err)
-		}
-	}()
+func (o *overhead) calibrate(b *testing.B) int {
+	cg := o.use(b, "base")
 	const units = 100
 	spin := 100_000
 	for range 4 {
-		cpu := o.run(b, o.unwatched, "mixed "+strconv.Itoa(units)+" "+strconv.Itoa(spin))
+		cpu := o.run(b, cg, "mixed "+strconv.Itoa(units)+" "+strconv.Itoa(spin))
 		perUnit := float64(cpu) / units
 		spin = max(1, int(float64(spin)*float64(time.Millisecond)/perUnit))
 	}

@@ -12,9 +12,12 @@ const HistBuckets = 32
 type Counters struct {
 	Syscalls      uint64
 	SyscallErrors uint64 // syscalls that returned -errno
-	// LatencyHist[i] counts syscalls that took [2^i, 2^(i+1)) ns, from
-	// sys_enter to sys_exit; bucket 0 also holds 0 ns and the last bucket
-	// everything longer than 2^31 ns.
+	// LatencyHist[i] counts timed syscalls that took [2^i, 2^(i+1)) ns,
+	// from sys_enter to sys_exit; bucket 0 also holds 0 ns and the last
+	// bucket everything longer than 2^31 ns. Probes time a pseudo-random
+	// sample of about one syscall in 16 of each task (Syscalls and
+	// SyscallErrors count every one), so the histogram sums to about
+	// Syscalls/16: its quantiles estimate the latency of all syscalls.
 	LatencyHist [HistBuckets]uint64
 
 	// Network counters need Watch with the cgroup's path. They count every
@@ -24,6 +27,15 @@ type Counters struct {
 	RxPackets, TxPackets uint64
 	Retransmits          uint64 // TCP segments retransmitted by the cgroup's sockets
 	Resets               uint64 // TCP resets sent or received by the cgroup's sockets
+}
+
+// LatencySamples returns the number of syscalls in the latency histogram.
+func (c Counters) LatencySamples() uint64 {
+	var total uint64
+	for _, n := range c.LatencyHist {
+		total += n
+	}
+	return total
 }
 
 // Sub returns c minus prev, field by field: the activity between two reads.
@@ -48,10 +60,7 @@ func (c Counters) Sub(prev Counters) Counters {
 // from the histogram, interpolating linearly inside the bucket that holds it.
 // It returns 0 when the histogram is empty.
 func (c Counters) LatencyQuantile(q float64) time.Duration {
-	var total uint64
-	for _, n := range c.LatencyHist {
-		total += n
-	}
+	total := c.LatencySamples()
 	if total == 0 || math.IsNaN(q) {
 		return 0
 	}

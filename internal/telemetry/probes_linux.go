@@ -27,11 +27,15 @@ const (
 
 // latencySampleShift makes the syscall programs time one syscall in
 // 2^latencySampleShift of each task (picked pseudo-randomly), while counting
-// every syscall and error exactly. 0 times every syscall. Sampling saves the
-// two CLOCK_MONOTONIC reads, measured at 20-60 ns per syscall on a VM whose
-// kvm-clock has no stable TSC (docs/BENCHMARKS.md): too little to make the
-// histogram of a quiet agent a handful of samples, so it is off.
-const latencySampleShift = 0
+// every syscall and error exactly. Timing costs two CLOCK_MONOTONIC reads per
+// syscall, which on a VM whose kvm-clock has no stable TSC are the dearest
+// part of the programs: in same-run comparisons (BenchmarkSyscallOverhead,
+// sampling-saves-ns/syscall, load 4-8) timing one syscall in 16 saved
+// 120-195 ns per watched syscall, 60-90 % of what the programs add beyond
+// empty ones. The price is a histogram of 1/16 of the syscalls: Rates
+// leaves P99 out when an interval has too few timed syscalls (see
+// minP99Samples).
+const latencySampleShift = 4
 
 // filterWords is the size of watch_filter in bpf/telemetry.c, in 64-bit words.
 const filterWords = 512
@@ -82,6 +86,9 @@ type loadConfig struct {
 	leaderExit bool
 	// latencySampleShift, when not 0, replaces the package's.
 	latencySampleShift uint32
+	// timeEverySyscall times every syscall (shift 0), for tests that
+	// compare the histogram with the syscall count.
+	timeEverySyscall bool
 }
 
 func load(ctx context.Context, opts Options, cfg loadConfig) (_ *Probes, err error) {
@@ -114,6 +121,9 @@ func load(ctx context.Context, opts Options, cfg loadConfig) (_ *Probes, err err
 	shift := uint32(latencySampleShift)
 	if cfg.latencySampleShift != 0 {
 		shift = cfg.latencySampleShift
+	}
+	if cfg.timeEverySyscall {
+		shift = 0
 	}
 	if err := spec.Variables[telemetryVarLatencySampleShift].Set(shift); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)

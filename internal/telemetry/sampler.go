@@ -10,7 +10,14 @@ type Rates struct {
 	ErrorsPerSec   float64
 	// ErrorRatio is errors per syscall in the interval (0 when idle).
 	ErrorRatio float64
-	// P50 and P99 syscall latency of the interval, from the histogram.
+	// LatencySamples is the number of syscalls timed in the interval, about
+	// one in 16 (see Counters.LatencyHist): what P50 and P99 rest on.
+	LatencySamples uint64
+	// P50 and P99 syscall latency of the interval, from the histogram; 0
+	// when unknown. P50 needs one timed syscall, P99 at least
+	// minP99Samples (100): below that it would be only the slowest of a
+	// few, so an agent that makes fewer than about 1,600 syscalls in the
+	// interval has no P99.
 	P50, P99 time.Duration
 
 	RxBytesPerSec, TxBytesPerSec     float64
@@ -18,6 +25,9 @@ type Rates struct {
 	RetransmitsPerSec                float64
 	ResetsPerSec                     float64
 }
+
+// minP99Samples is the fewest timed syscalls an interval needs for a P99.
+const minP99Samples = 100
 
 // Sampler keeps the previous Counters of each cgroup and turns the next ones
 // into Rates. It is not safe for concurrent use.
@@ -72,14 +82,17 @@ func ratesOf(d Counters, interval time.Duration) Rates {
 		Interval:          interval,
 		SyscallsPerSec:    float64(d.Syscalls) / sec,
 		ErrorsPerSec:      float64(d.SyscallErrors) / sec,
+		LatencySamples:    d.LatencySamples(),
 		P50:               d.LatencyQuantile(0.50),
-		P99:               d.LatencyQuantile(0.99),
 		RxBytesPerSec:     float64(d.RxBytes) / sec,
 		TxBytesPerSec:     float64(d.TxBytes) / sec,
 		RxPacketsPerSec:   float64(d.RxPackets) / sec,
 		TxPacketsPerSec:   float64(d.TxPackets) / sec,
 		RetransmitsPerSec: float64(d.Retransmits) / sec,
 		ResetsPerSec:      float64(d.Resets) / sec,
+	}
+	if r.LatencySamples >= minP99Samples {
+		r.P99 = d.LatencyQuantile(0.99)
 	}
 	if d.Syscalls > 0 {
 		r.ErrorRatio = float64(d.SyscallErrors) / float64(d.Syscalls)

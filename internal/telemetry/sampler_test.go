@@ -36,6 +36,7 @@ func TestSampler(t *testing.T) {
 		ErrorRatio:        0.05,
 		RxBytesPerSec:     1000,
 		RetransmitsPerSec: 2,
+		LatencySamples:    10000,
 	}
 	got := r
 	got.P50, got.P99 = 0, 0
@@ -69,5 +70,38 @@ func TestSampler(t *testing.T) {
 	s.Forget(1)
 	if _, ok := s.Update(1, Counters{Syscalls: 200}); ok {
 		t.Error("sample after Forget gave rates")
+	}
+}
+
+// A quiet interval with few timed syscalls has a P50 but no P99: the 99th
+// percentile of a handful of samples would be their maximum.
+func TestSamplerFewLatencySamples(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	s := Sampler{Now: clock.Now}
+	var c Counters
+	s.Update(1, c)
+	for _, n := range []uint64{minP99Samples - 1, minP99Samples} {
+		clock.Advance(time.Second)
+		c.Syscalls += n * 16
+		c.LatencyHist[10] += n
+		r, ok := s.Update(1, c)
+		if !ok {
+			t.Fatal("no rates")
+		}
+		if r.LatencySamples != n {
+			t.Errorf("LatencySamples = %d, want %d", r.LatencySamples, n)
+		}
+		if r.P50 < 1024 || r.P50 > 2048 {
+			t.Errorf("%d samples: P50 %v, want within [1024ns, 2048ns]", n, r.P50)
+		}
+		if wantP99 := n >= minP99Samples; (r.P99 != 0) != wantP99 {
+			t.Errorf("%d samples: P99 %v, want one: %v", n, r.P99, wantP99)
+		}
+	}
+	// No timed syscall at all: no latency.
+	clock.Advance(time.Second)
+	c.Syscalls += 3
+	if r, _ := s.Update(1, c); r.P50 != 0 || r.P99 != 0 || r.LatencySamples != 0 {
+		t.Errorf("no samples: %+v, want no latency", r)
 	}
 }

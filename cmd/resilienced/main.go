@@ -44,7 +44,7 @@ func run() int {
 		useArbiter = flag.Bool("arbiter", true, "predict failures and replace agents before they fail")
 		holdout    = flag.Float64("arbiter-holdout", 0.05, "share of agents predicted to fail that the Arbiter leaves alone, so that its precision can be measured; 1: it predicts and journals but never acts")
 		cgroupName = flag.String("cgroup-name", "", "name of the cgroup subtree for agents when not delegated by systemd (default resilienced); lets two daemons share a host")
-		procs      = flag.Int("procs", 0, "CPUs the daemon's own threads run on (0: GOMAXPROCS when set, else half the CPUs, leaving the rest to agents)")
+		procs      = flag.Int("procs", 0, "CPUs the daemon's own threads run on (0: GOMAXPROCS when set, else every CPU allowed); 1 serves more sessionless calls on a 2-CPU node, fewer durable session calls")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: resilienced --config FILE [--socket PATH] [--state-dir DIR]\n\n")
@@ -80,7 +80,7 @@ func run() int {
 		return 2
 	}
 	if *procs < 0 {
-		fmt.Fprintf(os.Stderr, "resilienced: --procs: %d is negative; 0 means half the CPUs\n", *procs)
+		fmt.Fprintf(os.Stderr, "resilienced: --procs: %d is negative; 0 means the runtime's choice\n", *procs)
 		return 2
 	}
 	if *check {

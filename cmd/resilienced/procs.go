@@ -6,33 +6,32 @@ import (
 	"runtime"
 )
 
-// daemonProcs is how many CPUs the daemon's Go runtime runs on: flag when
-// set (> 0); else the GOMAXPROCS environment variable, when set, as the Go
-// runtime already applied it; else half of what the runtime would use (its
-// default honours the cgroup's CPU limit), rounded up.
+// daemonProcs is how many CPUs the daemon's Go runtime runs on: --procs
+// when set (> 0); else what the runtime chose (GOMAXPROCS when set, else
+// the CPUs the cgroup allows).
 //
-// Why half: the daemon's work per call is short hand-offs between the
-// caller's socket and an agent's pipes, and the agents need the CPUs. Each
-// extra runtime thread that wakes an idle CPU for a hand-off costs an
-// inter-processor interrupt, which on a small virtual machine costs more
-// than the hand-off itself: on the 2-CPU test VM, one CPU for the daemon
-// served 10-40 % more calls per second through the socket than two
-// (docs/BENCHMARKS.md).
-func daemonProcs(flag int, env string, runtimeDefault int) (int, string, error) {
+// Why not fewer by default: on the 2-CPU test VM one CPU served 25 % more
+// sessionless calls per second through the socket than two (fewer wake-ups
+// of an idle CPU, each an inter-processor interrupt), but half the durable
+// session calls: bbolt's fdatasync holds the only P until the runtime's
+// monitor takes it back, and the callers that would join the next group
+// commit cannot run meanwhile (docs/BENCHMARKS.md). --procs is there for
+// nodes that serve no sessions.
+func daemonProcs(flag, runtimeDefault int) (int, string, error) {
 	switch {
 	case flag < 0:
-		return 0, "", fmt.Errorf("--procs: %d is negative; 0 means half the CPUs", flag)
+		return 0, "", fmt.Errorf("--procs: %d is negative; 0 means the runtime's choice", flag)
 	case flag > 0:
 		return flag, "--procs", nil
-	case env != "":
+	case os.Getenv("GOMAXPROCS") != "":
 		return runtimeDefault, "GOMAXPROCS", nil
 	}
-	return max(1, (runtimeDefault+1)/2), "half the CPUs", nil
+	return runtimeDefault, "the CPUs allowed", nil
 }
 
 // setProcs applies daemonProcs and says what it chose.
 func setProcs(flag int) (n int, why string, err error) {
-	n, why, err = daemonProcs(flag, os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0))
+	n, why, err = daemonProcs(flag, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return 0, "", err
 	}

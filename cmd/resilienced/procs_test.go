@@ -3,27 +3,26 @@ package main
 import "testing"
 
 func TestDaemonProcs(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
 	for _, tc := range []struct {
-		flag    int
-		env     string
-		runtime int
-		want    int
-		why     string
+		flag, runtime, want int
+		why                 string
 	}{
-		{0, "", 1, 1, "half the CPUs"},
-		{0, "", 2, 1, "half the CPUs"},
-		{0, "", 3, 2, "half the CPUs"},
-		{0, "", 64, 32, "half the CPUs"},
-		{0, "6", 6, 6, "GOMAXPROCS"},
-		{3, "6", 6, 3, "--procs"},
-		{4, "", 2, 4, "--procs"},
+		{0, 2, 2, "the CPUs allowed"},
+		{0, 64, 64, "the CPUs allowed"},
+		{1, 2, 1, "--procs"},
+		{4, 2, 4, "--procs"},
 	} {
-		got, why, err := daemonProcs(tc.flag, tc.env, tc.runtime)
+		got, why, err := daemonProcs(tc.flag, tc.runtime)
 		if err != nil || got != tc.want || why != tc.why {
-			t.Errorf("daemonProcs(%d, %q, %d) = %d, %q, %v; want %d, %q", tc.flag, tc.env, tc.runtime, got, why, err, tc.want, tc.why)
+			t.Errorf("daemonProcs(%d, %d) = %d, %q, %v; want %d, %q", tc.flag, tc.runtime, got, why, err, tc.want, tc.why)
 		}
 	}
-	if _, _, err := daemonProcs(-1, "", 2); err == nil {
+	t.Setenv("GOMAXPROCS", "3")
+	if got, why, _ := daemonProcs(0, 3); got != 3 || why != "GOMAXPROCS" {
+		t.Errorf("with GOMAXPROCS=3: %d, %q", got, why)
+	}
+	if _, _, err := daemonProcs(-1, 2); err == nil {
 		t.Error("daemonProcs(-1) gave no error")
 	}
 }

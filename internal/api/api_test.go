@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,42 +19,17 @@ import (
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/session"
 	"github.com/resilienced/resilienced/internal/supervisor"
-)
-
-var (
-	flakyOnce sync.Once
-	flakyBin  string
-	flakyErr  error
+	"github.com/resilienced/resilienced/internal/testagent"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if flakyBin != "" {
-		os.RemoveAll(filepath.Dir(flakyBin)) // the agent built by flaky
-	}
+	testagent.Cleanup()
 	os.Exit(code)
 }
 
-// flaky builds the example agent once for the package's tests.
-func flaky(t testing.TB) string {
-	t.Helper()
-	flakyOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "resilient-api-test")
-		if err != nil {
-			flakyErr = err
-			return
-		}
-		flakyBin = filepath.Join(dir, "flaky")
-		out, err := exec.Command("go", "build", "-o", flakyBin, "../../examples/agents/flaky").CombinedOutput()
-		if err != nil {
-			flakyErr = errors.New(string(out))
-		}
-	})
-	if flakyErr != nil {
-		t.Fatalf("building flaky: %v", flakyErr)
-	}
-	return flakyBin
-}
+// flaky is the example agent, built once for the package's tests.
+func flaky(t testing.TB) string { return testagent.Flaky(t) }
 
 type fixture struct {
 	client *Client

@@ -401,4 +401,3 @@ func slowPool(name string, replicas int, latency time.Duration) config.Pool {
 	pc.StallTimeout = 10 * time.Second
 	return pc
 }
-

@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,50 +18,11 @@ import (
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/isolate"
 	"github.com/resilienced/resilienced/internal/supervisor"
+	"github.com/resilienced/resilienced/internal/testagent"
 )
 
-var (
-	flakyOnce sync.Once
-	flakyBin  string
-	flakyErr  error
-	// flakyFlags says which optional flags the flaky agent has.
-	flakyFlags = map[string]bool{}
-)
-
-// flaky builds the example agent once for the package's tests.
-func flaky(t testing.TB) string {
-	t.Helper()
-	flakyOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "resilient-chaos-test")
-		if err != nil {
-			flakyErr = err
-			return
-		}
-		flakyBin = filepath.Join(dir, "flaky")
-		out, err := exec.Command("go", "build", "-o", flakyBin, "../../examples/agents/flaky").CombinedOutput()
-		if err != nil {
-			flakyErr = errors.New(string(out))
-			return
-		}
-		for _, f := range []string{"-upstream", "-verify-jwt"} {
-			out, _ := exec.Command(flakyBin, f+"=1", "-h").CombinedOutput()
-			flakyFlags[f] = !strings.Contains(string(out), "flag provided but not defined")
-		}
-	})
-	if flakyErr != nil {
-		t.Fatalf("building flaky: %v", flakyErr)
-	}
-	return flakyBin
-}
-
-// needFlag skips a test whose agent needs an optional flaky flag.
-func needFlag(t *testing.T, flag string) {
-	t.Helper()
-	flaky(t)
-	if !flakyFlags[flag] {
-		t.Skipf("examples/agents/flaky has no %s flag yet", flag)
-	}
-}
+// flaky is the example agent, built once for the package's tests.
+func flaky(t testing.TB) string { return testagent.Flaky(t) }
 
 // fixture is a real supervisor running one pool of flaky agents, in cgroups
 // when the test runs as root, in process groups otherwise.
@@ -106,13 +65,7 @@ func newFixture(t testing.TB, o poolOpts) *fixture {
 
 	pc := config.DefaultPool()
 	pc.Name = f.pool
-	args := []string{flaky(t), "-seed", "1"}
-	if flakyFlags["-upstream"] {
-		args = append(args, "-upstream", f.upAddr)
-	}
-	if flakyFlags["-verify-jwt"] {
-		args = append(args, "-verify-jwt")
-	}
+	args := []string{flaky(t), "-seed", "1", "-upstream", f.upAddr, "-verify-jwt"}
 	pc.Command = append(args, o.extraArgs...)
 	pc.Replicas, pc.Spares = max(o.replicas, 1), o.spares
 	pc.MaxSpares = pc.Spares

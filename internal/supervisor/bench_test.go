@@ -3,9 +3,6 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -13,20 +10,8 @@ import (
 
 	"github.com/resilienced/resilienced/internal/agent"
 	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/testagent"
 )
-
-// buildFlaky builds the example agent once per benchmark run: the agent a
-// real pool would run, not the test binary.
-func buildFlaky(b *testing.B) string {
-	b.Helper()
-	bin := filepath.Join(b.TempDir(), "flaky")
-	cmd := exec.Command("go", "build", "-o", bin, "../../examples/agents/flaky")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("building the flaky agent: %v", err)
-	}
-	return bin
-}
 
 func quantiles(ds []time.Duration) (p50, p99, max time.Duration) {
 	s := slices.Clone(ds)
@@ -87,7 +72,8 @@ func recoverOnce(b *testing.B, h *harness, events <-chan Event) (fromKill, fromD
 //
 //	go test -run '^$' -bench BenchmarkRecovery -benchtime 1x ./internal/supervisor/
 func BenchmarkRecovery(b *testing.B) {
-	bin := buildFlaky(b)
+	bin := testagent.Flaky(b)
+	defer testagent.Cleanup()
 	n := max(b.N, 200)
 
 	b.Run("warm-spare", func(b *testing.B) {

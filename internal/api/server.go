@@ -185,8 +185,8 @@ func (s *Server) agents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) call(w http.ResponseWriter, r *http.Request) {
-	var req CallRequest
-	if !DecodeBody(w, r, &req) {
+	req, ok := decodeCallBody(w, r)
+	if !ok {
 		return
 	}
 	timeout, err := callTimeout(req.Timeout)
@@ -202,6 +202,34 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeCallResponse(w, res)
+}
+
+// fastBodyMax is the largest call body read whole for decodeCallFast.
+const fastBodyMax = 64 << 10
+
+// decodeCallBody decodes a call's body as DecodeBody would, answering
+// 400/413 itself. A body of known, modest length is read whole first, and
+// decoded by decodeCallFast when it can be; anything else, errors
+// included, goes the strict encoding/json way over the same bytes.
+func decodeCallBody(w http.ResponseWriter, r *http.Request) (CallRequest, bool) {
+	if n := r.ContentLength; n > 0 && n <= fastBodyMax {
+		buf := make([]byte, n)
+		m, err := io.ReadFull(r.Body, buf)
+		if err == nil {
+			if call, ok := decodeCallFast(buf, false); ok {
+				return call.CallRequest, true
+			}
+		}
+		r.Body = readCloser{io.MultiReader(bytes.NewReader(buf[:m]), r.Body), r.Body}
+	}
+	var req CallRequest
+	ok := DecodeBody(w, r, &req)
+	return req, ok
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // DefaultCallTimeout bounds a call that names no timeout.

@@ -160,6 +160,11 @@ func (s *Server) streamCall(ctx context.Context, aw *answerWriter, pool string, 
 // body of a single call. On an error it returns the line's id when that
 // could be read.
 func decodeStreamCall(line []byte, n int) (StreamCall, json.RawMessage, error) {
+	if call, ok := decodeCallFast(line, true); ok && validID(call.ID) {
+		if _, err := callTimeout(call.Timeout); err == nil {
+			return call, call.ID, nil
+		}
+	}
 	var call StreamCall
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()

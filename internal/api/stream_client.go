@@ -278,7 +278,10 @@ func (s *CallStream) Recv() (*StreamAnswer, error) {
 			}
 			continue
 		}
-		var a StreamAnswer
+		a, ok := decodeAnswerFast(line)
+		if ok {
+			return &a, nil
+		}
 		if uerr := json.Unmarshal(line, &a); uerr != nil {
 			s.Close()
 			return nil, fmt.Errorf("call stream: decoding an answer: %w", uerr)

@@ -414,18 +414,17 @@ type attempt struct {
 	// The agent's deadline is the contract's, not the caller's: a caller
 	// that gives up must not leave the agent out of step with a reply
 	// still coming.
-	ctx            context.Context
-	cancelDeadline context.CancelFunc
-	cancelStall    context.CancelCauseFunc
-	stallTimer     *time.Timer
-	stall, limit   time.Duration
-	start          time.Time
-	fault          *injected
-	pending        *agent.Pending // nil once the reply is in
-	out            json.RawMessage
-	err            error
-	delayUntil     time.Time // an injected latency, once the reply is in
-	delayed        bool
+	ctx          context.Context
+	cancel       context.CancelCauseFunc // errStalled or context.DeadlineExceeded
+	timer        *time.Timer             // at the stall period, or the deadline
+	stall, limit time.Duration
+	start        time.Time
+	fault        *injected
+	pending      *agent.Pending // nil once the reply is in
+	out          json.RawMessage
+	err          error
+	delayUntil   time.Time // an injected latency, once the reply is in
+	delayed      bool
 }
 
 // begin sends params to the leased agent sl. A call that runs far longer
@@ -438,21 +437,13 @@ func (p *Pool) begin(sl *slot, params json.RawMessage) *attempt {
 	deadline := c.Deadline()
 	at := &attempt{p: p, sl: sl, limit: deadline}
 	at.stall = p.lat.stallTimeout(sl.stallTimeout, deadline)
-	var ctx context.Context
-	ctx, at.cancelDeadline = context.WithTimeout(context.Background(), deadline)
-	at.ctx, at.cancelStall = context.WithCancelCause(ctx)
-	if at.stall < deadline {
-		stall, cancel := at.stall, at.cancelStall
-		var timer *time.Timer
-		timer = time.AfterFunc(stall, func() {
-			if sl.a.Progressing() {
-				timer.Reset(stall)
-				return
-			}
-			cancel(errStalled)
-		})
-		at.stallTimer = timer
-	}
+	// One context and one timer per attempt, which the timer ends with
+	// its cause: a deadline context with a stall timer beside it cost
+	// twice the allocations and timer operations on every call.
+	at.ctx, at.cancel = context.WithCancelCause(context.Background())
+	started := time.Now()
+	at.timer = time.AfterFunc(365*24*time.Hour, func() { at.expire(started) }) // set before it can fire
+	at.timer.Reset(min(at.stall, deadline))
 	at.start = p.sup.opts.Now()
 	at.fault = sl.inject.Load()
 	if at.fault != nil && at.fault.CorruptTokens {
@@ -460,6 +451,30 @@ func (p *Pool) begin(sl *slot, params json.RawMessage) *attempt {
 	}
 	at.pending, at.err = sl.a.Send(params)
 	return at
+}
+
+// expire ends the attempt at its deadline, or at the end of a stall
+// period unless the agent is visibly still at work: then it gets another
+// period, up to the deadline.
+func (at *attempt) expire(started time.Time) {
+	left := at.limit - time.Since(started)
+	switch {
+	case left <= 0:
+		at.cancel(context.DeadlineExceeded)
+	case at.sl.a.Progressing():
+		at.timer.Reset(min(at.stall, left))
+	default:
+		at.cancel(errStalled)
+	}
+}
+
+// ctxErr is the error of the attempt's ended context: the deadline's
+// error once it has passed.
+func (at *attempt) ctxErr() error {
+	if context.Cause(at.ctx) == context.DeadlineExceeded {
+		return context.DeadlineExceeded
+	}
+	return at.ctx.Err()
 }
 
 // wait waits for the attempt's outcome (the reply, and any injected delay
@@ -473,6 +488,9 @@ func (at *attempt) wait(leave <-chan struct{}) bool {
 		}
 		at.pending.Close()
 		at.pending = nil
+		if err != nil && at.ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = at.ctxErr()
+		}
 		at.out, at.err = out, err
 	}
 	if at.fault != nil && at.err == nil && !at.delayed {
@@ -490,7 +508,7 @@ func (at *attempt) wait(leave <-chan struct{}) bool {
 			case <-t.C:
 			case <-at.ctx.Done():
 				t.Stop()
-				at.out, at.err = nil, at.ctx.Err()
+				at.out, at.err = nil, at.ctxErr()
 			case <-leave:
 				t.Stop()
 				return false
@@ -509,11 +527,8 @@ func (at *attempt) wait(leave <-chan struct{}) bool {
 func (at *attempt) finish() callResult {
 	p, sl, c := at.p, at.sl, at.sl.contract
 	defer p.giveBack(sl)
-	defer at.cancelDeadline()
-	defer at.cancelStall(nil)
-	if at.stallTimer != nil {
-		at.stallTimer.Stop()
-	}
+	defer at.cancel(nil)
+	at.timer.Stop()
 	sl.calls.Add(1)
 	var v *contract.Violation
 	stalled := context.Cause(at.ctx) == errStalled

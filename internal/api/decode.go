@@ -1,0 +1,105 @@
+package api
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/resilienced/resilienced/internal/jsonscan"
+)
+
+// decodeCallFast decodes a call (a CallRequest, or with withID a
+// StreamCall) the way the strict encoding/json path does, for the shape
+// clients send: one object whose keys are the fields' exact names, each
+// once, with plain ASCII strings. It reports false for anything else
+// (unknown, duplicate or differently cased keys, escapes, null, bad JSON,
+// trailing data), and the caller then decodes with encoding/json, which
+// gives the error or the odd case its answer. On the call path this saves
+// encoding/json's reflection and its decoder's allocations (1.8 µs and 12
+// allocations against 0.14 µs and 3, BenchmarkDecodeCall);
+// FuzzDecodeCall checks that both agree whenever the fast path answers.
+func decodeCallFast(b []byte, withID bool) (call StreamCall, ok bool) {
+	var seen [5]bool // id, input, session, key, timeout
+	ok = jsonscan.Members(b, func(key, val []byte) bool {
+		if val[0] == 'n' { // null: let encoding/json say what it means
+			return false
+		}
+		field, good := -1, true
+		switch string(key) {
+		case "id":
+			if withID {
+				field = 0
+				call.ID = json.RawMessage(clone(val))
+			}
+		case "input":
+			field = 1
+			call.Input = json.RawMessage(clone(val))
+		case "session":
+			field = 2
+			call.Session, good = jsonscan.PlainString(val)
+		case "key":
+			field = 3
+			call.Key, good = jsonscan.PlainString(val)
+		case "timeout":
+			field = 4
+			call.Timeout, good = jsonscan.PlainString(val)
+		}
+		if field < 0 || seen[field] || !good {
+			return false
+		}
+		seen[field] = true
+		return true
+	})
+	return call, ok
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// decodeAnswerFast decodes a call stream's answer to a call that
+// succeeded, as json.Unmarshal into a StreamAnswer would: an object with
+// an "id", an "output" that is not null, and any of "agent", "attempts",
+// "cached", "seq" in their plain forms. Anything else (an error answer, a
+// violation list, escapes) reports false, for encoding/json to decode.
+// FuzzDecodeAnswer checks that both agree whenever this one answers.
+func decodeAnswerFast(line []byte) (a StreamAnswer, ok bool) {
+	var r CallResponse
+	var seen [6]bool // id, output, agent, attempts, cached, seq
+	ok = jsonscan.Members(line, func(key, val []byte) bool {
+		if val[0] == 'n' {
+			return false
+		}
+		field, good := -1, true
+		switch string(key) {
+		case "id":
+			field = 0
+			a.ID = json.RawMessage(clone(val))
+		case "output":
+			field = 1
+			r.Output = json.RawMessage(clone(val))
+		case "agent":
+			field = 2
+			r.Agent, good = jsonscan.PlainString(val)
+		case "attempts":
+			field = 3
+			n, err := strconv.ParseInt(string(val), 10, 0)
+			r.Attempts, good = int(n), err == nil && val[0] != '+'
+		case "cached":
+			field = 4
+			r.Cached, good = string(val) == "true", string(val) == "true" || string(val) == "false"
+		case "seq":
+			field = 5
+			var err error
+			r.Seq, err = strconv.ParseUint(string(val), 10, 64)
+			good = err == nil && val[0] != '+'
+		}
+		if field < 0 || seen[field] || !good {
+			return false
+		}
+		seen[field] = true
+		return true
+	})
+	if !ok || !seen[0] || !seen[1] {
+		return StreamAnswer{}, false
+	}
+	a.CallResponse = &r
+	return a, true
+}

@@ -36,6 +36,7 @@ type fixture struct {
 	sock   *Socket
 	store  *session.Store
 	sup    *supervisor.Supervisor
+	srv    *Server
 }
 
 // newFixture runs a real supervisor (agents in process groups) with a pool
@@ -87,7 +88,7 @@ func newPoolFixture(t *testing.T, onCall func(pool, outcome string, d time.Durat
 		sup.Stop(ctx)
 		store.Close()
 	})
-	return &fixture{client: NewClient(sock.Path), sock: sock, store: store, sup: sup}
+	return &fixture{client: NewClient(sock.Path), sock: sock, store: store, sup: sup, srv: srv}
 }
 
 func TestStatusCarriesTheContractFields(t *testing.T) {

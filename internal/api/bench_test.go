@@ -24,18 +24,24 @@ import (
 	"github.com/resilienced/resilienced/internal/metrics"
 	"github.com/resilienced/resilienced/internal/session"
 	"github.com/resilienced/resilienced/internal/supervisor"
+	"github.com/resilienced/resilienced/internal/testagent"
 )
 
 var (
-	benchConc   = flag.Int("callpath.c", 8, "BenchmarkCallPath: concurrency of the concurrent rows (callers, agents)")
-	benchStore  = flag.String("callpath.dir", "", "BenchmarkCallPath: directory for the durable session store (default: a temp dir under /var/tmp, on the disk)")
-	benchSchema = json.RawMessage(`{"type":"object","required":["answer"],"properties":{"answer":{"type":"string"},"context_len":{"type":"integer"}}}`)
-	benchInput  = json.RawMessage(`"what is the capital of France?"`)
-	quiet       = slog.New(slog.DiscardHandler) // agents' stderr, not the measurement
+	benchConc      = flag.Int("callpath.c", 8, "BenchmarkCallPath: concurrency of the concurrent rows (callers, agents)")
+	benchAgentName = flag.String("callpath.agent", "echo", "BenchmarkCallPath: the agent, echo (examples/agents/echo, C) or flaky (examples/agents/flaky, Go)")
+	benchStore     = flag.String("callpath.dir", "", "BenchmarkCallPath: directory for the durable session store (default: a temp dir under /var/tmp, on the disk)")
+	benchSchema    = json.RawMessage(`{"type":"object","required":["answer"],"properties":{"answer":{"type":"string"},"context_len":{"type":"integer"}}}`)
+	benchInput     = json.RawMessage(`"what is the capital of France?"`)
+	quiet          = slog.New(slog.DiscardHandler) // agents' stderr, not the measurement
 )
 
 // BenchmarkCallPath is the call path of the daemon against its limit, in
-// one run. Every row drives the same flaky echo agent binary:
+// one run. Every row drives the same echo agent binary: by default
+// examples/agents/echo, in C, whose own cost per call is small beside the
+// daemon's (-callpath.agent=flaky: the Go example agent, whose runtime
+// alone costs some 70 µs of CPU per call on a 2-core VM, and so caps every
+// row, the limit included, near 20,000 calls/s):
 //
 //   - direct: goroutines each driving their own agent over its pipes
 //     (agent.Start, Initialize, Call) with the params the supervisor sends
@@ -75,8 +81,9 @@ var (
 // (0 unless one died or hung; the reasons are logged).
 //
 //	go test -run '^$' -bench BenchmarkCallPath -benchtime 20000x ./internal/api/
+//	go test -run '^$' -bench BenchmarkCallPath -benchtime 20000x ./internal/api/ -args -callpath.agent=flaky
 func BenchmarkCallPath(b *testing.B) {
-	bin := flaky(b)
+	bin := benchAgent(b)
 	c := *benchConc
 	var directP50 time.Duration // direct/c=1, for daemon-added latency
 
@@ -115,6 +122,18 @@ func BenchmarkCallPath(b *testing.B) {
 	for _, w := range []int{8, config.DefaultContextEntries} {
 		row(fmt.Sprintf("sessions/window=%d/agents=%d", w, c), 64, daemon(daemonRow{callers: 64, agents: c, schema: true, http: true, window: w}))
 	}
+}
+
+// benchAgent returns the command of the agent every row drives.
+func benchAgent(b *testing.B) []string {
+	switch *benchAgentName {
+	case "echo":
+		return []string{testagent.Echo(b)}
+	case "flaky":
+		return []string{testagent.Flaky(b), "-seed", "1"}
+	}
+	b.Fatalf("-callpath.agent=%q: want echo or flaky", *benchAgentName)
+	return nil
 }
 
 // stats is one row's measurement.
@@ -212,16 +231,16 @@ func drive(b *testing.B, conc int, call func(i int) error, agentCPU func() time.
 
 // benchDirect: conc goroutines, each with its own agent and nothing
 // between it and the agent's pipes.
-func benchDirect(b *testing.B, bin string, conc int) stats {
+func benchDirect(b *testing.B, bin []string, conc int) stats {
 	call, agentCPU := startDirect(b, bin, conc)
 	return drive(b, conc, call, agentCPU)
 }
 
 // startDirect starts n agents; call(i) calls the i-th.
-func startDirect(b *testing.B, bin string, n int) (call func(i int) error, agentCPU func() time.Duration) {
+func startDirect(b *testing.B, bin []string, n int) (call func(i int) error, agentCPU func() time.Duration) {
 	agents := make([]*agent.Agent, n)
 	for i := range agents {
-		a, err := agent.Start(agent.Config{ID: fmt.Sprint("direct-", i), Pool: "bench", Command: []string{bin, "-seed", "1"}, Logger: quiet})
+		a, err := agent.Start(agent.Config{ID: fmt.Sprint("direct-", i), Pool: "bench", Command: bin, Logger: quiet})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -253,7 +272,7 @@ func startDirect(b *testing.B, bin string, n int) (call func(i int) error, agent
 // calls a direct agent and a one-agent pool behind the socket by turns, so
 // that both see the machine as it is at the same moments, which separate
 // rows on a busy machine do not.
-func benchPaired(b *testing.B, bin string) {
+func benchPaired(b *testing.B, bin []string) {
 	direct, _ := startDirect(b, bin, 1)
 	d := startDaemon(b, bin, daemonRow{callers: 1, agents: 1, schema: true, http: true})
 	defer d.unsubscribe()
@@ -316,7 +335,7 @@ type daemonRow struct {
 // benchDaemon: a pool of flaky agents behind a supervisor wired as the
 // daemon wires it (metrics hook included), called in process or through the
 // API's unix socket.
-func benchDaemon(b *testing.B, bin string, r daemonRow) stats {
+func benchDaemon(b *testing.B, bin []string, r daemonRow) stats {
 	d := startDaemon(b, bin, r)
 	defer d.unsubscribe()
 	var before session.Stats
@@ -346,7 +365,7 @@ type benchPool struct {
 	unsubscribe func()
 }
 
-func startDaemon(b *testing.B, bin string, r daemonRow) *benchPool {
+func startDaemon(b *testing.B, bin []string, r daemonRow) *benchPool {
 	var store *session.Store
 	opts := supervisor.Options{Logger: quiet}
 	if r.window > 0 {
@@ -374,7 +393,7 @@ func startDaemon(b *testing.B, bin string, r daemonRow) *benchPool {
 	sup = supervisor.New(opts)
 	pc := config.DefaultPool()
 	pc.Name = "bench"
-	pc.Command = []string{bin, "-seed", "1"}
+	pc.Command = bin
 	pc.Replicas, pc.Spares, pc.MaxSpares = r.agents, 0, 0
 	pc.PingInterval = 0
 	// The adaptive hang detector (10× the typical latency, at least

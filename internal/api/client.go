@@ -117,14 +117,30 @@ func (c *Client) Agents(ctx context.Context, pool string) ([]AgentStatus, error)
 // by hand and the answer read whole before it is decoded (see
 // unixTransport.post).
 func (c *Client) Call(ctx context.Context, pool string, req CallRequest) (*CallResponse, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
+	var b []byte
+	if call := (StreamCall{CallRequest: req}); handEncodable(&call) {
+		b = appendCallBody(nil, &call)
+	} else {
+		var err error
+		if b, err = json.Marshal(req); err != nil {
+			return nil, err
+		}
 	}
 	path := "/v1/pools/" + url.PathEscape(pool) + "/call"
-	resp, err := c.tr.post(ctx, path, b)
+	var plain []byte
+	resp, err := c.tr.post(ctx, path, b, &plain)
 	if err != nil {
 		return nil, c.sendError(err)
+	}
+	if resp == nil { // a 200 answer, read whole
+		if a, ok := decodeResponseFast(plain, false); ok {
+			return a.CallResponse, nil
+		}
+		var out CallResponse
+		if err := json.Unmarshal(plain, &out); err != nil {
+			return nil, fmt.Errorf("decoding the daemon's answer to POST %s: %w", path, err)
+		}
+		return &out, nil
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

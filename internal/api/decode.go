@@ -60,7 +60,11 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 // "cached", "seq" in their plain forms. Anything else (an error answer, a
 // violation list, escapes) reports false, for encoding/json to decode.
 // FuzzDecodeAnswer checks that both agree whenever this one answers.
-func decodeAnswerFast(line []byte) (a StreamAnswer, ok bool) {
+func decodeAnswerFast(line []byte) (a StreamAnswer, ok bool) { return decodeResponseFast(line, true) }
+
+// decodeResponseFast is decodeAnswerFast, and without withID the same for
+// a single call's answer: a CallResponse, with no "id".
+func decodeResponseFast(line []byte, withID bool) (a StreamAnswer, ok bool) {
 	var r CallResponse
 	var seen [6]bool // id, output, agent, attempts, cached, seq
 	ok = jsonscan.Members(line, func(key, val []byte) bool {
@@ -70,8 +74,10 @@ func decodeAnswerFast(line []byte) (a StreamAnswer, ok bool) {
 		field, good := -1, true
 		switch string(key) {
 		case "id":
-			field = 0
-			a.ID = json.RawMessage(clone(val))
+			if withID {
+				field = 0
+				a.ID = json.RawMessage(clone(val))
+			}
 		case "output":
 			field = 1
 			r.Output = json.RawMessage(clone(val))
@@ -97,7 +103,7 @@ func decodeAnswerFast(line []byte) (a StreamAnswer, ok bool) {
 		seen[field] = true
 		return true
 	})
-	if !ok || !seen[0] || !seen[1] {
+	if !ok || seen[0] != withID || !seen[1] {
 		return StreamAnswer{}, false
 	}
 	a.CallResponse = &r

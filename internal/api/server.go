@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/user"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/resilienced/resilienced/internal/session"
@@ -49,6 +51,12 @@ type Server struct {
 	http *http.Server
 	log  *slog.Logger
 	sock *Socket
+
+	fast    fastConns        // connections served by the fast path
+	handoff *handoffListener // and those it passes to net/http
+
+	mu       sync.Mutex
+	shutdown bool // Shutdown was called; Serve returns at once
 }
 
 // NewServer returns a server with the core routes.
@@ -83,11 +91,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: "cannot read the peer's credentials (SO_PEERCRED); the API is served on a unix socket only"})
 		return
 	}
-	authorize := s.opts.Authorize
-	if authorize == nil {
-		authorize = s.defaultAuthorize
-	}
-	if err := authorize(cred); err != nil {
+	if err := s.authorize(cred); err != nil {
 		// The body is not read: close the connection rather than wait for
 		// its end, which a call stream's client sends only much later.
 		w.Header().Set("Connection", "close")
@@ -105,18 +109,70 @@ type limitedBody struct {
 	raw io.ReadCloser
 }
 
-// Serve serves on the socket until Shutdown.
+// Serve serves on the socket until Shutdown. Each connection starts on
+// the fast path for calls (fastpath.go), which passes any other to
+// net/http.
 func (s *Server) Serve(sock *Socket) error {
-	s.sock = sock
-	err := s.http.Serve(sock.Listener)
-	if errors.Is(err, http.ErrServerClosed) {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		sock.Close()
 		return nil
 	}
-	return err
+	s.sock = sock
+	s.handoff = &handoffListener{addr: sock.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+	s.mu.Unlock()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.http.Serve(s.handoff) }()
+	var delay time.Duration
+	for {
+		nc, err := sock.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				if herr := <-httpDone; herr != nil && !errors.Is(herr, http.ErrServerClosed) {
+					return herr
+				}
+				return nil
+			}
+			// Out of file descriptors, say: wait and try again, as
+			// net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("api: accepting a connection", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.fast.wg.Add(1)
+		go s.serveConn(nc)
+	}
 }
 
-// Shutdown stops accepting connections and waits for requests in flight.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// Shutdown stops accepting connections, closes idle ones and waits for
+// requests in flight, or ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	sock, handoff := s.sock, s.handoff
+	s.mu.Unlock()
+	if sock != nil {
+		sock.Close()
+		handoff.Close() // also if net/http never took it
+	}
+	s.fast.close()
+	herr := s.http.Shutdown(ctx) // closes the hand-off listener
+	if err := s.fast.wait(ctx); err != nil {
+		return err
+	}
+	return herr
+}
+
+// authorize says whether a peer may use the API.
+func (s *Server) authorize(cred PeerCred) error {
+	if s.opts.Authorize != nil {
+		return s.opts.Authorize(cred)
+	}
+	return s.defaultAuthorize(cred)
+}
 
 func (s *Server) defaultAuthorize(c PeerCred) error {
 	if c.UID == 0 || c.UID == uint32(os.Getuid()) {
@@ -189,14 +245,19 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.serveCall(r.Context(), w, r.PathValue("pool"), req)
+}
+
+// serveCall runs a decoded call and writes its answer.
+func (s *Server) serveCall(ctx context.Context, w http.ResponseWriter, pool string, req CallRequest) {
 	timeout, err := callTimeout(req.Timeout)
 	if err != nil {
 		WriteError(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := s.opts.Supervisor.Call(ctx, r.PathValue("pool"), supervisor.CallRequest{Input: req.Input, Session: req.Session, IdempotencyKey: req.Key})
+	res, err := s.opts.Supervisor.Call(ctx, pool, supervisor.CallRequest{Input: req.Input, Session: req.Session, IdempotencyKey: req.Key})
 	if err != nil {
 		WriteError(w, err)
 		return

@@ -135,13 +135,25 @@ func (c PeerCred) inGroup(gid uint32) bool {
 type peerKey struct{}
 
 func peerContext(ctx context.Context, c net.Conn) context.Context {
-	uc, ok := c.(*net.UnixConn)
+	cred, ok := peerCred(c)
 	if !ok {
 		return ctx
 	}
+	return context.WithValue(ctx, peerKey{}, cred)
+}
+
+// peerCred reads the credentials of a unix socket's peer (SO_PEERCRED).
+func peerCred(c net.Conn) (PeerCred, bool) {
+	if rc, ok := c.(*replayConn); ok {
+		c = rc.Conn
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return PeerCred{}, false
+	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return ctx
+		return PeerCred{}, false
 	}
 	var cred *unix.Ucred
 	var credErr error
@@ -149,9 +161,9 @@ func peerContext(ctx context.Context, c net.Conn) context.Context {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	})
 	if credErr != nil || cred == nil {
-		return ctx
+		return PeerCred{}, false
 	}
-	return context.WithValue(ctx, peerKey{}, PeerCred{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid})
+	return PeerCred{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid}, true
 }
 
 func peerFrom(ctx context.Context) (PeerCred, bool) {

@@ -104,7 +104,7 @@ func (s *CallStream) openError(err error) error {
 // reading (it runs InFlight calls already) and much is queued.
 func (s *CallStream) Send(call StreamCall) error {
 	if handEncodable(&call) {
-		return s.send(func(b []byte) []byte { return appendStreamCall(b, &call) })
+		return s.send(func(b []byte) []byte { return appendCallBody(b, &call) })
 	}
 	line, err := json.Marshal(call)
 	if err != nil {
@@ -113,12 +113,12 @@ func (s *CallStream) Send(call StreamCall) error {
 	return s.send(func(b []byte) []byte { return append(b, line...) })
 }
 
-// handEncodable reports whether appendStreamCall can write c as
+// handEncodable reports whether appendCallBody can write c as
 // encoding/json would (but for HTML escaping, which JSON does not need):
-// an id and input that are valid JSON on one line, strings that need no
-// escaping.
+// an id, if any, and input that are valid JSON on one line, strings that
+// need no escaping.
 func handEncodable(c *StreamCall) bool {
-	return validID(c.ID) && oneLineJSON(c.ID) && (len(c.Input) == 0 || oneLineJSON(c.Input)) &&
+	return (c.ID == nil || validID(c.ID) && oneLineJSON(c.ID)) && (len(c.Input) == 0 || oneLineJSON(c.Input)) &&
 		plainString(c.Session) && plainString(c.Key) && plainString(c.Timeout)
 }
 
@@ -126,11 +126,16 @@ func oneLineJSON(b []byte) bool {
 	return bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 && json.Valid(b)
 }
 
-// appendStreamCall appends c, handEncodable, as one JSON object.
-func appendStreamCall(b []byte, c *StreamCall) []byte {
-	b = append(b, `{"id":`...)
-	b = append(b, c.ID...)
-	b = append(b, `,"input":`...)
+// appendCallBody appends c, handEncodable, as one JSON object: a stream's
+// line, or without an id a single call's body.
+func appendCallBody(b []byte, c *StreamCall) []byte {
+	if c.ID != nil {
+		b = append(b, `{"id":`...)
+		b = append(b, c.ID...)
+		b = append(b, `,"input":`...)
+	} else {
+		b = append(b, `{"input":`...)
+	}
 	if len(c.Input) == 0 {
 		b = append(b, "null"...)
 	} else {

@@ -326,7 +326,7 @@ func TestStreamCallEncoding(t *testing.T) {
 			}
 			continue
 		}
-		got := appendStreamCall(nil, &c)
+		got := appendCallBody(nil, &c)
 		var a, b any
 		if err := json.Unmarshal(got, &a); err != nil {
 			t.Fatalf("%q: %v", got, err)
@@ -400,4 +400,28 @@ func slowPool(name string, replicas int, latency time.Duration) config.Pool {
 	pc.Replicas, pc.Spares = replicas, 0
 	pc.StallTimeout = 10 * time.Second
 	return pc
+}
+
+// A single call's body, without an id, is written by hand as encoding/json
+// writes it.
+func TestCallBodyEncoding(t *testing.T) {
+	for _, req := range []CallRequest{
+		{Input: json.RawMessage(`"q"`)},
+		{Input: json.RawMessage(`{"x": [1, 2]}`), Session: "s", Key: "k", Timeout: "5s"},
+		{},
+	} {
+		c := StreamCall{CallRequest: req}
+		if !handEncodable(&c) {
+			t.Fatalf("%+v: not hand-encodable", req)
+		}
+		want, _ := json.Marshal(req)
+		var a, b any
+		if err := json.Unmarshal(appendCallBody(nil, &c), &a); err != nil {
+			t.Fatal(err)
+		}
+		json.Unmarshal(want, &b)
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("got %s, want %s", appendCallBody(nil, &c), want)
+		}
+	}
 }

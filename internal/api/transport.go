@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -78,7 +79,7 @@ func (t *unixTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody(req)
 			return nil, err
 		}
-		resp, err := t.exchange(ctx, cc, req.Method == http.MethodHead, !req.Close, func(w *bufio.Writer) error { return req.Write(w) }) // closes req.Body
+		resp, err := t.exchange(ctx, cc, req.Method == http.MethodHead, !req.Close, func(w *bufio.Writer) error { return req.Write(w) }, nil) // closes req.Body
 		if err == nil {
 			resp.Request = req
 			return resp, nil
@@ -104,7 +105,11 @@ func (t *unixTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // every call, which http.NewRequest, http.Client and Request.Write would
 // cost some tens of allocations (a URL, headers, a transfer writer). The
 // answer is read by http.ReadResponse, as RoundTrip's is.
-func (t *unixTransport) post(ctx context.Context, path string, body []byte) (*http.Response, error) {
+//
+// With plain set, an answer of the plain shape the daemon gives a call
+// (see readPlainAnswer) is read whole into *plain, and the response is
+// nil; any other answer is returned as a response, as without it.
+func (t *unixTransport) post(ctx context.Context, path string, body []byte, plain *[]byte) (*http.Response, error) {
 	write := func(w *bufio.Writer) error {
 		w.WriteString("POST ")
 		w.WriteString(path)
@@ -123,7 +128,7 @@ func (t *unixTransport) post(ctx context.Context, path string, body []byte) (*ht
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(ctx, cc, false, true, write)
+		resp, err := t.exchange(ctx, cc, false, true, write, plain)
 		if err == nil {
 			return resp, nil
 		}
@@ -138,7 +143,7 @@ func (t *unixTransport) post(ctx context.Context, path string, body []byte) (*ht
 // exchange sends a request (write writes it) on cc and reads the answer's
 // header; the body is read by the caller, and cc returns to the idle list
 // once it is read to the end.
-func (t *unixTransport) exchange(ctx context.Context, cc *clientConn, head, keep bool, write func(*bufio.Writer) error) (*http.Response, error) {
+func (t *unixTransport) exchange(ctx context.Context, cc *clientConn, head, keep bool, write func(*bufio.Writer) error, plain *[]byte) (*http.Response, error) {
 	// Closing the connection is how a context ends a request in flight.
 	stop := context.AfterFunc(ctx, func() { cc.nc.Close() })
 	fail := func(err error) (*http.Response, error) {
@@ -162,6 +167,21 @@ func (t *unixTransport) exchange(ctx context.Context, cc *clientConn, head, keep
 		}
 		return fail(err)
 	}
+	if plain != nil {
+		b, closeConn, ok, err := readPlainAnswer(cc.br)
+		if err != nil {
+			return fail(err)
+		}
+		if ok {
+			*plain = b
+			if stop() && keep && !closeConn {
+				t.put(cc)
+			} else {
+				cc.nc.Close()
+			}
+			return nil, nil
+		}
+	}
 	var method *http.Request // nil: GET, which reads an answer as POST does
 	if head {
 		method = headRequest
@@ -178,6 +198,56 @@ func (t *unixTransport) exchange(ctx context.Context, cc *clientConn, head, keep
 	resp.Body = body
 	return resp, nil
 }
+
+// readPlainAnswer reads an answer of the plain shape: "HTTP/1.1 200", a
+// Content-Length of at most MaxBodyBytes, no Transfer-Encoding, and a head
+// that fits br's buffer; closeConn says the daemon closes the connection
+// after it. It reports false, having consumed nothing, for any other
+// answer, which http.ReadResponse then reads: the common answer costs no
+// header map, no textproto and no body reader.
+func readPlainAnswer(br *bufio.Reader) (body []byte, closeConn, ok bool, err error) {
+	head, ok, err := peekHead(br, plainStatus)
+	if !ok || err != nil {
+		return nil, false, false, err
+	}
+	headLen := len(head)
+	head = head[:len(head)-2] // each line with its CRLF
+	rest := head[bytes.Index(head, crlf)+2:]
+	n := -1
+	for len(rest) > 0 {
+		var l []byte
+		l, rest, _ = bytes.Cut(rest, crlf)
+		k, v, found := bytes.Cut(l, []byte(":"))
+		if !found {
+			return nil, false, false, nil
+		}
+		v = bytes.Trim(v, " \t")
+		switch {
+		case asciiEqualFold(k, "content-length"):
+			m, perr := strconv.Atoi(string(v))
+			if n >= 0 || perr != nil || m < 0 || m > MaxBodyBytes || v[0] == '+' {
+				return nil, false, false, nil
+			}
+			n = m
+		case asciiEqualFold(k, "connection"):
+			closeConn = asciiEqualFold(v, "close")
+		case asciiEqualFold(k, "transfer-encoding"):
+			return nil, false, false, nil
+		}
+	}
+	if n < 0 {
+		return nil, false, false, nil
+	}
+	br.Discard(headLen)
+	body = make([]byte, n)
+	if _, err := io.ReadFull(br, body); err != nil {
+		return nil, false, false, err
+	}
+	return body, closeConn, true, nil
+}
+
+// plainStatus starts the answer readPlainAnswer reads.
+var plainStatus = []byte("HTTP/1.1 200 ")
 
 // headRequest tells http.ReadResponse that an answer has no body.
 var headRequest = &http.Request{Method: http.MethodHead}

@@ -17,19 +17,30 @@ var (
 	once sync.Once
 	bin  string
 	err  error
+
+	dirOnce sync.Once
+	dir     string // where the agents are built; Cleanup removes it
+	dirErr  error
 )
+
+// buildDir returns the temporary directory the agents are built into,
+// made on first use.
+func buildDir() (string, error) {
+	dirOnce.Do(func() { dir, dirErr = os.MkdirTemp("", "resilienced-testagent") })
+	return dir, dirErr
+}
 
 // Flaky returns the path of the example agent, building it on first use;
 // it fails tb when the build fails.
 func Flaky(tb testing.TB) string {
 	tb.Helper()
 	once.Do(func() {
-		dir, e := os.MkdirTemp("", "resilienced-testagent")
+		d, e := buildDir()
 		if e != nil {
 			err = e
 			return
 		}
-		bin = filepath.Join(dir, "flaky")
+		bin = filepath.Join(d, "flaky")
 		if out, e := exec.Command("go", "build", "-o", bin, flakyPkg).CombinedOutput(); e != nil {
 			err = errors.New(string(out))
 		}
@@ -40,9 +51,9 @@ func Flaky(tb testing.TB) string {
 	return bin
 }
 
-// Cleanup removes the agent Flaky built, if any.
+// Cleanup removes the agents Flaky and Echo built, if any.
 func Cleanup() {
-	if bin != "" {
-		os.RemoveAll(filepath.Dir(bin))
+	if dir != "" {
+		os.RemoveAll(dir)
 	}
 }

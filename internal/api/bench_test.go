@@ -53,7 +53,8 @@ var (
 //   - stream: the same calls through one call stream (POST
 //     /v1/pools/{pool}/call/stream), each caller sending its call and
 //     waiting for its answer: many calls share each write and read.
-//     stream/agents=C is 64 callers over C agents on one stream.
+//     stream/agents=C is 64 callers over C agents on one stream, and
+//     socket/agents=C the same 64 callers with one request per call.
 //   - sessions/window=N: the same with a durable session per caller: the
 //     context is read before every call and sent with it, and the exchange
 //     appended after it (bbolt, fsync'd, group commit) before the answer;
@@ -118,6 +119,7 @@ func BenchmarkCallPath(b *testing.B) {
 			row(fmt.Sprintf("sessions/window=%d", w), conc, daemon(daemonRow{callers: conc, agents: conc, schema: true, http: true, window: w}))
 		}
 	}
+	row(fmt.Sprintf("socket/agents=%d", c), 64, daemon(daemonRow{callers: 64, agents: c, schema: true, http: true}))
 	row(fmt.Sprintf("stream/agents=%d", c), 64, daemon(daemonRow{callers: 64, agents: c, schema: true, http: true, streams: 1}))
 	for _, w := range []int{8, config.DefaultContextEntries} {
 		row(fmt.Sprintf("sessions/window=%d/agents=%d", w, c), 64, daemon(daemonRow{callers: 64, agents: c, schema: true, http: true, window: w}))

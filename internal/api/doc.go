@@ -46,6 +46,16 @@
 // their system calls and wake-ups, per call. docs/PROTOCOL.md describes the
 // lines.
 //
+// Single calls are served without net/http where they can be: each
+// connection starts on the server's own reader, which answers a plain call
+// (HTTP/1.1, Host, a Content-Length up to 64 KiB) with the call route's
+// code, and passes the connection, with the bytes already read, to
+// net/http at the first request of any other kind. The client reads a plain
+// 200 answer without http.ReadResponse. Call bodies, stream lines and
+// answers of the plain shape are decoded by hand (package jsonscan), and
+// anything else by encoding/json, which their fuzz tests hold the fast
+// paths to.
+//
 // Other packages add routes with [Server.Handle] (isolation, telemetry,
 // chaos, the Arbiter).
 package api

@@ -596,35 +596,24 @@ func decodeReplySlow(line []byte, id uint64) (json.RawMessage, error) {
 // which also gives errors their text. FuzzDecodeReply checks that both
 // agree whenever this one answers.
 func decodeResultFast(line []byte, id uint64) (res json.RawMessage, ok bool) {
-	var version, idOK bool
-	ok = jsonscan.Members(line, func(key, val []byte) bool {
-		switch string(key) {
-		case "jsonrpc":
-			if version || string(val) != `"2.0"` {
-				return false
-			}
-			version = true
-		case "id":
-			if idOK {
-				return false
-			}
+	seen, ok := jsonscan.Fields(line, replyFields, func(field int, val []byte) bool {
+		switch field {
+		case 0:
+			return string(val) == `"2.0"`
+		case 1:
 			got, err := strconv.ParseUint(string(val), 10, 64)
-			if err != nil || got != id || val[0] == '+' {
-				return false
-			}
-			idOK = true
-		case "result":
-			if res != nil || val[0] == 'n' {
-				return false
-			}
+			return err == nil && got == id
+		case 2:
 			res = json.RawMessage(append([]byte(nil), val...))
-		default: // "error", or a key encoding/json may match without case
-			return false
 		}
 		return true
 	})
-	return res, ok && version && idOK && res != nil
+	return res, ok && seen == 7
 }
+
+// replyFields are the members of a plain successful reply; "error", or a
+// key encoding/json may match without case, sends a reply the slow way.
+var replyFields = []string{"jsonrpc", "id", "result"}
 
 // garbageError is a reply line that is not JSON at all. It is a protocol
 // error whose raw line is kept so the contract can classify it (for the

@@ -18,39 +18,25 @@ import (
 // allocations against 0.14 µs and 3, BenchmarkDecodeCall);
 // FuzzDecodeCall checks that both agree whenever the fast path answers.
 func decodeCallFast(b []byte, withID bool) (call StreamCall, ok bool) {
-	var seen [5]bool // id, input, session, key, timeout
-	ok = jsonscan.Members(b, func(key, val []byte) bool {
-		if val[0] == 'n' { // null: let encoding/json say what it means
-			return false
-		}
-		field, good := -1, true
-		switch string(key) {
-		case "id":
-			if withID {
-				field = 0
-				call.ID = json.RawMessage(clone(val))
-			}
-		case "input":
-			field = 1
-			call.Input = json.RawMessage(clone(val))
-		case "session":
-			field = 2
+	_, ok = jsonscan.Fields(b, callFields, func(field int, val []byte) (good bool) {
+		switch field {
+		case 0:
+			call.ID, good = json.RawMessage(clone(val)), withID
+		case 1:
+			call.Input, good = json.RawMessage(clone(val)), true
+		case 2:
 			call.Session, good = jsonscan.PlainString(val)
-		case "key":
-			field = 3
+		case 3:
 			call.Key, good = jsonscan.PlainString(val)
-		case "timeout":
-			field = 4
+		case 4:
 			call.Timeout, good = jsonscan.PlainString(val)
 		}
-		if field < 0 || seen[field] || !good {
-			return false
-		}
-		seen[field] = true
-		return true
+		return good
 	})
 	return call, ok
 }
+
+var callFields = []string{"id", "input", "session", "key", "timeout"}
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
@@ -66,46 +52,31 @@ func decodeAnswerFast(line []byte) (a StreamAnswer, ok bool) { return decodeResp
 // a single call's answer: a CallResponse, with no "id".
 func decodeResponseFast(line []byte, withID bool) (a StreamAnswer, ok bool) {
 	var r CallResponse
-	var seen [6]bool // id, output, agent, attempts, cached, seq
-	ok = jsonscan.Members(line, func(key, val []byte) bool {
-		if val[0] == 'n' {
-			return false
-		}
-		field, good := -1, true
-		switch string(key) {
-		case "id":
-			if withID {
-				field = 0
-				a.ID = json.RawMessage(clone(val))
-			}
-		case "output":
-			field = 1
-			r.Output = json.RawMessage(clone(val))
-		case "agent":
-			field = 2
+	seen, ok := jsonscan.Fields(line, answerFields, func(field int, val []byte) (good bool) {
+		switch field {
+		case 0:
+			a.ID, good = json.RawMessage(clone(val)), withID
+		case 1:
+			r.Output, good = json.RawMessage(clone(val)), true
+		case 2:
 			r.Agent, good = jsonscan.PlainString(val)
-		case "attempts":
-			field = 3
+		case 3:
 			n, err := strconv.ParseInt(string(val), 10, 0)
 			r.Attempts, good = int(n), err == nil && val[0] != '+'
-		case "cached":
-			field = 4
+		case 4:
 			r.Cached, good = string(val) == "true", string(val) == "true" || string(val) == "false"
-		case "seq":
-			field = 5
+		case 5:
 			var err error
 			r.Seq, err = strconv.ParseUint(string(val), 10, 64)
 			good = err == nil && val[0] != '+'
 		}
-		if field < 0 || seen[field] || !good {
-			return false
-		}
-		seen[field] = true
-		return true
+		return good
 	})
-	if !ok || seen[0] != withID || !seen[1] {
+	if !ok || seen&1 == 0 && withID || seen&2 == 0 {
 		return StreamAnswer{}, false
 	}
 	a.CallResponse = &r
 	return a, true
 }
+
+var answerFields = []string{"id", "output", "agent", "attempts", "cached", "seq"}

@@ -223,3 +223,27 @@ func PlainString(v []byte) (s string, ok bool) {
 	}
 	return string(v[1 : len(v)-1]), true
 }
+
+// Fields walks the members of the object that b holds, as Members does,
+// for a decoder of a fixed set of fields: it calls set with the index in
+// names of each member's key. It fails (ok false) on a key not in names,
+// a key seen before, a null value, or a false from set; keys are compared
+// as raw bytes. seen has bit i set for each names[i] found (at most 64).
+func Fields(b []byte, names []string, set func(field int, val []byte) bool) (seen uint64, ok bool) {
+	ok = Members(b, func(key, val []byte) bool {
+		if val[0] == 'n' {
+			return false
+		}
+		for i, name := range names {
+			if string(key) == name {
+				if seen&(1<<i) != 0 || !set(i, val) {
+					return false
+				}
+				seen |= 1 << i
+				return true
+			}
+		}
+		return false
+	})
+	return seen, ok
+}

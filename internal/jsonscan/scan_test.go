@@ -77,3 +77,30 @@ func FuzzValue(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkValue(t, b) })
 }
+
+func TestFields(t *testing.T) {
+	names := []string{"a", "b"}
+	var got []string
+	set := func(f int, v []byte) bool { got = append(got, names[f]+"="+string(v)); return string(v) != "0" }
+	for _, c := range []struct {
+		in   string
+		seen uint64
+		ok   bool
+	}{
+		{`{"b":2,"a":"x"}`, 3, true},
+		{`{"a":1}`, 1, true},
+		{`{}`, 0, true},
+		{`{"a":1,"a":2}`, 1, false}, // repeated
+		{`{"c":1}`, 0, false},       // unknown
+		{`{"A":1}`, 0, false},       // raw bytes, no case folding
+		{`{"a":null}`, 0, false},
+		{`{"a":0}`, 0, false}, // set said no
+		{`{"a":1`, 1, false},
+	} {
+		got = nil
+		seen, ok := Fields([]byte(c.in), names, set)
+		if ok != c.ok || (ok && seen != c.seen) {
+			t.Errorf("%s: seen %b ok %v (calls %q), want %b %v", c.in, seen, ok, got, c.seen, c.ok)
+		}
+	}
+}

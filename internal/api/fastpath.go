@@ -122,6 +122,16 @@ func (s *Server) serveConn(nc net.Conn) {
 	br := bufio.NewReaderSize(nc, connReadBuf)
 	w := &bufferedResponse{}
 	var out []byte // the answer's bytes, kept for the next
+	// A request that does not come at once must still come soon: the
+	// first wait for more of it starts the clock, as net/http's
+	// ReadHeaderTimeout does (an idle connection has none).
+	deadline := false
+	wait := func() {
+		if !deadline {
+			nc.SetReadDeadline(time.Now().Add(s.http.ReadHeaderTimeout))
+			deadline = true
+		}
+	}
 	for {
 		if _, err := br.Peek(1); err != nil {
 			return // the client closed the connection, or Shutdown did
@@ -129,13 +139,27 @@ func (s *Server) serveConn(nc net.Conn) {
 		if !s.fast.setBusy(fc, true) {
 			return
 		}
-		req, ok := parseCallHead(br)
+		req, ok, err := parseCallHead(br, wait)
+		if err != nil {
+			return // the client left, or stalled past the deadline, mid-head
+		}
 		if !ok || !authorized {
+			if deadline {
+				nc.SetReadDeadline(time.Time{}) // net/http sets its own
+			}
 			handed = s.handoff.handoff(&replayConn{Conn: nc, br: br})
 			return
 		}
+		body, err := readBody(br, req, wait)
+		if deadline {
+			nc.SetReadDeadline(time.Time{})
+			deadline = false
+		}
+		if err != nil {
+			return
+		}
 		var served bool
-		if out, served = s.serveFastCall(ctx, nc, br, req, w, out[:0]); !served || req.close {
+		if out, served = s.serveFastCall(ctx, nc, req, body, w, out[:0]); !served || req.close {
 			return
 		}
 		if !s.fast.setBusy(fc, false) {
@@ -144,20 +168,22 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 }
 
-// serveFastCall reads the body of a call whose head parseCallHead took,
-// answers it (out is a buffer for the answer's bytes, returned for reuse)
-// and reports whether the connection can serve another request.
-func (s *Server) serveFastCall(ctx context.Context, nc net.Conn, br *bufio.Reader, req callHead, w *bufferedResponse, out []byte) ([]byte, bool) {
+// readBody consumes the head parseCallHead took and reads the body after
+// it; wait is called before blocking for bytes that have not come yet.
+func readBody(br *bufio.Reader, req callHead, wait func()) ([]byte, error) {
 	if br.Buffered() < req.headLen+req.bodyLen {
-		// A request that does not come at once must still come soon.
-		nc.SetReadDeadline(time.Now().Add(s.http.ReadHeaderTimeout))
-		defer nc.SetReadDeadline(time.Time{})
+		wait()
 	}
 	br.Discard(req.headLen)
 	body := make([]byte, req.bodyLen)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return out, false
-	}
+	_, err := io.ReadFull(br, body)
+	return body, err
+}
+
+// serveFastCall answers a call whose head parseCallHead took (out is a
+// buffer for the answer's bytes, returned for reuse) and reports whether
+// the connection can serve another request.
+func (s *Server) serveFastCall(ctx context.Context, nc net.Conn, req callHead, body []byte, w *bufferedResponse, out []byte) ([]byte, bool) {
 	w.reset()
 	s.callBody(ctx, w, req.pool, body)
 	out = w.appendTo(out, req.close)
@@ -255,21 +281,21 @@ var (
 // whole request head, and parses it if it is a call the fast path serves.
 // It reports false for any other request, a head larger than br's buffer
 // or a read error: net/http then reads the same bytes and answers.
-func parseCallHead(br *bufio.Reader) (h callHead, ok bool) {
-	head, ok, _ := peekHead(br, callPrefix)
+func parseCallHead(br *bufio.Reader, wait func()) (h callHead, ok bool, err error) {
+	head, ok, err := peekHead(br, callPrefix, wait)
 	if !ok {
-		return h, false
+		return h, false, err
 	}
 	h.headLen = len(head)
 	head = head[:len(head)-2] // each line with its CRLF
 	i := bytes.Index(head, crlf)
 	line, rest := head[:i+2], head[i+2:] // the request line with its CRLF
 	if len(line) < len(callPrefix)+len(callSuffix) || !bytes.HasPrefix(line, callPrefix) || !bytes.HasSuffix(line, callSuffix) {
-		return h, false
+		return h, false, nil
 	}
 	name := line[len(callPrefix) : len(line)-len(callSuffix)]
 	if !plainPoolName(name) {
-		return h, false // escapes, a query, another route: net/http decodes and routes those
+		return h, false, nil // escapes, a query, another route: net/http decodes and routes those
 	}
 	var host, length bool
 	for len(rest) > 0 {
@@ -277,14 +303,14 @@ func parseCallHead(br *bufio.Reader) (h callHead, ok bool) {
 		l, rest, _ = bytes.Cut(rest, crlf)
 		k, v, found := bytes.Cut(l, []byte(":"))
 		if !found || len(k) == 0 || bytes.ContainsAny(k, " \t") {
-			return h, false // obsolete line folding, or not a header: net/http answers 400
+			return h, false, nil // obsolete line folding, or not a header: net/http answers 400
 		}
 		v = bytes.Trim(v, " \t")
 		switch {
 		case asciiEqualFold(k, "content-length"):
 			n, err := strconv.Atoi(string(v))
 			if length || err != nil || n < 0 || n > fastBodyMax || v[0] == '+' {
-				return h, false
+				return h, false, nil
 			}
 			h.bodyLen, length = n, true
 		case asciiEqualFold(k, "connection"):
@@ -293,31 +319,32 @@ func parseCallHead(br *bufio.Reader) (h callHead, ok bool) {
 				h.close = true
 			case asciiEqualFold(v, "keep-alive"):
 			default:
-				return h, false
+				return h, false, nil
 			}
 		case asciiEqualFold(k, "host"):
 			if host {
-				return h, false
+				return h, false, nil
 			}
 			host = true
 		case asciiEqualFold(k, "transfer-encoding"), asciiEqualFold(k, "expect"), asciiEqualFold(k, "upgrade"):
-			return h, false
+			return h, false, nil
 		}
 	}
 	// HTTP/1.1 requires Host; net/http answers 400 without it. A body
 	// without its length is net/http's to read.
 	if !host || !length {
-		return h, false
+		return h, false, nil
 	}
 	h.pool = string(name)
-	return h, true
+	return h, true, nil
 }
 
 // peekHead waits until br holds a whole HTTP head, up to and including
 // its blank line, and returns it without consuming anything. It gives up
 // (ok false) as soon as the bytes do not start as prefix does, or when the
-// head would not fit br's buffer.
-func peekHead(br *bufio.Reader, prefix []byte) (head []byte, ok bool, err error) {
+// head would not fit br's buffer. wait, if not nil, is called before each
+// wait for more bytes.
+func peekHead(br *bufio.Reader, prefix []byte, wait func()) (head []byte, ok bool, err error) {
 	if _, err := br.Peek(1); err != nil {
 		return nil, false, err
 	}
@@ -331,6 +358,9 @@ func peekHead(br *bufio.Reader, prefix []byte) (head []byte, ok bool, err error)
 		}
 		if br.Buffered() == br.Size() {
 			return nil, false, nil
+		}
+		if wait != nil {
+			wait()
 		}
 		if _, err := br.Peek(br.Buffered() + 1); err != nil {
 			return nil, false, err

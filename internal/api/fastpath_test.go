@@ -266,7 +266,7 @@ func FuzzCallHead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(b), 256)
 		br.Peek(1)
-		h, ok := parseCallHead(br)
+		h, ok, _ := parseCallHead(br, nil)
 		if br.Buffered() != min(len(b), br.Size()) {
 			t.Fatalf("consumed %d bytes", min(len(b), br.Size())-br.Buffered())
 		}
@@ -301,5 +301,37 @@ func TestFastPathSurvivesAPanic(t *testing.T) {
 	c.write("GET /v1/version HTTP/1.1\r\nHost: r\r\n\r\n")
 	if resp, b := c.read(); resp.StatusCode != http.StatusOK {
 		t.Fatalf("the server after a panic: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestFastPathStalledRequest: a request that stops halfway, in its head or
+// its body, is dropped after the server's ReadHeaderTimeout, as net/http
+// drops it, and holds nothing up: Shutdown does not wait for it.
+func TestFastPathStalledRequest(t *testing.T) {
+	f := newFixture(t)
+	sock, err := Listen(t.TempDir() + "/api.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(Options{Supervisor: f.sup, Logger: quiet})
+	srv.http.ReadHeaderTimeout = 200 * time.Millisecond
+	go srv.Serve(sock)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	req := callRequest("/v1/pools/echo/call", `{"input":"hi"}`)
+	for _, part := range []string{req[:20], req[:len(req)-4]} {
+		c := dialRaw(t, &fixture{sock: sock})
+		c.write(part)
+		if _, err := c.br.ReadByte(); err != io.EOF {
+			t.Errorf("%q, then silence: %v, want the connection closed", part, err)
+		}
+	}
+	// A connection idle between requests is not timed out.
+	c := dialRaw(t, &fixture{sock: sock})
+	c.write(req)
+	c.read()
+	time.Sleep(400 * time.Millisecond)
+	c.write(req)
+	if resp, b := c.read(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after an idle pause: %d %s", resp.StatusCode, b)
 	}
 }

@@ -135,7 +135,13 @@ func (s *Server) Serve(sock *Socket) error {
 				return nil
 			}
 			// Out of file descriptors, say: wait and try again, as
-			// net/http does.
+			// net/http does; anything else ends Serve.
+			var te interface{ Temporary() bool }
+			if !errors.As(err, &te) || !te.Temporary() {
+				s.handoff.Close()
+				<-httpDone
+				return fmt.Errorf("api: accepting connections on %s: %w", sock.Addr(), err)
+			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			s.log.Warn("api: accepting a connection", "err", err, "retry_in", delay)
 			time.Sleep(delay)

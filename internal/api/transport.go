@@ -206,7 +206,7 @@ func (t *unixTransport) exchange(ctx context.Context, cc *clientConn, head, keep
 // answer, which http.ReadResponse then reads: the common answer costs no
 // header map, no textproto and no body reader.
 func readPlainAnswer(br *bufio.Reader) (body []byte, closeConn, ok bool, err error) {
-	head, ok, err := peekHead(br, plainStatus)
+	head, ok, err := peekHead(br, plainStatus, nil)
 	if !ok || err != nil {
 		return nil, false, false, err
 	}

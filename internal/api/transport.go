@@ -103,12 +103,12 @@ func (t *unixTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // post sends POST path with a JSON body, written by hand: the hot path of
 // every call, which http.NewRequest, http.Client and Request.Write would
-// cost some tens of allocations (a URL, headers, a transfer writer). The
-// answer is read by http.ReadResponse, as RoundTrip's is.
+// cost some tens of allocations (a URL, headers, a transfer writer).
 //
 // With plain set, an answer of the plain shape the daemon gives a call
 // (see readPlainAnswer) is read whole into *plain, and the response is
-// nil; any other answer is returned as a response, as without it.
+// nil; any other answer is read by http.ReadResponse, as RoundTrip's is,
+// and returned as a response.
 func (t *unixTransport) post(ctx context.Context, path string, body []byte, plain *[]byte) (*http.Response, error) {
 	write := func(w *bufio.Writer) error {
 		w.WriteString("POST ")

@@ -154,6 +154,16 @@ func TestFastPathHandsOff(t *testing.T) {
 			t.Errorf("%q: %d %s", req, resp.StatusCode, b)
 		}
 	}
+	// A body over the fast path's 64 KiB, partly read ahead already.
+	big := `{"input":"` + strings.Repeat("x", 100<<10) + `"}`
+	c = dialRaw(t, f)
+	c.write(callRequest("/v1/pools/echo/call", big) + version)
+	if resp, b := c.read(); resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"answer":"xxxx`)) {
+		t.Errorf("a 100 KiB call: %d %.200s", resp.StatusCode, b)
+	}
+	if resp, b := c.read(); resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"version":"test"`)) {
+		t.Errorf("after a 100 KiB call: %d %s", resp.StatusCode, b)
+	}
 	// No Host: net/http's 400.
 	c = dialRaw(t, f)
 	c.write("POST /v1/pools/echo/call HTTP/1.1\r\nContent-Length: 15\r\n\r\n{\"input\":\"one\"}")

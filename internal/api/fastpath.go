@@ -322,8 +322,8 @@ func parseCallHead(br *bufio.Reader, wait func()) (h callHead, ok bool, err erro
 				return h, false, nil
 			}
 		case asciiEqualFold(k, "host"):
-			if host {
-				return h, false, nil
+			if host || !plainHost(v) {
+				return h, false, nil // net/http refuses a malformed or repeated Host
 			}
 			host = true
 		case asciiEqualFold(k, "transfer-encoding"), asciiEqualFold(k, "expect"), asciiEqualFold(k, "upgrade"):
@@ -366,6 +366,17 @@ func peekHead(br *bufio.Reader, prefix []byte, wait func()) (head []byte, ok boo
 			return nil, false, err
 		}
 	}
+}
+
+// plainHost reports whether a Host header's value is one that net/http
+// accepts as it is: printable ASCII, no spaces.
+func plainHost(v []byte) bool {
+	for _, c := range v {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // plainPoolName reports whether a path segment is a pool name as it is,

@@ -164,6 +164,12 @@ func TestFastPathHandsOff(t *testing.T) {
 	if resp, b := c.read(); resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"version":"test"`)) {
 		t.Errorf("after a 100 KiB call: %d %s", resp.StatusCode, b)
 	}
+	// A malformed Host: net/http's 400, not an answer from the fast path.
+	c = dialRaw(t, f)
+	c.write("POST /v1/pools/echo/call HTTP/1.1\r\nHost: a\x01b\r\nContent-Length: 15\r\n\r\n{\"input\":\"one\"}")
+	if resp, b := c.read(); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a malformed Host: %d %s, want 400", resp.StatusCode, b)
+	}
 	// No Host: net/http's 400.
 	c = dialRaw(t, f)
 	c.write("POST /v1/pools/echo/call HTTP/1.1\r\nContent-Length: 15\r\n\r\n{\"input\":\"one\"}")

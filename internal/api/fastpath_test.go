@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -349,5 +352,47 @@ func TestFastPathStalledRequest(t *testing.T) {
 	c.write(req)
 	if resp, b := c.read(); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after an idle pause: %d %s", resp.StatusCode, b)
+	}
+}
+
+// scriptedListener returns the errors of errs from Accept, one per call,
+// then blocks until closed.
+type scriptedListener struct {
+	errs   chan error
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *scriptedListener) Accept() (net.Conn, error) {
+	select {
+	case err := <-l.errs:
+		return nil, err
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+func (l *scriptedListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
+func (l *scriptedListener) Addr() net.Addr { return &net.UnixAddr{Name: "scripted", Net: "unix"} }
+
+// TestServeAcceptErrors: Serve waits and tries again after a temporary
+// accept error (out of file descriptors), and returns, saying why, after a
+// permanent one.
+func TestServeAcceptErrors(t *testing.T) {
+	l := &scriptedListener{errs: make(chan error, 2), closed: make(chan struct{})}
+	srv := NewServer(Options{Logger: quiet})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(&Socket{Listener: l, GID: -1}) }()
+	l.errs <- &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	l.errs <- &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EINVAL)}
+	select {
+	case err := <-done:
+		if !errors.Is(err, syscall.EINVAL) {
+			t.Fatalf("Serve returned %v, want the permanent error (EINVAL)", err)
+		}
+		if len(l.errs) != 0 {
+			t.Fatal("Serve returned before it tried again after EMFILE")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after a permanent accept error")
 	}
 }

@@ -78,10 +78,13 @@ func (l *handoffListener) handoff(c net.Conn) bool {
 	}
 }
 
-// replayConn is a connection whose first bytes were already read into br.
+// replayConn is a connection whose first bytes were already read into br,
+// with its peer's credentials, already read too.
 type replayConn struct {
 	net.Conn
-	br *bufio.Reader
+	br     *bufio.Reader
+	cred   PeerCred
+	credOK bool
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
@@ -147,7 +150,7 @@ func (s *Server) serveConn(nc net.Conn) {
 			if deadline {
 				nc.SetReadDeadline(time.Time{}) // net/http sets its own
 			}
-			handed = s.handoff.handoff(&replayConn{Conn: nc, br: br})
+			handed = s.handoff.handoff(&replayConn{Conn: nc, br: br, cred: cred, credOK: credOK})
 			return
 		}
 		body, err := readBody(br, req, wait)

@@ -145,7 +145,7 @@ func peerContext(ctx context.Context, c net.Conn) context.Context {
 // peerCred reads the credentials of a unix socket's peer (SO_PEERCRED).
 func peerCred(c net.Conn) (PeerCred, bool) {
 	if rc, ok := c.(*replayConn); ok {
-		c = rc.Conn
+		return rc.cred, rc.credOK // read once, by the fast path
 	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {

@@ -215,10 +215,10 @@ func (w *arbiterWiring) follow() {
 			case supervisor.EventExit, supervisor.EventOOM, supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang:
 				kind := ev.Kind
 				if ev.Injected && kind != supervisor.EventOOM {
-					kind = "kill" // an injected fault: sudden, not a missed prediction
+					kind = supervisor.EventKill // an injected fault: sudden, not a missed prediction
 				}
-				w.loop.Failed(ctx, ev.Agent, ev.Pool, ev.Time, kind)
-			case supervisor.EventRestart, "breach", supervisor.EventChaos:
+				w.loop.Failed(ctx, ev.Agent, ev.Pool, ev.Time, string(kind))
+			case supervisor.EventRestart, supervisor.EventBreach, supervisor.EventChaos:
 				if ev.Agent != "" {
 					w.loop.Failed(ctx, ev.Agent, ev.Pool, ev.Time, "kill")
 				}

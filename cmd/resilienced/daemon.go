@@ -280,7 +280,7 @@ func (d *daemon) onEvent(ev supervisor.Event) {
 		d.lastFail.Store(&e)
 		d.log.Warn("agent failed", "agent", ev.Agent, "pool", ev.Pool, "kind", ev.Kind, "reason", ev.Reason)
 	case supervisor.EventPoolFailed, supervisor.EventEscalate, supervisor.EventPrediction, supervisor.EventIsolate, supervisor.EventBreaker:
-		d.log.Warn(ev.Kind, "agent", ev.Agent, "pool", ev.Pool, "reason", ev.Reason)
+		d.log.Warn(string(ev.Kind), "agent", ev.Agent, "pool", ev.Pool, "reason", ev.Reason)
 	case supervisor.EventRecovered:
 		d.log.Info("recovered", "agent", ev.Agent, "pool", ev.Pool, "cause", ev.Cause, "detect_ms", *ev.DetectMS, "recover_ms", *ev.RecoverMS)
 	}
@@ -311,7 +311,7 @@ func (d *daemon) journal() {
 	for {
 		select {
 		case ev := <-d.events:
-			batch = append(batch, session.Event{Time: ev.Time, Kind: ev.Kind, Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
+			batch = append(batch, session.Event{Time: ev.Time, Kind: string(ev.Kind), Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
 			if len(batch) == cap(batch) {
 				flush()
 			}
@@ -321,7 +321,7 @@ func (d *daemon) journal() {
 			for {
 				select {
 				case ev := <-d.events:
-					batch = append(batch, session.Event{Time: ev.Time, Kind: ev.Kind, Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
+					batch = append(batch, session.Event{Time: ev.Time, Kind: string(ev.Kind), Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
 				default:
 					flush()
 					return

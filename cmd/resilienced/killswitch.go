@@ -50,13 +50,6 @@ func (d *daemon) startKillSwitch(ctx context.Context, cfg *config.Config) *killS
 
 // supervisorOptions adds the Kill Switch's hooks.
 func (k *killSwitch) supervisorOptions(o *supervisor.Options) {
-	o.NewBreaker = func(pool string, c config.Breaker) supervisor.Breaker {
-		b := isolate.NewBreaker(pool, isolate.BreakerConfig{Window: c.Window, MinCalls: c.MinCalls, FailureRatio: c.FailureRatio, OpenFor: c.OpenFor},
-			func(from, to isolate.BreakerState) {
-				k.d.sup.Emit(supervisor.Event{Kind: supervisor.EventBreaker, Pool: pool, Reason: fmt.Sprintf("%s -> %s", from, to)})
-			})
-		return breakerAdapter{b}
-	}
 	if k.sw == nil {
 		return
 	}
@@ -110,7 +103,7 @@ func (k *killSwitch) breaches() {
 				k.d.log.Warn("isolating after a breach", "agent", b.AgentID, "err", err)
 			}
 		case config.BreachKill:
-			k.d.sup.Kill(b.AgentID, "breach", reason, b.Time)
+			k.d.sup.Kill(b.AgentID, supervisor.EventBreach, reason, b.Time)
 		}
 	}
 }
@@ -237,9 +230,3 @@ func (k *killSwitch) close() {
 		k.sw.Close() // pins stay: isolation outlives the daemon
 	}
 }
-
-// breakerAdapter gives the supervisor the breaker's state as a string.
-type breakerAdapter struct{ b *isolate.Breaker }
-
-func (a breakerAdapter) Allow() (func(bool), error) { return a.b.Allow() }
-func (a breakerAdapter) State() string              { return string(a.b.State()) }

@@ -213,7 +213,7 @@ func TestEventsStream(t *testing.T) {
 	f := newFixture(t)
 	var kinds []string
 	err := f.client.Events(context.Background(), time.Minute, false, func(ev Event) error {
-		kinds = append(kinds, ev.Kind)
+		kinds = append(kinds, string(ev.Kind))
 		return nil
 	})
 	if err != nil {

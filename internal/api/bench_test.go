@@ -542,7 +542,7 @@ func (p *benchPool) replaced(b *testing.B) int {
 			if i := strings.IndexAny(reason, "0123456789"); i > 0 {
 				reason = reason[:i] // without the figures, so that reasons group
 			}
-			why[ev.Kind+": "+reason]++
+			why[string(ev.Kind)+": "+reason]++
 		}
 	}
 	for k, n := range why {

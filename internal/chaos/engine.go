@@ -782,9 +782,9 @@ func (x *experiment) stillThere(id string, grace time.Duration) bool {
 
 // failureKinds are the event kinds that say the supervisor acted on an
 // agent's failure.
-var failureKinds = []string{
+var failureKinds = []supervisor.EventKind{
 	supervisor.EventExit, supervisor.EventViolation, supervisor.EventDeadline,
-	supervisor.EventHang, "oom", supervisor.EventIsolate, supervisor.EventChaos,
+	supervisor.EventHang, supervisor.EventOOM, supervisor.EventIsolate, supervisor.EventChaos,
 }
 
 // await waits for the fault's outcome and fills in.
@@ -813,7 +813,7 @@ func (x *experiment) await(ctx context.Context, fi *faultInstance, in *Injection
 				x.recovered(ctx, fi, in, ev, failure, base, onsetAt)
 				return
 			case ev.Kind == supervisor.EventPrediction || (ev.Kind == supervisor.EventDrain && failure == nil):
-				in.Cause, in.Reason = ev.Kind, ev.Reason
+				in.Cause, in.Reason = string(ev.Kind), ev.Reason
 				in.DetectMS = msPtr(ev.Time.Sub(base))
 				if (fi.kind == Leak || fi.kind == OOM) && onsetAt.IsZero() {
 					// Replaced before the limit was hit: the failure was
@@ -846,7 +846,7 @@ func (x *experiment) await(ctx context.Context, fi *faultInstance, in *Injection
 }
 
 func (x *experiment) recovered(ctx context.Context, fi *faultInstance, in *Injection, ev supervisor.Event, failure *supervisor.Event, base, onsetAt time.Time) {
-	in.Cause = ev.Cause
+	in.Cause = string(ev.Cause)
 	if failure != nil {
 		in.Reason = failure.Reason
 	}

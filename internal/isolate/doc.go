@@ -1,6 +1,6 @@
 // Package isolate is the Kill Switch: it cuts a compromised agent or node off
-// the network, enforces per-pool egress policies, and trips per-pool circuit
-// breakers.
+// the network and enforces per-pool egress policies. (Per-pool circuit
+// breakers are in package breaker.)
 //
 // # Agent isolation
 //
@@ -56,17 +56,11 @@
 // file in Options.StateDir before each change, so [Switch.ReleaseNode]
 // restores exactly that, also after a daemon restart.
 //
-// # Circuit breakers
-//
-// [Breaker] is a per-pool circuit breaker (closed, open, half-open) over a
-// sliding time window with a minimum number of calls and a failure ratio. It
-// is plain Go and works without BPF or root.
-//
 // # Requirements
 //
 // Agent isolation and egress policy need root (CAP_BPF, CAP_NET_ADMIN),
 // cgroup v2 and bpffs; [New] mounts bpffs at /sys/fs/bpf when it is missing.
 // When BPF cannot be used, [New] returns a Switch whose agent methods return
 // [ErrNotSupported], together with an error wrapping [ErrNotSupported]; node
-// isolation and breakers still work.
+// isolation still works.
 package isolate

@@ -7,11 +7,6 @@ var (
 	// not allow BPF isolation (not root, no cgroup v2, no bpffs).
 	ErrNotSupported = errors.New("isolate: not supported")
 
-	// ErrOpen is returned by [Breaker.Allow] while the circuit is open, or
-	// half-open with its probe call in flight. The returned error is an
-	// [*OpenError] that says why and when the next probe is allowed.
-	ErrOpen = errors.New("circuit open")
-
 	// ErrInvalidPolicy means a network policy could not be parsed.
 	ErrInvalidPolicy = errors.New("invalid network policy")
 

@@ -68,19 +68,19 @@ func New(src Source) *Metrics {
 
 // Event feeds one supervisor event.
 func (m *Metrics) Event(ev supervisor.Event) {
-	m.events.WithLabelValues(ev.Pool, ev.Kind).Inc()
+	m.events.WithLabelValues(ev.Pool, string(ev.Kind)).Inc()
 	switch ev.Kind {
 	case supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang:
 		if ev.Code != "" {
 			m.violations.WithLabelValues(ev.Pool, ev.Code).Inc()
 		}
 	case supervisor.EventRecovered:
-		m.restarts.WithLabelValues(ev.Pool, ev.Cause).Inc()
+		m.restarts.WithLabelValues(ev.Pool, string(ev.Cause)).Inc()
 		if ev.RecoverMS != nil {
-			m.recovery.WithLabelValues(ev.Pool, ev.Cause).Observe(*ev.RecoverMS / 1000)
+			m.recovery.WithLabelValues(ev.Pool, string(ev.Cause)).Observe(*ev.RecoverMS / 1000)
 		}
 		if ev.DetectMS != nil {
-			m.detection.WithLabelValues(ev.Pool, ev.Cause).Observe(*ev.DetectMS / 1000)
+			m.detection.WithLabelValues(ev.Pool, string(ev.Cause)).Observe(*ev.DetectMS / 1000)
 		}
 	}
 }

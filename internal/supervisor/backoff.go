@@ -5,14 +5,17 @@ import (
 	"time"
 )
 
-// backoff computes restart delays: the first restart after a healthy spell
-// is immediate (as in OTP), then each further consecutive failure waits
-// initial·2^(k-2), capped at max, with ±20 % jitter so that agents failing
-// together do not restart in lockstep. The count resets once an agent has
-// served for resetAfter.
+// backoff computes the delays before replacing agents that failed to
+// start (only start failures are backed off; see package fault): the first
+// restart is immediate (as in OTP), then each further consecutive start
+// failure waits initial·2^(k-2), capped at max, with ±20 % jitter so that
+// agents failing together do not restart in lockstep. The count resets when
+// an agent serves its first valid call, or after resetAfter without a start
+// failure.
 type backoff struct {
 	initial, max, resetAfter time.Duration
 	consecutive              int
+	last                     time.Time
 	rand                     func() float64
 }
 
@@ -23,12 +26,13 @@ func newBackoff(initial, max, resetAfter time.Duration, rnd func() float64) *bac
 	return &backoff{initial: initial, max: max, resetAfter: resetAfter, rand: rnd}
 }
 
-// failure records a failure of an agent that had served for served, and
-// returns the delay before its replacement is started.
-func (b *backoff) failure(served time.Duration) time.Duration {
-	if b.resetAfter > 0 && served >= b.resetAfter {
+// failure records a start failure at now, and returns the delay before
+// the agent's replacement is started.
+func (b *backoff) failure(now time.Time) time.Duration {
+	if b.resetAfter > 0 && !b.last.IsZero() && now.Sub(b.last) >= b.resetAfter {
 		b.consecutive = 0
 	}
+	b.last = now
 	b.consecutive++
 	return b.delay()
 }

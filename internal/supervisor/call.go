@@ -11,6 +11,7 @@ import (
 	"github.com/resilienced/resilienced/internal/agent"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/contract"
+	"github.com/resilienced/resilienced/internal/fault"
 	"github.com/resilienced/resilienced/internal/session"
 )
 
@@ -38,7 +39,8 @@ type callResult struct {
 	out       json.RawMessage
 	agent     string
 	violation *contract.Violation
-	bounced   bool // the agent stopped accepting before it ran the call
+	rejected  error // the agent refused the input (a caller fault)
+	bounced   bool  // the agent stopped accepting before it ran the call
 }
 
 // contextEntry is one exchange as the agent protocol carries it.
@@ -146,7 +148,7 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 	pc := p.cfg
 	down := p.down
 	state, reason := p.state, p.reason
-	breaker := p.breaker
+	brk := p.breaker
 	p.mu.Unlock()
 	switch state {
 	case PoolFailed:
@@ -168,16 +170,14 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 		}
 	}
 
+	// The breaker judges calls, not attempts: a call that succeeds on
+	// retry is a success, however many agents it cost.
+	bc, err := brk.Allow()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBreakerOpen, err)
+	}
 	res = &CallResult{}
 	for res.Attempts <= pc.Retries {
-		var done func(bool)
-		if breaker != nil {
-			d, err := breaker.Allow()
-			if err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrBreakerOpen, err)
-			}
-			done = d
-		}
 		raw := params.encode(make([]byte, 0, params.size()))
 		var r callResult
 		if pc.Hedge > 0 {
@@ -186,20 +186,19 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 			r, err = p.dispatch(ctx, req.Session, raw, down)
 		}
 		if err != nil {
-			if done != nil {
-				done(true) // the caller gave up; not the agents' fault
-			}
+			bc.Abandoned() // the caller gave up, or the pool went down
 			return nil, err
 		}
 		if r.bounced {
-			if done != nil {
-				done(true)
-			}
 			continue
 		}
 		res.Attempts++
-		if done != nil {
-			done(r.violation == nil)
+		if r.rejected != nil {
+			// The agent refused the input: the caller's fault. Not
+			// retried (every agent would refuse it), nothing charged.
+			bc.Abandoned()
+			p.sup.emit(Event{Kind: EventInvalidInput, Pool: p.name, Agent: r.agent, Reason: r.rejected.Error(), Class: fault.Caller})
+			return nil, fmt.Errorf("%w: pool %s: agent %s rejected the input: %w", ErrInvalidInput, p.name, r.agent, r.rejected)
 		}
 		if r.violation == nil {
 			res.Output, res.Agent = r.out, r.agent
@@ -212,8 +211,10 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 	}
 	if res.Output == nil {
 		last := res.Violations[len(res.Violations)-1]
+		bc.Failed(last.Error())
 		return nil, fmt.Errorf("pool %s: %w (%d attempts): %w", p.name, ErrRetriesExhausted, res.Attempts, last)
 	}
+	bc.Succeeded()
 
 	if req.Session != "" {
 		ex, err := store.Append(ctx, p.name, req.Session, session.Exchange{
@@ -283,7 +284,7 @@ func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json
 			continue
 		case o := <-results:
 			pending--
-			if o.err == nil && o.r.violation == nil && !o.r.bounced {
+			if o.err == nil && o.r.violation == nil && o.r.rejected == nil && !o.r.bounced {
 				return o.r, nil
 			}
 			if first == nil {
@@ -314,10 +315,11 @@ func (p *Pool) dispatch(ctx context.Context, sessionID string, params json.RawMe
 	if at.wait(ctx.Done()) {
 		return at.finish(), nil
 	}
-	go func() {
+	// The caller left; the attempt ends by its deadline at the latest.
+	p.goTracked(func() {
 		at.wait(nil)
 		at.finish()
-	}()
+	})
 	return callResult{}, ctx.Err()
 }
 
@@ -529,9 +531,15 @@ func (at *attempt) finish() callResult {
 	defer p.giveBack(sl)
 	defer at.cancel(nil)
 	at.timer.Stop()
-	sl.calls.Add(1)
+	first := sl.calls.Add(1) == 1
 	var v *contract.Violation
 	stalled := context.Cause(at.ctx) == errStalled
+	if rejected := callerFault(at.err); rejected != nil {
+		// A well-formed refusal of bad input: the agent works.
+		sl.lastCall.Store(p.sup.opts.Now().UnixNano())
+		p.proven(sl)
+		return callResult{agent: sl.id, rejected: rejected}
+	}
 	if at.err == nil {
 		v = c.Check(at.out)
 	} else if stalled {
@@ -545,7 +553,13 @@ func (at *attempt) finish() callResult {
 		d := now.Sub(at.start)
 		p.lat.observe(d)
 		sl.lat.observe(d)
+		if first {
+			p.proven(sl)
+		}
 		return callResult{out: at.out, agent: sl.id}
+	}
+	if first && !sl.served.Load() {
+		p.firstCallFailed(v)
 	}
 	kind := EventViolation
 	when := now
@@ -583,6 +597,19 @@ func (p *Pool) hallucinate(f *injected, out json.RawMessage, maxBytes int64) (js
 	}
 	return out, nil
 }
+
+// callerFault returns the agent's refusal of the call's input (JSON-RPC
+// -32602 Invalid params), or nil if err is not one.
+func callerFault(err error) error {
+	var rpc *agent.RPCError
+	if errors.As(err, &rpc) && rpc.Code == codeInvalidParams {
+		return rpc
+	}
+	return nil
+}
+
+// codeInvalidParams is JSON-RPC's "Invalid params" error code.
+const codeInvalidParams = -32602
 
 // errStalled is the cause of a call abandoned as hung.
 var errStalled = errors.New("stalled")

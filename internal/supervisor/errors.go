@@ -17,7 +17,15 @@ var (
 	// wraps the last attempt's cause (a *contract.Violation).
 	ErrRetriesExhausted = errors.New("call failed on every attempt")
 	// ErrBreakerOpen: the pool's circuit breaker is open; calls fail fast.
+	// The error also wraps a *breaker.OpenError, whose RetryAfter says
+	// when to try again.
 	ErrBreakerOpen = errors.New("circuit breaker open")
-	// ErrInvalidInput: the call's input is not valid JSON.
+	// ErrInvalidInput: the call's input is not valid JSON, or the agent
+	// rejected it (JSON-RPC -32602 Invalid params): a caller fault, which
+	// is not retried and charges nothing to the pool.
 	ErrInvalidInput = errors.New("invalid input")
 )
+
+// ErrInvalidTransition: the supervisor tried an illegal move of an agent's
+// state (a bug, logged; see [TransitionError]).
+var ErrInvalidTransition = errors.New("invalid state transition")

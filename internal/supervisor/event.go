@@ -3,33 +3,43 @@ package supervisor
 import (
 	"sync"
 	"time"
+
+	"github.com/resilienced/resilienced/internal/fault"
 )
+
+// EventKind says what an [Event] is about.
+type EventKind string
 
 // Event kinds.
 const (
-	EventSpawn      = "spawn"
-	EventReady      = "ready"
-	EventExit       = "exit"
-	EventViolation  = "violation"
-	EventDeadline   = "deadline"
-	EventHang       = "hang"
-	EventOOM        = "oom"
-	EventKill       = "kill"
-	EventPromote    = "promote"
-	EventRecovered  = "recovered"
-	EventDrain      = "drain"
-	EventStop       = "stop"
-	EventSpawnFail  = "spawn_failed"
-	EventEscalate   = "escalate"
-	EventPoolFailed = "pool_failed"
-	EventRestart    = "restart"
-	EventIsolate    = "isolate"
-	EventRelease    = "release"
-	EventBreaker    = "breaker"
-	EventPrediction = "prediction"
-	EventChaos      = "chaos"
-	EventScale      = "scale"
-	EventReload     = "reload"
+	EventSpawn      EventKind = "spawn"
+	EventReady      EventKind = "ready"
+	EventExit       EventKind = "exit"
+	EventViolation  EventKind = "violation"
+	EventDeadline   EventKind = "deadline"
+	EventHang       EventKind = "hang"
+	EventOOM        EventKind = "oom"
+	EventKill       EventKind = "kill"
+	EventPromote    EventKind = "promote"
+	EventRecovered  EventKind = "recovered"
+	EventDrain      EventKind = "drain"
+	EventStop       EventKind = "stop"
+	EventSpawnFail  EventKind = "spawn_failed"
+	EventEscalate   EventKind = "escalate"
+	EventPoolFailed EventKind = "pool_failed"
+	EventRestart    EventKind = "restart"
+	EventIsolate    EventKind = "isolate"
+	EventRelease    EventKind = "release"
+	EventBreaker    EventKind = "breaker"
+	EventPrediction EventKind = "prediction"
+	EventChaos      EventKind = "chaos"
+	EventScale      EventKind = "scale"
+	EventReload     EventKind = "reload"
+
+	// EventBreach: the Kill Switch saw an agent breach its egress policy.
+	EventBreach EventKind = "breach"
+	// EventInvalidInput: an agent refused a call's input (class caller).
+	EventInvalidInput EventKind = "invalid_input"
 )
 
 // Event is one thing that happened, with its timestamps. For a recovered
@@ -37,18 +47,21 @@ const (
 // fault), Detect when the supervisor acted, and Time when the pool was back
 // at full strength.
 type Event struct {
-	Time      time.Time `json:"time"`
-	Kind      string    `json:"kind"`
-	Pool      string    `json:"pool,omitempty"`
-	Agent     string    `json:"agent,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Code      string    `json:"code,omitempty"`     // a violation's code (invalid_json, schema, ...)
-	Injected  bool      `json:"injected,omitempty"` // the failure followed a fault noted with NoteFault (chaos)
-	Cause     string    `json:"cause,omitempty"`    // the failure kind a recovered event closes (exit, violation, ...)
-	Fault     time.Time `json:"fault,omitzero"`
-	Detect    time.Time `json:"detect,omitzero"`
-	DetectMS  *float64  `json:"detect_ms,omitempty"`
-	RecoverMS *float64  `json:"recover_ms,omitempty"`
+	Time     time.Time `json:"time"`
+	Kind     EventKind `json:"kind"`
+	Pool     string    `json:"pool,omitempty"`
+	Agent    string    `json:"agent,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Code     string    `json:"code,omitempty"`     // a violation's code (invalid_json, schema, ...)
+	Injected bool      `json:"injected,omitempty"` // the failure followed a fault noted with NoteFault (chaos)
+	Cause    EventKind `json:"cause,omitempty"`    // the failure kind a recovered event closes (exit, violation, ...)
+	// Class is a failure's fault class (start, runtime, caller), which
+	// decided how the pool accounted for it; empty for other events.
+	Class     fault.Class `json:"class,omitempty"`
+	Fault     time.Time   `json:"fault,omitzero"`
+	Detect    time.Time   `json:"detect,omitzero"`
+	DetectMS  *float64    `json:"detect_ms,omitempty"`
+	RecoverMS *float64    `json:"recover_ms,omitempty"`
 }
 
 func ms(d time.Duration) *float64 {

@@ -90,6 +90,17 @@ func runTestAgent() {
 			out.Flush()
 		case "bad":
 			reply(`{"answer": 42}`)
+		case "invalid-params":
+			fmt.Fprintf(out, `{"jsonrpc":"2.0","id":%d,"error":{"code":-32602,"message":"Invalid params: text must be a string"}}`+"\n", *req.ID)
+			out.Flush()
+		case "bad-unless-fixed":
+			// Broken (its upstream is down, say) until the file the test
+			// names exists.
+			if _, err := os.Stat(os.Getenv("TEST_FIXED_FLAG")); err != nil {
+				reply(`{"answer": 42}`)
+			} else {
+				good()
+			}
 		case "bad-unless-feedback":
 			if req.Params.Feedback == "" {
 				reply(`{"answer": 42}`)
@@ -202,7 +213,7 @@ func (h *harness) record(ev Event) {
 	h.mu.Unlock()
 }
 
-func (h *harness) eventsOf(kind string) []Event {
+func (h *harness) eventsOf(kind EventKind) []Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []Event

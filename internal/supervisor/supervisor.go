@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/user"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -70,8 +71,9 @@ type Options struct {
 	// before its sandbox is removed; also for a sandbox made ahead of need
 	// and removed unused.
 	OnAgentGone func(agentID string, sb Sandbox)
-	// NewBreaker, when set, gives each pool a circuit breaker.
-	NewBreaker func(pool string, cfg config.Breaker) Breaker
+	// SpawnBudget is the most agents starting at once on the node, over
+	// all pools; 0 means 2 × the number of CPUs.
+	SpawnBudget int
 	// OnStderr, when set, sees every stderr line of every agent. It must
 	// not block.
 	OnStderr func(agentID, line string)
@@ -89,7 +91,10 @@ type Supervisor struct {
 	groups map[string]*group
 	roots  []node // top-level children in start order
 	closed bool
-	quit   chan struct{} // closed by Stop; ends background loops
+	quit   chan struct{}  // closed by Stop; ends background loops
+	bg     sync.WaitGroup // the background loops; Stop waits for them
+
+	spawns *spawnGate
 }
 
 // New returns a supervisor with no pools; call Apply to start some.
@@ -106,6 +111,9 @@ func New(opts Options) *Supervisor {
 	if opts.EventBuffer <= 0 {
 		opts.EventBuffer = 4096
 	}
+	if opts.SpawnBudget <= 0 {
+		opts.SpawnBudget = 2 * runtime.NumCPU()
+	}
 	s := &Supervisor{
 		opts:   opts,
 		log:    opts.Logger,
@@ -113,9 +121,10 @@ func New(opts Options) *Supervisor {
 		pools:  make(map[string]*Pool),
 		groups: make(map[string]*group),
 		quit:   make(chan struct{}),
+		spawns: newSpawnGate(opts.SpawnBudget),
 	}
 	if opts.Sandboxes != nil {
-		go s.watchOOM()
+		s.bg.Go(s.watchOOM)
 	}
 	return s
 }
@@ -244,10 +253,10 @@ func (s *Supervisor) Stop(ctx context.Context) {
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range pools {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.stop(ctx, "daemon stopping") }()
+		wg.Go(func() { p.stop(ctx, "daemon stopping") })
 	}
 	wg.Wait()
+	s.bg.Wait()
 }
 
 // Pool returns the named pool.
@@ -349,7 +358,7 @@ func (s *Supervisor) Drain(id, reason string) error {
 	if err != nil {
 		return err
 	}
-	p.drain(sl, reason)
+	p.drain(sl, reason, true)
 	return nil
 }
 
@@ -365,7 +374,7 @@ func (s *Supervisor) Scale(name string, n int) error {
 // Kill kills an agent as evidence of kind (a chaos fault, an Arbiter
 // prediction, an isolation with action kill), recording fault as the time
 // of the first evidence.
-func (s *Supervisor) Kill(id, kind, reason string, fault time.Time) error {
+func (s *Supervisor) Kill(id string, kind EventKind, reason string, fault time.Time) error {
 	p, sl, err := s.findAgent(id)
 	if err != nil {
 		return err

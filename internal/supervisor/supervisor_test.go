@@ -383,8 +383,9 @@ func TestReloadStartsStopsAndRolls(t *testing.T) {
 func TestBackoffAndIntensity(t *testing.T) {
 	b := newBackoff(10*time.Millisecond, 80*time.Millisecond, time.Second, func() float64 { return 0.5 })
 	var got []time.Duration
-	for range 6 {
-		got = append(got, b.failure(0))
+	t0 := time.Unix(0, 0)
+	for i := range 6 {
+		got = append(got, b.failure(t0.Add(time.Duration(i)*100*time.Millisecond)))
 	}
 	want := []time.Duration{0, 10, 20, 40, 80, 80}
 	for i := range want {
@@ -392,11 +393,15 @@ func TestBackoffAndIntensity(t *testing.T) {
 			t.Fatalf("delays %v, want %v ms", got, want)
 		}
 	}
-	if d := b.failure(2 * time.Second); d != 0 {
-		t.Fatalf("after a healthy spell the restart is immediate, got %v", d)
+	if d := b.failure(t0.Add(2 * time.Second)); d != 0 {
+		t.Fatalf("after reset_after without a start failure the restart is immediate, got %v", d)
+	}
+	b.failure(t0.Add(2100 * time.Millisecond))
+	b.reset() // an agent served its first valid call
+	if d := b.failure(t0.Add(2200 * time.Millisecond)); d != 0 {
+		t.Fatalf("after an agent proved its start the restart is immediate, got %v", d)
 	}
 	in := newIntensity(2, time.Second)
-	t0 := time.Unix(0, 0)
 	if in.restart(t0) || in.restart(t0.Add(100*time.Millisecond)) {
 		t.Fatal("exceeded too early")
 	}

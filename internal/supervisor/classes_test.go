@@ -1,0 +1,207 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/breaker"
+	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/fault"
+)
+
+// defaultsPool is testPool with the product's default backoff, intensity
+// and breaker: what a user gets who tunes nothing.
+func defaultsPool(t *testing.T, name string, mod ...func(*config.Pool)) config.Pool {
+	d := config.DefaultPool()
+	return testPool(t, name, append([]func(*config.Pool){func(pc *config.Pool) {
+		pc.Backoff, pc.Intensity, pc.Breaker = d.Backoff, d.Intensity, d.Breaker
+	}}, mod...)...)
+}
+
+// Violations by agents that started are runtime faults: far more of them
+// than the intensity limit, in a burst, and the pool stays up with no
+// backoff.
+func TestRuntimeFaultsNeitherBackOffNorGiveUp(t *testing.T) {
+	pc := defaultsPool(t, "rt", func(pc *config.Pool) {
+		pc.Retries = 0             // every violation reaches the caller...
+		pc.Breaker.MinCalls = 1000 // ...which would open the breaker, not the point here
+	})
+	h := newHarness(t, cfgOf(pc))
+	h.ready()
+	max := pc.Intensity.MaxRestarts
+	for i := range 3 * max {
+		_, err := h.call("rt", "", `{"op":"bad"}`)
+		if !errors.Is(err, ErrRetriesExhausted) {
+			t.Fatalf("call %d: %v, want the violation", i, err)
+		}
+		h.mustCall("rt", "", `{"text":"ok"}`) // proves the replacement, as real traffic does
+	}
+	st, _ := h.sup.Pool("rt")
+	if s := st.Status(); s.State != PoolRunning && s.State != PoolDegraded {
+		t.Fatalf("pool after %d runtime faults: %+v", 3*max, s)
+	}
+	for _, ev := range h.eventsOf(EventViolation) {
+		if ev.Class != fault.Runtime {
+			t.Fatalf("violation event of class %q, want runtime: %+v", ev.Class, ev)
+		}
+	}
+	if len(h.eventsOf(EventEscalate)) != 0 {
+		t.Fatal("the pool escalated on runtime faults")
+	}
+	h.mustCall("rt", "", `{"text":"still serving"}`)
+}
+
+// An agent that refuses bad input (-32602) is right to: the caller gets
+// ErrInvalidInput at once, the agent lives, nothing is retried.
+func TestInvalidParamsIsTheCallersFault(t *testing.T) {
+	h := newHarness(t, cfgOf(defaultsPool(t, "cf")))
+	h.ready()
+	before := h.agentsIn("cf", AgentActive)
+	for range 100 {
+		res, err := h.call("cf", "", `{"op":"invalid-params"}`)
+		if !errors.Is(err, ErrInvalidInput) {
+			t.Fatalf("call with bad params: %v (%+v), want ErrInvalidInput", err, res)
+		}
+	}
+	if n := len(h.eventsOf(EventKill)); n != 0 {
+		t.Fatalf("%d agents killed over bad input", n)
+	}
+	after := h.agentsIn("cf", AgentActive)
+	if len(after) != len(before) || after[0].PID != before[0].PID {
+		t.Fatalf("agents changed: before %+v, after %+v", before, after)
+	}
+	evs := h.eventsOf(EventInvalidInput)
+	if len(evs) != 100 || evs[0].Class != fault.Caller {
+		t.Fatalf("%d invalid_input events (first %+v), want 100 of class caller", len(evs), evs)
+	}
+	p, _ := h.sup.Pool("cf")
+	if s := p.Status(); s.State != PoolRunning || s.Restarts != 0 || s.Breaker != "closed" {
+		t.Fatalf("pool after 100 bad inputs: %+v", s)
+	}
+}
+
+// A command that cannot start backs off and gives up at the intensity
+// limit; its failures are start failures.
+func TestStartFailuresBackOffAndGiveUp(t *testing.T) {
+	pc := defaultsPool(t, "sf", func(pc *config.Pool) {
+		pc.Env["TEST_EXIT_AT_START"] = "1"
+		pc.Intensity = config.Intensity{MaxRestarts: 4, Period: time.Minute}
+		pc.Backoff.Max = 40 * time.Millisecond
+	})
+	h := newHarness(t, cfgOf(pc))
+	p, _ := h.sup.Pool("sf")
+	h.waitFor("the pool to fail", func() bool { return p.Status().State == PoolFailed })
+	evs := h.eventsOf(EventSpawnFail)
+	if len(evs) < 5 {
+		t.Fatalf("%d start failures before giving up, want more than max_restarts 4", len(evs))
+	}
+	for _, ev := range evs {
+		if ev.Class != fault.Start {
+			t.Fatalf("spawn_failed of class %q: %+v", ev.Class, ev)
+		}
+	}
+}
+
+// Every output violates (the model's upstream is down): the breaker opens
+// on new agents failing their first call, calls fail fast naming the cause,
+// no agent is started while it is open; once the agent is fixed, the
+// half-open probe closes it.
+func TestBreakerOpensOnBrokenStartsAndProbesBack(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "fixed")
+	pc := defaultsPool(t, "br", func(pc *config.Pool) {
+		pc.Env["TEST_FIXED_FLAG"] = flag
+		pc.Breaker.OpenFor = 300 * time.Millisecond
+	})
+	h := newHarness(t, cfgOf(pc))
+	h.ready()
+	var open *breaker.OpenError
+	for i := 0; open == nil; i++ {
+		if i > 10 {
+			t.Fatal("breaker never opened")
+		}
+		_, err := h.call("br", "", `{"op":"bad-unless-fixed","text":"x"}`)
+		errors.As(err, &open)
+	}
+	start := time.Now()
+	_, err := h.call("br", "", `{"op":"bad-unless-fixed","text":"x"}`)
+	took := time.Since(start)
+	if !errors.Is(err, ErrBreakerOpen) || !errors.As(err, &open) || open.StartFailures == 0 {
+		t.Fatalf("call while open: %v", err)
+	}
+	if open.Cause == "" || open.RetryAfter() <= 0 {
+		t.Fatalf("open error without cause or retry hint: %+v", open)
+	}
+	t.Logf("refused in %v: %v", took, err)
+	spawns := len(h.eventsOf(EventSpawn))
+	p, _ := h.sup.Pool("br")
+	if until := p.breaker.OpenUntil(); !until.IsZero() {
+		time.Sleep(time.Until(until) / 2)
+		if n := len(h.eventsOf(EventSpawn)); n != spawns {
+			t.Fatalf("%d agents started while the breaker was open", n-spawns)
+		}
+	}
+
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the probe to close the breaker", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := h.sup.Call(ctx, "br", CallRequest{Input: []byte(`{"op":"bad-unless-fixed","text":"x"}`)})
+		if err != nil && !errors.Is(err, ErrBreakerOpen) {
+			t.Logf("probe: %v", err)
+		}
+		return err == nil && p.Status().Breaker == "closed"
+	})
+}
+
+// scale is a runtime override: a reload of the unchanged file keeps it
+// and stops no agent; a reload that changes replicas in the file takes it.
+func TestScaleThenReloadKeepsThePoolConsistent(t *testing.T) {
+	pc := testPool(t, "sc", func(pc *config.Pool) { pc.Spares = 0; pc.MaxSpares = 1 })
+	h := newHarness(t, cfgOf(pc))
+	h.ready()
+	if err := h.sup.Scale("sc", 3); err != nil {
+		t.Fatal(err)
+	}
+	h.ready()
+	pids := map[int]bool{}
+	for _, a := range h.agentsIn("sc", AgentActive) {
+		pids[a.PID] = true
+	}
+	if err := h.sup.Apply(context.Background(), cfgOf(pc)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // a wrong reload would be draining by now
+	h.ready()
+	p, _ := h.sup.Pool("sc")
+	if s := p.Status(); s.Active != 3 || s.Replicas != 3 || s.Spares != 0 || s.Starting != 0 {
+		t.Fatalf("after reload of the unchanged file: %+v, want 3/3 active, no spares", s)
+	}
+	for _, a := range h.agentsIn("sc", AgentActive) {
+		if !pids[a.PID] {
+			t.Fatalf("reload replaced agents: %+v", a)
+		}
+	}
+	if n := len(h.eventsOf(EventDrain)); n != 0 {
+		t.Fatalf("%d agents drained by a reload that changed nothing", n)
+	}
+
+	pc.Replicas, pc.Spares = 1, 1
+	if err := h.sup.Apply(context.Background(), cfgOf(pc)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the file's size", func() bool {
+		s := p.Status()
+		return s.Active == 1 && s.Replicas == 1 && s.Spares == 1 && s.Starting == 0 && len(h.agentsIn("sc", AgentDraining)) == 0
+	})
+	for _, a := range h.agentsIn("sc", AgentActive) {
+		if !pids[a.PID] {
+			t.Fatalf("a resize replaced the agent it kept active: %+v", a)
+		}
+	}
+}

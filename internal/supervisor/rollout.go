@@ -1,0 +1,156 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/config"
+)
+
+// scale sets the number of active replicas. It is a runtime override, kept
+// apart from the pool's configuration (as SetSpares's): a reload with the
+// file unchanged leaves it, one that changes replicas in the file replaces
+// it.
+func (p *Pool) scale(n int) error {
+	if n < 0 {
+		return fmt.Errorf("pool %s: replicas must be >= 0, got %d", p.name, n)
+	}
+	p.mu.Lock()
+	p.replicas = n
+	evs, extra := p.resizeLocked(fmt.Sprintf("replicas %d", n))
+	p.mu.Unlock()
+	p.finishResize(evs, extra)
+	return nil
+}
+
+// resizeLocked brings the pool to its replicas and spares after either
+// changed: spares are promoted or started, and agents beyond the wanted
+// strength are returned, to be drained. Called with p.mu held.
+func (p *Pool) resizeLocked(why string) ([]Event, []*slot) {
+	now := p.sup.opts.Now()
+	evs := []Event{{Time: now, Kind: EventScale, Pool: p.name, Reason: why}}
+	evs = append(evs, p.promoteLocked(now)...)
+	var extra []*slot
+	active, spares := p.activeN, len(p.spares)
+	for _, id := range sortedSlotIDs(p.slots) {
+		sl := p.slots[id]
+		switch {
+		case sl.state == AgentActive && active > p.effectiveReplicas():
+			active--
+			extra = append(extra, sl)
+		case sl.state == AgentSpare && spares > p.sparesWanted:
+			spares--
+			extra = append(extra, sl)
+		}
+	}
+	p.ensureLocked(0, false)
+	evs = append(evs, p.recoveredLocked(now)...)
+	return evs, extra
+}
+
+func (p *Pool) finishResize(evs []Event, extra []*slot) {
+	for _, e := range evs {
+		p.sup.emit(e)
+	}
+	for _, sl := range extra {
+		p.drainNoReplace(sl, "scaled down")
+	}
+	if len(extra) > 0 {
+		// Drained agents no longer count: start the spares still wanted.
+		p.mu.Lock()
+		p.ensureLocked(0, false)
+		p.mu.Unlock()
+	}
+}
+
+// update applies a changed configuration. A change of replicas or spares
+// alone resizes the pool and touches no agent. Any other change applies
+// to new agents at once; the old ones are replaced one by one, each only
+// once a new one is ready to take its place.
+func (p *Pool) update(ctx context.Context, pc config.Pool) error {
+	p.mu.Lock()
+	old := p.cfg
+	if sizeOnly(old, pc) {
+		p.cfg = pc
+		p.applySizeLocked(old, pc)
+		evs, extra := p.resizeLocked(fmt.Sprintf("reload: replicas %d, spares %d", p.replicas, p.sparesWanted))
+		p.mu.Unlock()
+		p.finishResize(evs, extra)
+		return nil
+	}
+	if err := p.configure(pc); err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	p.epoch++ // spawns in flight with the old config retire
+	var actives, spares []*slot
+	for _, sl := range p.slots {
+		switch sl.state {
+		case AgentActive:
+			actives = append(actives, sl)
+		case AgentSpare:
+			spares = append(spares, sl)
+		}
+	}
+	p.ensureLocked(0, false)
+	p.mu.Unlock()
+	// Old spares go at once; their replacements start with the new config.
+	for _, sl := range spares {
+		p.drain(sl, "config changed", false)
+	}
+	p.goTracked(func() { p.roll(ctx, actives) })
+	return nil
+}
+
+// sizeOnly reports whether two configurations of a pool differ at most in
+// replicas and spares.
+func sizeOnly(a, b config.Pool) bool {
+	a.Replicas, a.Spares, a.MaxSpares = b.Replicas, b.Spares, b.MaxSpares
+	return a.Equal(b)
+}
+
+// applySizeLocked takes replicas and spares from a new configuration where
+// the file changed them; runtime overrides (scale, the Arbiter's spares)
+// of values the file left as they were stay. Called with p.mu held.
+func (p *Pool) applySizeLocked(old, pc config.Pool) {
+	if pc.Replicas != old.Replicas {
+		p.replicas = pc.Replicas
+	}
+	if pc.Spares != old.Spares || pc.MaxSpares != old.MaxSpares {
+		p.sparesWanted = pc.Spares
+	}
+	if max := pc.MaxSpares; max > 0 && p.sparesWanted > max {
+		p.sparesWanted = max
+	}
+	p.sparesWanted = max(p.sparesWanted, pc.Spares)
+}
+
+func (p *Pool) roll(ctx context.Context, old []*slot) {
+	for _, sl := range old {
+		// Wait for a new-generation spare (or room) before draining.
+		for {
+			p.mu.Lock()
+			fresh := 0
+			for _, sp := range p.spares {
+				if sp.epoch == p.epoch {
+					fresh++
+				}
+			}
+			state := p.state
+			// Without spares there is nothing to surge with: replace one
+			// agent at a time, waiting for the pool to be whole again.
+			noSpares := p.sparesWanted == 0 && p.activeN >= p.effectiveReplicas() && p.starting == 0
+			p.mu.Unlock()
+			if fresh > 0 || noSpares || state == PoolFailed || state == PoolStopped {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		p.drain(sl, "config changed", false)
+	}
+}

@@ -1,0 +1,75 @@
+package supervisor
+
+import (
+	"slices"
+	"sync"
+)
+
+// spawnGate is the node's spawn budget: at most max agents starting at once,
+// so that a storm of replacements cannot fork-bomb the host. Urgent starts
+// (replacing a failed agent, refilling spares) are admitted before others
+// (the initial start, scaling up, rollouts).
+type spawnGate struct {
+	mu      sync.Mutex
+	max, n  int
+	waiting [2][]chan struct{} // [0] urgent, [1] normal; each FIFO
+}
+
+func newSpawnGate(max int) *spawnGate {
+	return &spawnGate{max: max}
+}
+
+// acquire waits for a place, or for cancel. It reports whether it got one,
+// which must then be given back with release.
+func (g *spawnGate) acquire(cancel <-chan struct{}, urgent bool) bool {
+	q := 1
+	if urgent {
+		q = 0
+	}
+	g.mu.Lock()
+	if g.n < g.max && len(g.waiting[0]) == 0 && (urgent || len(g.waiting[1]) == 0) {
+		g.n++
+		g.mu.Unlock()
+		return true
+	}
+	ch := make(chan struct{})
+	g.waiting[q] = append(g.waiting[q], ch)
+	g.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-cancel:
+		g.mu.Lock()
+		i := slices.Index(g.waiting[q], ch)
+		if i >= 0 {
+			g.waiting[q] = slices.Delete(g.waiting[q], i, i+1)
+		}
+		g.mu.Unlock()
+		if i < 0 { // granted as we gave up: pass it on
+			g.release()
+		}
+		return false
+	}
+}
+
+// release gives a place back, to the first urgent waiter if any.
+func (g *spawnGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for q := range g.waiting {
+		if len(g.waiting[q]) > 0 {
+			ch := g.waiting[q][0]
+			g.waiting[q] = g.waiting[q][1:]
+			close(ch) // the place passes to it; n is unchanged
+			return
+		}
+	}
+	g.n--
+}
+
+// starting returns the number of places taken.
+func (g *spawnGate) starting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/resilienced/resilienced/internal/cgroup"
 	"github.com/resilienced/resilienced/internal/chaos"
 	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/idblock"
 	"github.com/resilienced/resilienced/internal/metrics"
 	"github.com/resilienced/resilienced/internal/session"
 	"github.com/resilienced/resilienced/internal/supervisor"
@@ -89,11 +90,16 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 
 	d.ks = d.startKillSwitch(ctx, cfg)
 	d.metrics = metrics.New(metricsSource{d})
+	ids, err := idblock.Open(filepath.Join(cfg.StateDir, "agent-ids"), 0, log)
+	if err != nil {
+		return nil, fmt.Errorf("agent ids: %w", err)
+	}
 	opts := supervisor.Options{
-		Logger:  log,
-		Store:   store,
-		OnEvent: d.onEvent,
-		OnCall:  d.metrics.Call,
+		Logger:       log,
+		Store:        store,
+		OnEvent:      d.onEvent,
+		OnCall:       d.metrics.Call,
+		AgentNumbers: ids,
 	}
 	if cg.Mode() != cgroup.ModeNone {
 		opts.Sandboxes = supervisor.CgroupSandboxes(cg)

@@ -41,8 +41,16 @@ func (p *Pool) takeSandboxLocked() (string, Sandbox) {
 		p.live.Add(1)
 		go func() { defer p.live.Done(); p.discardSandbox(sp) }()
 	}
+	return p.newAgentIDLocked(), nil
+}
+
+// newAgentIDLocked names the next agent. Called with p.mu held.
+func (p *Pool) newAgentIDLocked() string {
+	if nums := p.sup.opts.AgentNumbers; nums != nil {
+		return fmt.Sprintf("%s-%d", p.name, nums.Next())
+	}
 	p.nextN++
-	return fmt.Sprintf("%s-%d", p.name, p.nextN), nil
+	return fmt.Sprintf("%s-%d", p.name, p.nextN)
 }
 
 // prepareSandboxLocked starts making the next agent's sandbox in the
@@ -54,8 +62,7 @@ func (p *Pool) prepareSandboxLocked() {
 		return
 	}
 	p.preparing = true
-	p.nextN++
-	sp := &spareSandbox{id: fmt.Sprintf("%s-%d", p.name, p.nextN), cfgGen: p.cfgGen}
+	sp := &spareSandbox{id: p.newAgentIDLocked(), cfgGen: p.cfgGen}
 	pc := p.cfg
 	p.live.Add(1) // Stop waits for it, then removes what it made
 	go func() {

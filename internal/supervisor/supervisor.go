@@ -74,6 +74,9 @@ type Options struct {
 	// SpawnBudget is the most agents starting at once on the node, over
 	// all pools; 0 means 2 × the number of CPUs.
 	SpawnBudget int
+	// AgentNumbers, when set, numbers agents (pool-N) uniquely across
+	// daemon restarts; by default numbers restart from 1 with the process.
+	AgentNumbers interface{ Next() uint64 }
 	// OnStderr, when set, sees every stderr line of every agent. It must
 	// not block.
 	OnStderr func(agentID, line string)

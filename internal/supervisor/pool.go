@@ -345,7 +345,7 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		Command:      pc.Command,
 		Dir:          pc.Dir,
 		Credential:   cred,
-		Protocol:     pc.Protocol,
+		Protocol:     string(pc.Protocol),
 		Method:       pc.Method,
 		Tool:         pc.Tool,
 		MaxLineBytes: pc.Contract.MaxOutputBytes + 4096, // room for the JSON-RPC envelope
@@ -1025,7 +1025,7 @@ func sortedSlotIDs(m map[string]*slot) []string {
 
 func (p *Pool) isolate(sl *slot, action, reason string) error {
 	if action == "" {
-		action = p.config().IsolateAction
+		action = string(p.config().IsolateAction)
 	}
 	switch action {
 	case IsolateKill, IsolateFreeze, IsolateKeep:

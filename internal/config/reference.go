@@ -39,7 +39,7 @@ var Reference = []Field{
 	{"pools[].env", "map of strings", "{}", "added to the environment the agent inherits from the daemon (less its systemd and socket variables)"},
 	{"pools[].dir", "string", `"" (the daemon's)`, "working directory of the agent"},
 	{"pools[].user", "string", `"" (the daemon's)`, "user the agent runs as"},
-	{"pools[].group", "string", `"" (the user's primary group)`, "group the agent runs as"},
+	{"pools[].group", "string", `"" (the user's primary group, else the daemon's)`, "group the agent runs as"},
 	{"pools[].replicas", "integer", "1", "agents serving calls; at least 1"},
 	{"pools[].spares", "integer", "1", "warm agents, started and handshaken, promoted when an active one fails"},
 	{"pools[].max_spares", "integer", "spares", "the Arbiter may raise the spares up to this"},

@@ -140,7 +140,11 @@ type Breaker struct {
 // less than OpenFor.
 func (b Breaker) CoolDown(n int) time.Duration {
 	d := b.OpenFor
-	for i := 1; i < n && d < b.MaxOpenFor; i++ {
+	for i := 1; i < n && d > 0 && d < b.MaxOpenFor; i++ {
+		if d > b.MaxOpenFor/2 {
+			d = b.MaxOpenFor // and no overflow on the way
+			break
+		}
 		d *= 2
 	}
 	return max(b.OpenFor, min(d, b.MaxOpenFor))

@@ -135,6 +135,12 @@ func TestBreakerCoolDown(t *testing.T) {
 	if got := b.CoolDown(1 << 20); got != time.Minute {
 		t.Errorf("CoolDown(huge) = %s, want the cap", got)
 	}
+	if got := (Breaker{OpenFor: 1 << 61, MaxOpenFor: 1<<63 - 1}).CoolDown(10); got != 1<<63-1 {
+		t.Errorf("near the largest duration: %d, want the cap", got)
+	}
+	if got := (Breaker{}).CoolDown(1 << 30); got != 0 {
+		t.Errorf("zero breaker: %s", got)
+	}
 	// A cap below open_for (only built in code: the loader refuses it)
 	// keeps the cool-down at open_for.
 	if got := (Breaker{OpenFor: time.Minute, MaxOpenFor: time.Second}).CoolDown(3); got != time.Minute {

@@ -49,7 +49,7 @@ trap 'rm -rf "$stage"' EXIT
 root=$stage/root
 install -d "$root/DEBIAN" "$root/usr/sbin" "$root/usr/bin" \
 	"$root/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/usr/lib/tmpfiles.d" \
-	"$root/etc/resilienced" "$root/usr/share/man/man1" "$root/usr/share/man/man8" \
+	"$root/etc/resilienced" "$root/usr/share/man/man1" "$root/usr/share/man/man5" "$root/usr/share/man/man8" \
 	"$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
 	"$root/usr/share/fish/vendor_completions.d" "$root/usr/share/doc/resilienced"
 
@@ -69,8 +69,9 @@ fi
 echo "build-deb: man pages and completions"
 # The documented socket default is the system one, whoever builds.
 export RESILIENT_SOCKET=/run/resilienced/resilienced.sock
-"$host_ctl" gen-man --source "resilienced $VERSION" "$stage/man1"
+"$host_ctl" gen-man --source "resilienced $VERSION" --config-page "$stage/resilienced.yaml.5" "$stage/man1"
 install -m 0644 "$stage"/man1/*.1 "$root/usr/share/man/man1/"
+install -m 0644 "$stage/resilienced.yaml.5" "$root/usr/share/man/man5/"
 date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)
 # resilienced uses the flag package: turn `resilienced -h` into roff.
 "$host_daemon" -h 2>&1 | awk '
@@ -86,7 +87,7 @@ awk -v version="$VERSION" -v date="$date" -v opts="$stage/options.roff" '
 	/^@OPTIONS@$/ { while ((getline l < opts) > 0) print l; next }
 	{ gsub(/@VERSION@/, version); gsub(/@DATE@/, date); print }
 ' packaging/man/resilienced.8.in >"$root/usr/share/man/man8/resilienced.8"
-gzip -9n "$root"/usr/share/man/man1/*.1 "$root/usr/share/man/man8/resilienced.8"
+gzip -9n "$root"/usr/share/man/man1/*.1 "$root/usr/share/man/man5/resilienced.yaml.5" "$root/usr/share/man/man8/resilienced.8"
 "$host_ctl" completion bash >"$root/usr/share/bash-completion/completions/resilientctl"
 "$host_ctl" completion zsh >"$root/usr/share/zsh/vendor-completions/_resilientctl"
 "$host_ctl" completion fish >"$root/usr/share/fish/vendor_completions.d/resilientctl.fish"

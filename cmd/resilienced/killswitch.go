@@ -57,7 +57,7 @@ func (k *killSwitch) supervisorOptions(o *supervisor.Options) {
 		if pc.Network.Egress != config.EgressDeny {
 			return nil
 		}
-		pol, err := isolate.ParsePolicy(pc.Network.Egress, pc.Network.Allow)
+		pol, err := isolate.ParsePolicy(string(pc.Network.Egress), pc.Network.Allow)
 		if err != nil {
 			return err
 		}

@@ -22,7 +22,7 @@ func init() {
 }
 
 func genManCmd(*globals) *cobra.Command {
-	var dir, section, source string
+	var dir, section, source, configPage string
 	c := &cobra.Command{
 		Use:    "gen-man DIR",
 		Short:  "Write the man pages of resilientctl into DIR",
@@ -38,11 +38,17 @@ func genManCmd(*globals) *cobra.Command {
 				return err
 			}
 			m := manWriter{section: section, source: source, date: date}
+			if configPage != "" {
+				if err := os.WriteFile(configPage, m.configPage(), 0o644); err != nil {
+					return err
+				}
+			}
 			return m.tree(cmd.Root(), dir)
 		},
 	}
 	c.Flags().StringVar(&section, "section", "1", "man section")
 	c.Flags().StringVar(&source, "source", "resilienced "+version, "footer source (package and version)")
+	c.Flags().StringVar(&configPage, "config-page", "", "also write resilienced.yaml(5), the configuration reference, to this file")
 	return c
 }
 

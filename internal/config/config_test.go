@@ -46,12 +46,15 @@ func TestLoadFull(t *testing.T) {
 	echo.Contract.TokensPointer = "/usage/total_tokens"
 	echo.Limits = Limits{Memory: 256 << 20, Pids: 128, CPUWeight: 100}
 	echo.Network.Allow = []string{"10.0.0.0/8", "127.0.0.1/32:8080"}
+	echo.MinUptime = 2 * time.Second
+	echo.Breaker.MaxOpenFor = 2 * time.Minute
 
 	ingest := DefaultPool()
 	ingest.Name = "ingest"
 	ingest.Command = []string{"./ingest"}
 	ingest.Protocol = ProtocolMCP
 	ingest.Tool = "ingest"
+	ingest.OnToolError = OnToolErrorRetry
 	ingest.Spares, ingest.MaxSpares = 3, 3 // max_spares follows spares
 	ingest.Contract.SchemaFile = filepath.Join("testdata", "schemas", "answer.json")
 
@@ -61,6 +64,8 @@ func TestLoadFull(t *testing.T) {
 
 	want := &Config{
 		Path:        "testdata/full.yaml",
+		Version:     1,
+		SpawnBudget: 8,
 		Socket:      "/run/resilienced/resilienced.sock",
 		StateDir:    "/var/lib/resilienced",
 		MetricsAddr: "127.0.0.1:9464",

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
 // Defaults of a pool and a group, applied to every key the file leaves out.
 const (
@@ -17,38 +20,31 @@ const (
 	DefaultContextEntries  = 64
 	DefaultContextBytes    = 1 << 20
 	DefaultSessionTTL      = 24 * time.Hour
+	// DefaultMinUptime is supervisord's startsecs: long enough for an agent
+	// that cannot work (a missing model, a bad key) to fail within it,
+	// short enough that a healthy agent killed soon after start is not
+	// taken for a crash loop.
+	DefaultMinUptime = time.Second
+	// DefaultMaxOpenFor caps the breaker's doubling cool-down: a pool whose
+	// upstream is down probes it at least once a minute.
+	DefaultMaxOpenFor = time.Minute
 )
 
-// Isolate actions: what the Kill Switch does to an agent it cuts off.
-const (
-	IsolateKill   = "kill"
-	IsolateFreeze = "freeze"
-	IsolateKeep   = "keep"
-)
-
-// Egress policies of a pool.
-const (
-	EgressAllow = "allow"
-	EgressDeny  = "deny"
-)
-
-// What to do when an agent breaches its egress policy.
-const (
-	BreachCount   = "count"
-	BreachIsolate = "isolate"
-	BreachKill    = "kill"
-)
-
-// Default returns the configuration of an empty file: no pools, no groups,
-// and the socket, state directory and metrics address left empty (the daemon
-// picks the first two by uid; an empty metrics address disables metrics).
+// Default returns the configuration of an empty file: the current format
+// version, no pools, no groups, the spawn budget left to the CPU count
+// (see [Config.EffectiveSpawnBudget]), and the socket, state directory and
+// metrics address left empty (the daemon picks the first two by uid; an
+// empty metrics address disables metrics).
 func Default() *Config {
-	return &Config{}
+	return &Config{Version: CurrentVersion}
 }
 
 // DefaultPool returns a pool with every default applied and no name or
 // command. MaxSpares equals Spares; a parsed pool that sets spares but not
-// max_spares gets max_spares = spares.
+// max_spares gets max_spares = spares. Likewise a parsed pool that sets
+// breaker.open_for above DefaultMaxOpenFor but not breaker.max_open_for gets
+// max_open_for = open_for, so that files written before max_open_for
+// existed keep their meaning: a fixed cool-down.
 func DefaultPool() Pool {
 	return Pool{
 		Replicas:        DefaultReplicas,
@@ -59,6 +55,7 @@ func DefaultPool() Pool {
 		Restart:         RestartPermanent,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		StartTimeout:    DefaultStartTimeout,
+		MinUptime:       DefaultMinUptime,
 		Backoff: Backoff{
 			Initial:    10 * time.Millisecond,
 			Max:        5 * time.Second,
@@ -67,6 +64,7 @@ func DefaultPool() Pool {
 		Intensity:    defaultIntensity(),
 		Retries:      DefaultRetries,
 		OnViolation:  OnViolationRetry,
+		OnToolError:  OnToolErrorReturn,
 		PingInterval: DefaultPingInterval,
 		PingTimeout:  DefaultPingTimeout,
 		Contract: Contract{
@@ -88,6 +86,7 @@ func DefaultPool() Pool {
 			MinCalls:     20,
 			FailureRatio: 0.5,
 			OpenFor:      5 * time.Second,
+			MaxOpenFor:   DefaultMaxOpenFor,
 		},
 	}
 }
@@ -103,4 +102,24 @@ func DefaultGroup() Group {
 
 func defaultIntensity() Intensity {
 	return Intensity{MaxRestarts: 10, Period: 10 * time.Second}
+}
+
+// spawnBudgetPerCPU is how many agents may start at once per CPU when
+// spawn_budget is 0: starting an agent is mostly fork, exec and the
+// runtime's own start-up, which keep a CPU busy; two per CPU keeps the
+// CPUs busy without letting a storm of replacements fork-bomb the node.
+const spawnBudgetPerCPU = 2
+
+// EffectiveSpawnBudget is the number of agents that may be starting at once
+// on the node: SpawnBudget when positive, else 2 × runtime.NumCPU() (the
+// CPUs this process may run on).
+func (c *Config) EffectiveSpawnBudget() int {
+	return spawnBudget(c.SpawnBudget, runtime.NumCPU())
+}
+
+func spawnBudget(configured, cpus int) int {
+	if configured > 0 {
+		return configured
+	}
+	return spawnBudgetPerCPU * max(cpus, 1)
 }

@@ -19,6 +19,15 @@
 // an integer or with a unit: B, KiB, MiB, GiB, TiB (powers of 1024) or KB,
 // MB, GB, TB (powers of 1000); see [ParseSize].
 //
+// The top-level `version:` key names the format of the file; this build
+// reads [CurrentVersion]. A file without it is version 1, so files written
+// before the key existed keep working; a version this build does not know
+// is refused before anything else is checked. A future format change adds
+// a migration (see version.go) that rewrites older files as they are read.
+//
+// [Reference] documents every key in one table (type, default, one line),
+// from which docs/CONFIG.md and resilienced.yaml(5) are generated.
+//
 // Every key a file leaves out gets its default (see [DefaultPool] and
 // [DefaultGroup]); a key set to null also keeps its default. YAML anchors,
 // aliases and "<<" merge keys work, so pools can share settings.
@@ -31,5 +40,7 @@
 // files or URLs) are refused. [Parse] reads no files, so it leaves
 // Contract.Schema empty for a schema_file; [Load] reads it.
 //
-// On reload, [Pool.Equal] tells which pools changed and must roll.
+// On reload, [Pool.Equal] tells which pools changed and must roll; every
+// key takes part. The node-wide spawn budget is read through
+// [Config.EffectiveSpawnBudget].
 package config

@@ -33,6 +33,14 @@ func (c *Config) Group(name string) *Group {
 // map are equal, and schemas are compared as JSON values, not as text: a
 // schema moved from inline to a file, reformatted or with its keys
 // reordered is the same contract.
+//
+// Every other key takes part, including the ones that change no agent
+// (min_uptime, on_tool_error, the breaker's): a reload that left them out
+// would keep running with the old values. TestEqualEveryField checks that
+// a key added later takes part too. The node-wide keys (version,
+// spawn_budget) belong to no pool; the supervisor reads spawn_budget from
+// the Config it is given on every reload, through
+// [Config.EffectiveSpawnBudget].
 func (p Pool) Equal(q Pool) bool {
 	if !slices.Equal(p.Command, q.Command) ||
 		!maps.Equal(p.Env, q.Env) ||

@@ -632,6 +632,95 @@ pools:
       schema_file: s.json`, []string{
 		`t.yaml:6:20: pools[0].contract.schema_file: cannot be used together with schema`,
 	}},
+	{"version too new", `version: 7
+pools:
+  - name: a
+    command: [x]
+    replicaz: 2`, []string{
+		// Nothing past the version is looked at: the file is in a format
+		// this build does not know.
+		`t.yaml:1:10: version: config version 7 is not supported (this build reads 1)`,
+	}},
+	{"version zero", `version: 0`, []string{
+		`t.yaml:1:10: version: config version 0 is not supported (this build reads 1)`,
+	}},
+	{"version not an integer", `version: "1.0"`, []string{
+		`t.yaml:1:10: version: "1.0" is not an integer`,
+	}},
+	{"version as a list", `version: [1]`, []string{
+		`t.yaml:1:10: version: expected an integer, got a list`,
+	}},
+	{"version 1", `version: 1
+pools:
+  - name: a
+    command: [x]`, nil},
+	{"version null reads as 1", `version: ~`, nil},
+	{"version through a merge", `x-base: &base {version: 9}
+<<: *base`, []string{
+		`t.yaml:1:25: version: config version 9 is not supported (this build reads 1)`,
+	}},
+	{"negative spawn_budget", `spawn_budget: -1`, []string{
+		`t.yaml:1:15: spawn_budget: must not be negative, got -1`,
+	}},
+	{"spawn_budget not an integer", `spawn_budget: many`, []string{
+		`t.yaml:1:15: spawn_budget: "many" is not an integer`,
+	}},
+	{"negative min_uptime", `pools:
+  - name: a
+    command: [x]
+    min_uptime: -1s`, []string{
+		`t.yaml:4:17: pools[0].min_uptime: must not be negative, got -1s`,
+	}},
+	{"min_uptime without unit", `pools:
+  - name: a
+    command: [x]
+    min_uptime: 1`, []string{
+		`t.yaml:4:17: pools[0].min_uptime: "1" is not a duration: missing unit (e.g. "1s")`,
+	}},
+	{"zero min_uptime", `pools:
+  - name: a
+    command: [x]
+    min_uptime: 0s`, nil},
+	{"bad on_tool_error", `pools:
+  - name: a
+    command: [x]
+    protocol: mcp
+    tool: t
+    on_tool_error: ignore`, []string{
+		`t.yaml:6:20: pools[0].on_tool_error: "ignore" is not one of return, retry`,
+	}},
+	{"on_tool_error retry without mcp", `pools:
+  - name: a
+    command: [x]
+    on_tool_error: retry`, []string{
+		`t.yaml:4:20: pools[0].on_tool_error: only used when protocol is mcp`,
+	}},
+	{"on_tool_error return without mcp", `pools:
+  - name: a
+    command: [x]
+    on_tool_error: return`, nil},
+	{"on_tool_error retry with mcp", `pools:
+  - name: a
+    command: [x]
+    protocol: mcp
+    tool: t
+    on_tool_error: retry`, nil},
+	{"max_open_for below open_for", `pools:
+  - name: a
+    command: [x]
+    breaker: {open_for: 10s, max_open_for: 5s}`, []string{
+		`t.yaml:4:44: pools[0].breaker.max_open_for: must be at least breaker.open_for (10s), got 5s`,
+	}},
+	{"max_open_for not a duration", `pools:
+  - name: a
+    command: [x]
+    breaker: {max_open_for: soon}`, []string{
+		`t.yaml:4:29: pools[0].breaker.max_open_for: "soon" is not a duration`,
+	}},
+	{"open_for above the default max_open_for", `pools:
+  - name: a
+    command: [x]
+    breaker: {open_for: 5m}`, nil},
 	{"top-level list", `- a`, []string{
 		`t.yaml:1:1: expected a mapping, got a list`,
 	}},

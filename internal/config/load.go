@@ -63,6 +63,14 @@ func parse(name string, data []byte, dir string) (*Config, error) {
 		return nil, d.errs // a syntax error: there is nothing to walk
 	}
 	if root != nil {
+		v, ok := d.fileVersion(root)
+		if ok {
+			ok = d.migrate(root, v, CurrentVersion, migrations)
+		}
+		if !ok {
+			d.errs.sort()
+			return nil, d.errs
+		}
 		d.decode(root, "", reflect.ValueOf(c).Elem(), false)
 	}
 	if dir != "" {
@@ -563,10 +571,16 @@ func (d *decoder) list(n *yaml.Node, path string, v reflect.Value) {
 		}
 		d.decode(item, ip, e, false)
 		if elem == poolType {
+			p := e.Addr().Interface().(*Pool)
 			// max_spares defaults to spares, whatever spares was set to.
 			if _, set := d.nodes[joinKey(ip, "max_spares")]; !set {
-				p := e.Addr().Interface().(*Pool)
 				p.MaxSpares = p.Spares
+			}
+			// max_open_for defaults to at least open_for: a file that sets
+			// only open_for, above the default cap, keeps a fixed cool-down
+			// as it had before max_open_for existed.
+			if _, set := d.nodes[joinKey(joinKey(ip, "breaker"), "max_open_for")]; !set {
+				p.Breaker.MaxOpenFor = max(p.Breaker.MaxOpenFor, p.Breaker.OpenFor)
 			}
 		}
 	}

@@ -10,9 +10,17 @@ type Config struct {
 	// Path is the file the configuration was loaded from ("" when parsed from bytes).
 	Path string `yaml:"-"`
 
-	Socket      string  `yaml:"socket"`
-	StateDir    string  `yaml:"state_dir"`
-	MetricsAddr string  `yaml:"metrics_addr"`
+	// Version is the format of the configuration. A parsed Config is always
+	// in the CurrentVersion format, older files having been migrated; a
+	// file without `version:` is read as version 1.
+	Version int `yaml:"version"`
+
+	Socket      string `yaml:"socket"`
+	StateDir    string `yaml:"state_dir"`
+	MetricsAddr string `yaml:"metrics_addr"`
+	// SpawnBudget is how many agents may be starting at once on the node,
+	// over all pools; 0 means 2 × CPUs. See [Config.EffectiveSpawnBudget].
+	SpawnBudget int     `yaml:"spawn_budget"`
 	Mesh        Mesh    `yaml:"mesh"`
 	Pools       []Pool  `yaml:"pools"`
 	Groups      []Group `yaml:"groups"`
@@ -36,26 +44,33 @@ type Pool struct {
 	Replicas        int               `yaml:"replicas"`
 	Spares          int               `yaml:"spares"`
 	MaxSpares       int               `yaml:"max_spares"`
-	Protocol        string            `yaml:"protocol"`
+	Protocol        Protocol          `yaml:"protocol"`
 	Method          string            `yaml:"method"`
 	Tool            string            `yaml:"tool"`
-	Restart         string            `yaml:"restart"`
+	Restart         RestartType       `yaml:"restart"`
 	ShutdownTimeout time.Duration     `yaml:"shutdown_timeout"`
 	StartTimeout    time.Duration     `yaml:"start_timeout"`
-	Backoff         Backoff           `yaml:"backoff"`
-	Intensity       Intensity         `yaml:"intensity"`
-	Retries         int               `yaml:"retries"`
-	OnViolation     string            `yaml:"on_violation"`
-	PingInterval    time.Duration     `yaml:"ping_interval"`
-	PingTimeout     time.Duration     `yaml:"ping_timeout"`
-	Contract        Contract          `yaml:"contract"`
-	Limits          Limits            `yaml:"limits"`
-	ContextLimit    ContextLimit      `yaml:"context_limit"`
-	SessionTTL      time.Duration     `yaml:"session_ttl"`
-	IsolateAction   string            `yaml:"isolate_action"`
-	Network         Network           `yaml:"network"`
-	Breaker         Breaker           `yaml:"breaker"`
-	Hedge           time.Duration     `yaml:"hedge"`
+	// MinUptime: an agent that ends or fails before it has served its
+	// first valid call within this long after it started is a start
+	// failure, which alone grows the backoff and counts toward intensity.
+	MinUptime   time.Duration   `yaml:"min_uptime"`
+	Backoff     Backoff         `yaml:"backoff"`
+	Intensity   Intensity       `yaml:"intensity"`
+	Retries     int             `yaml:"retries"`
+	OnViolation ViolationAction `yaml:"on_violation"`
+	// OnToolError: for MCP pools, whether a tool result with isError: true
+	// is returned to the caller as the tool's answer or is a violation.
+	OnToolError   ToolErrorAction `yaml:"on_tool_error"`
+	PingInterval  time.Duration   `yaml:"ping_interval"`
+	PingTimeout   time.Duration   `yaml:"ping_timeout"`
+	Contract      Contract        `yaml:"contract"`
+	Limits        Limits          `yaml:"limits"`
+	ContextLimit  ContextLimit    `yaml:"context_limit"`
+	SessionTTL    time.Duration   `yaml:"session_ttl"`
+	IsolateAction IsolateAction   `yaml:"isolate_action"`
+	Network       Network         `yaml:"network"`
+	Breaker       Breaker         `yaml:"breaker"`
+	Hedge         time.Duration   `yaml:"hedge"`
 	// StallTimeout: a call without a reply after this long is a hang;
 	// 0 adapts it to the pool's typical latency (see the supervisor).
 	StallTimeout time.Duration `yaml:"stall_timeout"`
@@ -102,49 +117,43 @@ type ContextLimit struct {
 
 // Network is a pool's egress policy.
 type Network struct {
-	Egress string   `yaml:"egress"` // allow | deny
-	Allow  []string `yaml:"allow"`  // CIDR or CIDR:port
-	Breach string   `yaml:"breach"` // count | isolate | kill
+	Egress EgressPolicy `yaml:"egress"`
+	Allow  []string     `yaml:"allow"` // CIDR or CIDR:port
+	Breach BreachAction `yaml:"breach"`
 }
 
-// Breaker configures a pool's circuit breaker.
+// Breaker configures a pool's circuit breaker: it opens when at least
+// MinCalls calls ended within Window and FailureRatio of them failed, and
+// stays open (calls fail fast) for a cool-down that starts at OpenFor and
+// doubles each time the half-open probe fails, up to MaxOpenFor.
 type Breaker struct {
 	Window       time.Duration `yaml:"window"`
 	MinCalls     int           `yaml:"min_calls"`
 	FailureRatio float64       `yaml:"failure_ratio"`
 	OpenFor      time.Duration `yaml:"open_for"`
+	MaxOpenFor   time.Duration `yaml:"max_open_for"`
+}
+
+// CoolDown is how long the breaker stays open after it opened the n-th
+// time in a row (n >= 1; the first opening and every failed half-open
+// probe count): OpenFor doubled n-1 times, at most MaxOpenFor, and never
+// less than OpenFor.
+func (b Breaker) CoolDown(n int) time.Duration {
+	d := b.OpenFor
+	for i := 1; i < n && d > 0 && d < b.MaxOpenFor; i++ {
+		if d > b.MaxOpenFor/2 {
+			d = b.MaxOpenFor // and no overflow on the way
+			break
+		}
+		d *= 2
+	}
+	return max(b.OpenFor, min(d, b.MaxOpenFor))
 }
 
 // Group is a supervision tree node over pools and other groups.
 type Group struct {
 	Name      string    `yaml:"name"`
-	Strategy  string    `yaml:"strategy"`
+	Strategy  Strategy  `yaml:"strategy"`
 	Intensity Intensity `yaml:"intensity"`
 	Children  []string  `yaml:"children"`
 }
-
-// Restart types (OTP).
-const (
-	RestartPermanent = "permanent"
-	RestartTransient = "transient"
-	RestartTemporary = "temporary"
-)
-
-// Group strategies (OTP).
-const (
-	StrategyOneForOne  = "one_for_one"
-	StrategyOneForAll  = "one_for_all"
-	StrategyRestForOne = "rest_for_one"
-)
-
-// Protocols an agent may speak.
-const (
-	ProtocolJSONRPC = "jsonrpc"
-	ProtocolMCP     = "mcp"
-)
-
-// What to do with a violating call.
-const (
-	OnViolationRetry = "retry"
-	OnViolationReask = "reask"
-)

@@ -92,9 +92,10 @@ func (v *validator) errorf(path, format string, args ...any) {
 	v.report(path, false, format, args...)
 }
 
-func (v *validator) oneOf(path, s string, allowed ...string) {
-	if !slices.Contains(allowed, s) {
-		v.errorf(path, "%q is not one of %s", s, strings.Join(allowed, ", "))
+// enum reports the error of an enum's Validate method at path.
+func (v *validator) enum(path string, err error) {
+	if err != nil {
+		v.errorf(path, "%v", err)
 	}
 }
 
@@ -137,6 +138,12 @@ func (v *validator) cidr(path, s string) {
 }
 
 func (v *validator) config(c *Config) {
+	// Parsed, the version was checked before decoding (see parse); built
+	// in code, 0 stands for the current one.
+	if c.Version != 0 && c.Version != CurrentVersion {
+		v.errorf("version", "%s", unsupportedVersion(c.Version))
+	}
+	v.atLeast("spawn_budget", int64(c.SpawnBudget), 0)
 	if len(c.Socket) > maxSocketPath {
 		v.errorf("socket", "%d bytes is too long for a unix socket path (at most %d)", len(c.Socket), maxSocketPath)
 	}
@@ -215,7 +222,7 @@ func (v *validator) pool(path string, p *Pool) {
 	if p.MaxSpares < p.Spares {
 		v.errorf(at("max_spares"), "must be at least spares (%d), got %d", p.Spares, p.MaxSpares)
 	}
-	v.oneOf(at("protocol"), p.Protocol, ProtocolJSONRPC, ProtocolMCP)
+	v.enum(at("protocol"), p.Protocol.Validate())
 	switch {
 	case p.Protocol == ProtocolMCP && p.Tool == "":
 		v.reportAt(at("tool"), at("protocol"), false, "required when protocol is mcp: the MCP tool to call")
@@ -225,9 +232,10 @@ func (v *validator) pool(path string, p *Pool) {
 	if p.Method == "" {
 		v.errorf(at("method"), "must not be empty")
 	}
-	v.oneOf(at("restart"), p.Restart, RestartPermanent, RestartTransient, RestartTemporary)
+	v.enum(at("restart"), p.Restart.Validate())
 	v.nonNegative(at("shutdown_timeout"), p.ShutdownTimeout)
 	v.positive(at("start_timeout"), p.StartTimeout)
+	v.nonNegative(at("min_uptime"), p.MinUptime)
 
 	b := at("backoff")
 	v.nonNegative(joinKey(b, "initial"), p.Backoff.Initial)
@@ -239,7 +247,14 @@ func (v *validator) pool(path string, p *Pool) {
 	v.intensity(at("intensity"), p.Intensity)
 
 	v.atLeast(at("retries"), int64(p.Retries), 0)
-	v.oneOf(at("on_violation"), p.OnViolation, OnViolationRetry, OnViolationReask)
+	v.enum(at("on_violation"), p.OnViolation.Validate())
+	if err := p.OnToolError.Validate(); err != nil {
+		v.errorf(at("on_tool_error"), "%v", err)
+	} else if p.OnToolError != OnToolErrorReturn && p.Protocol != ProtocolMCP {
+		// Only the non-default value is refused: "return" is what every
+		// pool does, and anchors may share it across protocols.
+		v.errorf(at("on_tool_error"), "only used when protocol is mcp")
+	}
 	v.nonNegative(at("ping_interval"), p.PingInterval)
 	if p.PingInterval > 0 {
 		v.positive(at("ping_timeout"), p.PingTimeout)
@@ -258,16 +273,16 @@ func (v *validator) pool(path string, p *Pool) {
 	v.atLeast(joinKey(cl, "entries"), int64(p.ContextLimit.Entries), 1)
 	v.positiveSize(joinKey(cl, "bytes"), p.ContextLimit.Bytes)
 	v.positive(at("session_ttl"), p.SessionTTL)
-	v.oneOf(at("isolate_action"), p.IsolateAction, IsolateKill, IsolateFreeze, IsolateKeep)
+	v.enum(at("isolate_action"), p.IsolateAction.Validate())
 
 	n := at("network")
-	v.oneOf(joinKey(n, "egress"), p.Network.Egress, EgressAllow, EgressDeny)
+	v.enum(joinKey(n, "egress"), p.Network.Egress.Validate())
 	for i, s := range p.Network.Allow {
 		if _, err := ParseAllowRule(s); err != nil {
 			v.errorf(joinIndex(joinKey(n, "allow"), i), "%v", err)
 		}
 	}
-	v.oneOf(joinKey(n, "breach"), p.Network.Breach, BreachCount, BreachIsolate, BreachKill)
+	v.enum(joinKey(n, "breach"), p.Network.Breach.Validate())
 
 	br := at("breaker")
 	v.positive(joinKey(br, "window"), p.Breaker.Window)
@@ -276,6 +291,9 @@ func (v *validator) pool(path string, p *Pool) {
 		v.errorf(joinKey(br, "failure_ratio"), "must be in (0, 1], got %v", r)
 	}
 	v.positive(joinKey(br, "open_for"), p.Breaker.OpenFor)
+	if p.Breaker.MaxOpenFor < p.Breaker.OpenFor && p.Breaker.OpenFor > 0 {
+		v.errorf(joinKey(br, "max_open_for"), "must be at least breaker.open_for (%s), got %s", p.Breaker.OpenFor, p.Breaker.MaxOpenFor)
+	}
 }
 
 func (v *validator) intensity(path string, in Intensity) {
@@ -343,7 +361,7 @@ func (v *validator) schema(path string, c *Contract, inline bool) {
 }
 
 func (v *validator) group(path string, g *Group) {
-	v.oneOf(joinKey(path, "strategy"), g.Strategy, StrategyOneForOne, StrategyOneForAll, StrategyRestForOne)
+	v.enum(joinKey(path, "strategy"), g.Strategy.Validate())
 	v.intensity(joinKey(path, "intensity"), g.Intensity)
 	if len(g.Children) == 0 {
 		v.errorf(joinKey(path, "children"), "required: the pools and groups it supervises, in start order")

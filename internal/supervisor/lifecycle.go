@@ -113,7 +113,7 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		Command:      pc.Command,
 		Dir:          pc.Dir,
 		Credential:   cred,
-		Protocol:     pc.Protocol,
+		Protocol:     string(pc.Protocol),
 		Method:       pc.Method,
 		Tool:         pc.Tool,
 		MaxLineBytes: pc.Contract.MaxOutputBytes + 4096, // room for the JSON-RPC envelope
@@ -248,7 +248,7 @@ func (p *Pool) ready(sl *slot) bool {
 // intensity would make a pool that hallucinates 5 % at a high call rate
 // give up (about one in twenty fresh agents fails its first call).
 func (p *Pool) classify(sl *slot, ev evidence, now time.Time) fault.Class {
-	if sl.served.Load() || now.Sub(sl.started) >= minUptime(p.cfg) {
+	if sl.served.Load() || now.Sub(sl.started) >= p.cfg.MinUptime {
 		return fault.Runtime
 	}
 	switch {

@@ -233,6 +233,7 @@ func (p *Pool) configure(pc config.Pool) error {
 		MinCalls:     pc.Breaker.MinCalls,
 		FailureRatio: pc.Breaker.FailureRatio,
 		OpenFor:      pc.Breaker.OpenFor,
+		MaxOpenFor:   pc.Breaker.MaxOpenFor,
 		Now:          p.sup.opts.Now,
 	}, func(from, to breaker.State) {
 		p.sup.emit(Event{Kind: EventBreaker, Pool: name, Reason: fmt.Sprintf("%s -> %s", from, to)})

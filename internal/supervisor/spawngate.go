@@ -67,6 +67,25 @@ func (g *spawnGate) release() {
 	g.n--
 }
 
+// setMax changes the budget; a larger one admits waiters at once.
+func (g *spawnGate) setMax(max int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.max = max
+	for g.n < g.max {
+		q := 0
+		if len(g.waiting[0]) == 0 {
+			q = 1
+		}
+		if len(g.waiting[q]) == 0 {
+			return
+		}
+		close(g.waiting[q][0])
+		g.waiting[q] = g.waiting[q][1:]
+		g.n++
+	}
+}
+
 // starting returns the number of places taken.
 func (g *spawnGate) starting() int {
 	g.mu.Lock()

@@ -71,9 +71,6 @@ type Options struct {
 	// before its sandbox is removed; also for a sandbox made ahead of need
 	// and removed unused.
 	OnAgentGone func(agentID string, sb Sandbox)
-	// SpawnBudget is the most agents starting at once on the node, over
-	// all pools; 0 means 2 × the number of CPUs.
-	SpawnBudget int
 	// AgentNumbers, when set, numbers agents (pool-N) uniquely across
 	// daemon restarts; by default numbers restart from 1 with the process.
 	AgentNumbers interface{ Next() uint64 }
@@ -114,9 +111,7 @@ func New(opts Options) *Supervisor {
 	if opts.EventBuffer <= 0 {
 		opts.EventBuffer = 4096
 	}
-	if opts.SpawnBudget <= 0 {
-		opts.SpawnBudget = 2 * runtime.NumCPU()
-	}
+
 	s := &Supervisor{
 		opts:   opts,
 		log:    opts.Logger,
@@ -124,7 +119,7 @@ func New(opts Options) *Supervisor {
 		pools:  make(map[string]*Pool),
 		groups: make(map[string]*group),
 		quit:   make(chan struct{}),
-		spawns: newSpawnGate(opts.SpawnBudget),
+		spawns: newSpawnGate(2 * runtime.NumCPU()),
 	}
 	if opts.Sandboxes != nil {
 		s.bg.Go(s.watchOOM)
@@ -195,6 +190,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	s.order = order
 	s.buildTree(cfg.Groups)
 	s.mu.Unlock()
+	s.spawns.setMax(cfg.EffectiveSpawnBudget())
 
 	for _, p := range stop {
 		p.stop(ctx, "removed from config")

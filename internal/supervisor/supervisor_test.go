@@ -216,7 +216,7 @@ func (h *harness) ready2(pool string) {
 
 func TestGroupStrategies(t *testing.T) {
 	for _, tc := range []struct {
-		strategy      string
+		strategy      config.Strategy
 		restartsFirst bool // does a failure of "b" restart "a"?
 		restartsLast  bool // ... and "c"?
 	}{
@@ -224,7 +224,7 @@ func TestGroupStrategies(t *testing.T) {
 		{config.StrategyOneForAll, true, true},
 		{config.StrategyRestForOne, false, true},
 	} {
-		t.Run(tc.strategy, func(t *testing.T) {
+		t.Run(string(tc.strategy), func(t *testing.T) {
 			one := func(p *config.Pool) { p.Replicas, p.Spares, p.Retries = 1, 0, 0 }
 			b := testPool(t, "b", one, func(p *config.Pool) { p.Intensity = config.Intensity{MaxRestarts: 1, Period: time.Minute} })
 			cfg := cfgOf(testPool(t, "a", one), b, testPool(t, "c", one))

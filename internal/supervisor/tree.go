@@ -24,7 +24,7 @@ type node interface {
 type group struct {
 	sup      *Supervisor
 	name     string
-	strategy string
+	strategy config.Strategy
 	children []node
 	parent   *group
 

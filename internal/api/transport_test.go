@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -181,5 +182,34 @@ func TestClientReusesConnectionAfterErrorAnswer(t *testing.T) {
 	}
 	if n := ps.conns.Load(); n != 1 {
 		t.Errorf("5 error answers used %d connections, want 1", n)
+	}
+}
+
+func TestReadPlainAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		raw       string
+		ok, close bool
+		body      string
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\nDate: x\r\n\r\n{}\n", true, false, "{}\n"},
+		{"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nConnection: close\r\n\r\n{}", true, true, "{}"},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true, false, ""},
+		{"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}", false, false, ""},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", false, false, ""},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", false, false, ""},
+		{"HTTP/1.1 200 OK\r\n\r\n", false, false, ""},
+		{"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}", false, false, ""},
+	} {
+		br := bufio.NewReader(strings.NewReader(tc.raw))
+		body, closeConn, ok, err := readPlainAnswer(br)
+		if err != nil || ok != tc.ok || (ok && (closeConn != tc.close || string(body) != tc.body)) {
+			t.Errorf("%q: body %q close %v ok %v err %v", tc.raw, body, closeConn, ok, err)
+			continue
+		}
+		if !ok { // nothing consumed: http.ReadResponse reads the same answer
+			if _, err := http.ReadResponse(br, nil); err != nil {
+				t.Errorf("%q: after a refusal, http.ReadResponse: %v", tc.raw, err)
+			}
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilienced/resilienced/internal/leakcheck"
 	"github.com/resilienced/resilienced/internal/supervisor"
 )
 
@@ -26,6 +27,7 @@ func (e waitError) Unwrap() error             { return supervisor.ErrBreakerOpen
 // answered with Retry-After, in whole seconds rounded up; any other
 // without.
 func TestWriteErrorRetryAfter(t *testing.T) {
+	leakcheck.Check(t)
 	for _, tc := range []struct {
 		err  error
 		want string // "": no header
@@ -65,6 +67,7 @@ func TestWriteErrorRetryAfter(t *testing.T) {
 // for a stream), Connection: close where the handler asked for it, and
 // Retry-After exactly where the error carries a hint.
 func TestRouteHeaders(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	f.srv.Handle("GET /v1/test/breaker", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, fmt.Errorf("pool echo: %w", waitError{1500 * time.Millisecond}))
@@ -155,6 +158,7 @@ func TestRouteHeaders(t *testing.T) {
 // TestClientReadsRetryAfter: the client gives a breaker's hint back as
 // Error.Retry, from the header, through the socket.
 func TestClientReadsRetryAfter(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	f.srv.Handle("GET /v1/test/breaker", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, waitError{2500 * time.Millisecond})

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/resilienced/resilienced/internal/leakcheck"
 )
 
 // rawConn is a client connection that writes requests by hand.
@@ -67,6 +69,7 @@ func (c *rawConn) read() (*http.Response, []byte) {
 // allows (chunked, HTTP/1.0, an escaped path, a large body) are answered;
 // a malformed or missing Host is refused with 400.
 func TestRequestShapes(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	c := dialRaw(t, f)
 	call := callRequest("/v1/pools/echo/call", `{"input":"one"}`)
@@ -118,6 +121,7 @@ func TestRequestShapes(t *testing.T) {
 // TestSlowClient: a request that comes in pieces is answered, and
 // Connection: close is honoured.
 func TestSlowClient(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	c := dialRaw(t, f)
 	req := callRequest("/v1/pools/echo/call", `{"input":"slow"}`, "Connection: close")
@@ -137,6 +141,7 @@ func TestSlowClient(t *testing.T) {
 // TestRefusesPeers: a peer the server refuses gets 403 with its reason,
 // for a call and for a call stream, whose connection is then closed.
 func TestRefusesPeers(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	sock, err := Listen(t.TempDir() + "/api.sock")
 	if err != nil {
@@ -162,6 +167,7 @@ func TestRefusesPeers(t *testing.T) {
 // TestAuthorizesOncePerConnection: a peer is judged when it connects, not
 // at each request of a kept-alive connection.
 func TestAuthorizesOncePerConnection(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	sock, err := Listen(t.TempDir() + "/api.sock")
 	if err != nil {
@@ -189,6 +195,7 @@ func TestAuthorizesOncePerConnection(t *testing.T) {
 // TestShutdownClosesIdleConnections: Shutdown returns without waiting for
 // a kept-alive connection, which is closed, and Serve returns nil.
 func TestShutdownClosesIdleConnections(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	c := dialRaw(t, f)
 	c.write(callRequest("/v1/pools/echo/call", `{"input":"hi"}`))
@@ -210,6 +217,7 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 // connection, not the server. (A server with no supervisor panics on any
 // call.)
 func TestSurvivesAPanic(t *testing.T) {
+	leakcheck.Check(t)
 	sock, err := Listen(t.TempDir() + "/api.sock")
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +243,7 @@ func TestSurvivesAPanic(t *testing.T) {
 // head, the call route the body), and holds nothing up: Shutdown does not
 // wait for it.
 func TestStalledRequest(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	sock, err := Listen(t.TempDir() + "/api.sock")
 	if err != nil {
@@ -288,6 +297,7 @@ func (l *scriptedListener) Addr() net.Addr { return &net.UnixAddr{Name: "scripte
 // accept error (out of file descriptors), and returns, saying why, after a
 // permanent one.
 func TestServeAcceptErrors(t *testing.T) {
+	leakcheck.Check(t)
 	l := &scriptedListener{errs: make(chan error, 2), closed: make(chan struct{})}
 	srv := NewServer(Options{Logger: quiet})
 	done := make(chan error, 1)

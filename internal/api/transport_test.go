@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/resilienced/resilienced/internal/leakcheck"
 )
 
 // plainServer serves h on a unix socket at path and counts the
@@ -60,6 +62,7 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestClientKeepsOneConnectionAlive(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	ps := servePlain(t, path, echoHandler)
 	c := NewClient(path)
@@ -87,6 +90,7 @@ func TestClientKeepsOneConnectionAlive(t *testing.T) {
 }
 
 func TestClientConcurrentRequests(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	ps := servePlain(t, path, echoHandler)
 	c := NewClient(path)
@@ -126,6 +130,7 @@ func TestClientConcurrentRequests(t *testing.T) {
 // A daemon restart closes the client's kept-alive connection; the next
 // request goes out on a new one, exactly once.
 func TestClientSurvivesDaemonRestart(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	first := servePlain(t, path, echoHandler)
 	c := NewClient(path)
@@ -146,6 +151,7 @@ func TestClientSurvivesDaemonRestart(t *testing.T) {
 }
 
 func TestClientContextEndsRequestInFlight(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	gone := make(chan struct{})
 	servePlain(t, path, func(w http.ResponseWriter, r *http.Request) {
@@ -168,6 +174,7 @@ func TestClientContextEndsRequestInFlight(t *testing.T) {
 }
 
 func TestClientReusesConnectionAfterErrorAnswer(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	ps := servePlain(t, path, func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "nope"})
@@ -186,6 +193,7 @@ func TestClientReusesConnectionAfterErrorAnswer(t *testing.T) {
 }
 
 func TestReadPlainAnswer(t *testing.T) {
+	leakcheck.Check(t)
 	for _, tc := range []struct {
 		raw       string
 		ok, close bool

@@ -29,6 +29,10 @@
 // net/http closes a connection on its own goroutine, a process's pipes
 // close when its reaper runs.
 //
+// A descriptor whose *os.File or net.Conn nothing refers to any more may
+// be closed by its finalizer, if the garbage collector runs during the
+// wait, and then goes unreported: the check finds what a test still holds.
+//
 // Check cannot tell one test's goroutines from another's: do not use it
 // in tests that call t.Parallel (Main covers them). A test that has
 // already failed is not checked, so that its first failure stays the one

@@ -328,11 +328,7 @@ func writeCallResponse(w http.ResponseWriter, res *supervisor.CallResult) {
 	b = append(b, '{')
 	b = appendCallFields(b, res)
 	b = append(b, "}\n"...)
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(http.StatusOK)
-	w.Write(b)
+	writeBody(w, http.StatusOK, b)
 }
 
 func callResponse(res *supervisor.CallResult) CallResponse {

@@ -8,7 +8,7 @@
 # Usage: scripts/bench.sh [PACKAGE...]        (default: every package with benchmarks)
 # Environment:
 #   COUNT=N        repeat each benchmark N times (go test -count; default 1)
-#   CALLS=N        calls per row of BenchmarkCallPath (default 20000)
+#   CALLS=N        calls per row of BenchmarkCallPath and BenchmarkAPI (default 20000)
 #   BENCH_OUT=F    also write the raw output to F
 #
 # Privileged benchmarks (cgroup, eBPF, isolation) need root and skip
@@ -24,8 +24,9 @@ trap 'rm -f "$out"' EXIT
 # The benchmarks of one package, with what makes them meaningful.
 args_for() {
 	case "$1" in
-	# BenchmarkCallPath's rows are CALLS calls each; BenchmarkDecodeCall
-	# is quick at any count.
+	# The rows of BenchmarkCallPath and BenchmarkAPI (single calls beside
+	# the call stream) are CALLS calls each; BenchmarkDecodeCall is quick
+	# at any count.
 	./internal/api) echo "-bench . -benchtime ${CALLS}x -timeout 60m" ;;
 	# 200 SIGKILLs per row, whatever -benchtime says.
 	./internal/supervisor) echo "-bench BenchmarkRecovery -benchtime 1x -timeout 60m" ;;

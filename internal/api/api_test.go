@@ -17,13 +17,16 @@ import (
 	"time"
 
 	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/leakcheck"
 	"github.com/resilienced/resilienced/internal/session"
 	"github.com/resilienced/resilienced/internal/supervisor"
 	"github.com/resilienced/resilienced/internal/testagent"
 )
 
+// TestMain checks, after every test, that the package's tests left no
+// goroutines or file descriptors behind (each test also checks its own).
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := leakcheck.Main(m)
 	testagent.Cleanup()
 	os.Exit(code)
 }
@@ -92,6 +95,7 @@ func newPoolFixture(t *testing.T, onCall func(pool, outcome string, d time.Durat
 }
 
 func TestStatusCarriesTheContractFields(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	resp, err := f.client.send(context.Background(), "GET", "/v1/status", nil)
 	if err != nil {
@@ -129,6 +133,7 @@ func TestStatusCarriesTheContractFields(t *testing.T) {
 }
 
 func TestCallSessionAndIdempotency(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	ctx := context.Background()
 	for i := range 2 {
@@ -161,6 +166,7 @@ func TestCallSessionAndIdempotency(t *testing.T) {
 }
 
 func TestBadRequestsGetClearErrors(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	ctx := context.Background()
 	post := func(path, body string) *Error {
@@ -210,6 +216,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 }
 
 func TestEventsStream(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	var kinds []string
 	err := f.client.Events(context.Background(), time.Minute, false, func(ev Event) error {
@@ -253,6 +260,7 @@ func TestEventsStream(t *testing.T) {
 }
 
 func TestPeerWithoutPermissionIsRefused(t *testing.T) {
+	leakcheck.Check(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to connect as another user")
 	}
@@ -292,6 +300,7 @@ func TestPeerWithoutPermissionIsRefused(t *testing.T) {
 
 // TestHelperConnect runs in a child as another user (see above).
 func TestHelperConnect(t *testing.T) {
+	leakcheck.Check(t)
 	path := os.Getenv("RESILIENT_TEST_CONNECT")
 	if path == "" {
 		t.Skip("helper for TestPeerWithoutPermissionIsRefused")
@@ -318,6 +327,7 @@ func TestHelperConnect(t *testing.T) {
 }
 
 func TestListenRefusesNonSocketAndLiveSocket(t *testing.T) {
+	leakcheck.Check(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o600)
@@ -335,6 +345,7 @@ func TestListenRefusesNonSocketAndLiveSocket(t *testing.T) {
 }
 
 func TestClientReportsUnreachableDaemon(t *testing.T) {
+	leakcheck.Check(t)
 	_, err := NewClient(filepath.Join(t.TempDir(), "none.sock")).Status(context.Background())
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "none.sock") {
 		t.Fatalf("got %v", err)

@@ -126,6 +126,45 @@ func BenchmarkCallPath(b *testing.B) {
 	}
 }
 
+// BenchmarkAPI is the API's two ways in, side by side in one run, on the
+// same pool (a JSON Schema contract, the echo agent): single calls, one
+// POST /v1/pools/{pool}/call each on kept-alive connections served by
+// net/http, and the same calls on one call stream. Each caller has one
+// call in flight; c=64/agents=C is 64 callers over C agents, where the
+// stream shares each read and write among many calls.
+//
+// ns/op is the wall time per call (elapsed / calls: with many callers,
+// the inverse of throughput, not a latency) and calls/s its inverse;
+// p50-µs and p99-µs are the latency per call; cpu-µs/call is this
+// process's CPU (caller and daemon) per call; rw-syscalls/call its reads
+// and writes per call, which the machine's load does not move.
+//
+//	go test -run '^$' -bench BenchmarkAPI -benchtime 20000x ./internal/api/
+func BenchmarkAPI(b *testing.B) {
+	bin := benchAgent(b)
+	c := *benchConc
+	for _, r := range []struct {
+		callers, agents int
+		name            string
+	}{
+		{1, 1, "c=1"},
+		{c, c, fmt.Sprintf("c=%d", c)},
+		{64, c, fmt.Sprintf("c=64/agents=%d", c)},
+	} {
+		for _, way := range []struct {
+			name    string
+			streams int
+		}{{"single", 0}, {"stream", 1}} {
+			b.Run(way.name+"/"+r.name, func(b *testing.B) {
+				b.ReportAllocs() // of the whole process (caller and daemon) per call
+				st := benchDaemon(b, bin, daemonRow{callers: r.callers, agents: r.agents, schema: true, http: true, streams: way.streams})
+				st.report(b)
+				b.ReportMetric(float64(st.elapsed.Nanoseconds())/float64(st.calls), "ns/op")
+			})
+		}
+	}
+}
+
 // benchAgent returns the command of the agent every row drives.
 func benchAgent(b *testing.B) []string {
 	switch *benchAgentName {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -92,6 +93,9 @@ func statusError(resp *http.Response) error {
 		return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("daemon answered %s: %.200s", resp.Status, b)}
 	}
 	e.Error.Status = resp.StatusCode
+	if n, err := strconv.ParseInt(resp.Header.Get("Retry-After"), 10, 64); err == nil && n > 0 {
+		e.Error.Retry = time.Duration(n) * time.Second
+	}
 	return e.Error
 }
 

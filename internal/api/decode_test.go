@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/resilienced/resilienced/internal/leakcheck"
 )
 
 // strictDecode is the encoding/json path that decodeCallFast stands in for.
@@ -57,6 +59,7 @@ var decodeSeeds = []string{
 // TestDecodeCallFast: the fast path answers for what clients send, and
 // gives exactly what encoding/json gives.
 func TestDecodeCallFast(t *testing.T) {
+	leakcheck.Check(t)
 	for _, withID := range []bool{true, false} {
 		line := `{"id":1,"input":"q","session":"s","key":"k","timeout":"2s"}`
 		if !withID {
@@ -176,6 +179,7 @@ func checkAnswerAgrees(t *testing.T, b []byte) {
 }
 
 func TestDecodeAnswerFast(t *testing.T) {
+	leakcheck.Check(t)
 	for _, s := range answerSeeds[:3] {
 		if _, ok := decodeAnswerFast([]byte(s)); !ok {
 			t.Errorf("the fast path refused %s", s)

@@ -46,15 +46,17 @@
 // their system calls and wake-ups, per call. docs/PROTOCOL.md describes the
 // lines.
 //
-// Single calls are served without net/http where they can be: each
-// connection starts on the server's own reader, which answers a plain call
-// (HTTP/1.1, Host, a Content-Length up to 64 KiB) with the call route's
-// code, and passes the connection, with the bytes already read, to
-// net/http at the first request of any other kind. The client reads a plain
-// 200 answer without http.ReadResponse. Call bodies, stream lines and
-// answers of the plain shape are decoded by hand (package jsonscan), and
-// anything else by encoding/json, which their fuzz tests hold the fast
-// paths to.
+// The server is net/http's, as tailscale's LocalAPI is: a connection's
+// peer credentials are read once, when it is accepted (ConnContext), and
+// the peer judged then. A handler's headers reach the client as it set
+// them; an error whose chain has a RetryAfter() time.Duration method (the
+// breaker's, open) is answered with Retry-After, which the client gives
+// back as [Error].Retry. Single calls cost net/http's per-request work
+// (BenchmarkAPI reports them beside the stream's, in one run); the high
+// rate is the call stream's. The client reads a plain 200 answer without
+// http.ReadResponse. Call bodies, stream lines and answers of the plain
+// shape are decoded by hand (package jsonscan), and anything else by
+// encoding/json, which their fuzz tests hold the hand-written decoders to.
 //
 // Other packages add routes with [Server.Handle] (isolation, telemetry,
 // chaos, the Arbiter).

@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 )
 
 // Error codes carried in error responses.
@@ -26,9 +28,39 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Retry is the wait the daemon asked for before trying again (its
+	// Retry-After header, whole seconds); 0 when it asked none.
+	Retry time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// RetryAfter returns e.Retry: an *Error answered again, by a program that
+// serves the API's errors on, keeps the daemon's hint.
+func (e *Error) RetryAfter() time.Duration { return e.Retry }
+
+// retryHinter is an error that says how long to wait before trying again:
+// the supervisor's breaker, open, says when it will let a call through.
+// It is defined here, where it is used, so that the supervisor need not
+// know of HTTP; WriteError finds it with errors.As, anywhere in the chain.
+type retryHinter interface {
+	RetryAfter() time.Duration
+}
+
+// retryAfter returns the Retry-After header's value for err: the wait its
+// chain asks for, in whole seconds rounded up (a hint of 300 ms is "1", not
+// "0", which would invite a retry at once); "" when there is none.
+func retryAfter(err error) string {
+	var h retryHinter
+	if !errors.As(err, &h) {
+		return ""
+	}
+	d := h.RetryAfter()
+	if d <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+}
 
 // ErrStreamClosed: a call stream's sending side was closed (CloseSend,
 // Close, or the stream ended).

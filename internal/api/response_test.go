@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"github.com/resilienced/resilienced/internal/contract"
+	"github.com/resilienced/resilienced/internal/leakcheck"
 	"github.com/resilienced/resilienced/internal/supervisor"
 )
 
 // The hand-built answer to a call decodes as the CallResponse WriteJSON
 // writes, and goes out with its length.
 func TestWriteCallResponse(t *testing.T) {
+	leakcheck.Check(t)
 	for _, res := range []*supervisor.CallResult{
 		{Output: json.RawMessage(`{"answer":"Paris","n":[1, 2]}`), Agent: "echo-1", Attempts: 1},
 		{Output: json.RawMessage(`"<b>&</b>"`), Agent: "echo-2", Attempts: 2, Seq: 7},

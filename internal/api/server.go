@@ -52,9 +52,6 @@ type Server struct {
 	log  *slog.Logger
 	sock *Socket
 
-	fast    fastConns        // connections served by the fast path
-	handoff *handoffListener // and those it passes to net/http
-
 	mu       sync.Mutex
 	shutdown bool // Shutdown was called; Serve returns at once
 }
@@ -75,7 +72,7 @@ func NewServer(opts Options) *Server {
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext:       peerContext,
+		ConnContext:       s.connContext,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
 	return s
@@ -84,6 +81,26 @@ func NewServer(opts Options) *Server {
 // Handle adds a route; the handler runs after the peer check.
 func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
 
+// connContext reads a new connection's peer credentials (SO_PEERCRED),
+// once, and decides then whether the peer may use the API, as tailscale's
+// LocalAPI does: the credentials are those the peer had when it connected,
+// and a kept-alive connection's requests cost neither a getsockopt nor a
+// look at /proc each.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	cred, ok := peerCred(c)
+	if !ok {
+		return ctx
+	}
+	ctx = context.WithValue(ctx, peerKey{}, cred)
+	return context.WithValue(ctx, authKey{}, connAuth{err: s.authorize(cred)})
+}
+
+// authKey carries a connection's connAuth in its requests' contexts.
+type authKey struct{}
+
+// connAuth is the verdict on a connection's peer, reached when it connected.
+type connAuth struct{ err error }
+
 // ServeHTTP checks the peer, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cred, ok := peerFrom(r.Context())
@@ -91,7 +108,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: "cannot read the peer's credentials (SO_PEERCRED); the API is served on a unix socket only"})
 		return
 	}
-	if err := s.authorize(cred); err != nil {
+	auth, ok := r.Context().Value(authKey{}).(connAuth)
+	if !ok { // a request that did not come through Serve (a test's)
+		auth.err = s.authorize(cred)
+	}
+	if err := auth.err; err != nil {
 		// The body is not read: close the connection rather than wait for
 		// its end, which a call stream's client sends only much later.
 		w.Header().Set("Connection", "close")
@@ -109,9 +130,9 @@ type limitedBody struct {
 	raw io.ReadCloser
 }
 
-// Serve serves on the socket until Shutdown. Each connection starts on
-// the fast path for calls (fastpath.go), which passes any other to
-// net/http.
+// Serve serves on the socket with net/http until Shutdown, and returns
+// nil then. A temporary accept error (out of file descriptors) is waited
+// out and retried, as net/http does; any other ends Serve, wrapped.
 func (s *Server) Serve(sock *Socket) error {
 	s.mu.Lock()
 	if s.shutdown {
@@ -120,37 +141,12 @@ func (s *Server) Serve(sock *Socket) error {
 		return nil
 	}
 	s.sock = sock
-	s.handoff = &handoffListener{addr: sock.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
 	s.mu.Unlock()
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- s.http.Serve(s.handoff) }()
-	var delay time.Duration
-	for {
-		nc, err := sock.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				if herr := <-httpDone; herr != nil && !errors.Is(herr, http.ErrServerClosed) {
-					return herr
-				}
-				return nil
-			}
-			// Out of file descriptors, say: wait and try again, as
-			// net/http does; anything else ends Serve.
-			var te interface{ Temporary() bool }
-			if !errors.As(err, &te) || !te.Temporary() {
-				s.handoff.Close()
-				<-httpDone
-				return fmt.Errorf("api: accepting connections on %s: %w", sock.Addr(), err)
-			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("api: accepting a connection", "err", err, "retry_in", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		s.fast.wg.Add(1)
-		go s.serveConn(nc)
+	err := s.http.Serve(sock)
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
 	}
+	return fmt.Errorf("api: accepting connections on %s: %w", sock.Addr(), err)
 }
 
 // Shutdown stops accepting connections, closes idle ones and waits for
@@ -158,18 +154,8 @@ func (s *Server) Serve(sock *Socket) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
-	sock, handoff := s.sock, s.handoff
 	s.mu.Unlock()
-	if sock != nil {
-		sock.Close()
-		handoff.Close() // also if net/http never took it
-	}
-	s.fast.close()
-	herr := s.http.Shutdown(ctx) // closes the hand-off listener
-	if err := s.fast.wait(ctx); err != nil {
-		return err
-	}
-	return herr
+	return s.http.Shutdown(ctx) // closes the socket
 }
 
 // authorize says whether a peer may use the API.
@@ -247,10 +233,21 @@ func (s *Server) agents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) call(w http.ResponseWriter, r *http.Request) {
+	// net/http bounds the wait for a request's head, not its body: a client
+	// that stalls in the body would hold this goroutine, and Shutdown, for
+	// good. The body gets the head's time too; the deadline is lifted
+	// before the call runs, which may take longer, while net/http's read
+	// ahead watches for the client leaving.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(s.http.ReadHeaderTimeout))
 	req, ok := decodeCallBody(w, r)
 	if !ok {
+		// The deadline stays: net/http reads what is left of a refused
+		// body before the next request, and a stalled one must not hold
+		// the connection then either.
 		return
 	}
+	rc.SetReadDeadline(time.Time{})
 	s.serveCall(r.Context(), w, r.PathValue("pool"), req)
 }
 
@@ -331,11 +328,7 @@ func writeCallResponse(w http.ResponseWriter, res *supervisor.CallResult) {
 	b = append(b, '{')
 	b = appendCallFields(b, res)
 	b = append(b, "}\n"...)
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(http.StatusOK)
-	w.Write(b)
+	writeBody(w, http.StatusOK, b)
 }
 
 func callResponse(res *supervisor.CallResult) CallResponse {
@@ -588,25 +581,36 @@ func jsonErrorText(err error) string {
 	return err.Error()
 }
 
-// WriteJSON writes v as the response.
+// WriteJSON writes v as the response, with its Content-Length: an answer
+// is never chunked, whatever its size.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		WriteError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	writeBody(w, status, append(b, '\n'))
 }
 
-// WriteError writes err as a JSON error with the status its kind calls for.
+// WriteError writes err as a JSON error with the status its kind calls for,
+// and a Retry-After header when err's chain says how long to wait (an
+// error with a RetryAfter() time.Duration method, such as the breaker's).
 func WriteError(w http.ResponseWriter, err error) {
 	e := classify(err)
 	b, _ := json.Marshal(map[string]*Error{"error": e})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.Status)
-	w.Write(append(b, '\n'))
+	if v := retryAfter(err); v != "" {
+		w.Header().Set("Retry-After", v)
+	}
+	writeBody(w, e.Status, append(b, '\n'))
+}
+
+// writeBody writes a JSON answer whole, with its length.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	w.Write(b)
 }
 
 func classify(err error) *Error {
@@ -617,21 +621,21 @@ func classify(err error) *Error {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, supervisor.ErrUnknownPool):
-		return &Error{http.StatusNotFound, CodeUnknownPool, msg}
+		return &Error{Status: http.StatusNotFound, Code: CodeUnknownPool, Message: msg}
 	case errors.Is(err, supervisor.ErrUnknownAgent):
-		return &Error{http.StatusNotFound, CodeUnknownAgent, msg}
+		return &Error{Status: http.StatusNotFound, Code: CodeUnknownAgent, Message: msg}
 	case errors.Is(err, supervisor.ErrInvalidInput):
-		return &Error{http.StatusBadRequest, CodeBadRequest, msg}
+		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: msg}
 	case errors.Is(err, supervisor.ErrPoolFailed), errors.Is(err, supervisor.ErrPoolStopped):
-		return &Error{http.StatusServiceUnavailable, CodePoolFailed, msg}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodePoolFailed, Message: msg}
 	case errors.Is(err, supervisor.ErrBreakerOpen):
-		return &Error{http.StatusServiceUnavailable, CodeBreakerOpen, msg}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeBreakerOpen, Message: msg}
 	case errors.Is(err, supervisor.ErrRetriesExhausted):
-		return &Error{http.StatusBadGateway, CodeCallFailed, msg}
+		return &Error{Status: http.StatusBadGateway, Code: CodeCallFailed, Message: msg}
 	case errors.Is(err, context.DeadlineExceeded):
-		return &Error{http.StatusGatewayTimeout, CodeTimeout, "timed out: " + msg}
+		return &Error{Status: http.StatusGatewayTimeout, Code: CodeTimeout, Message: "timed out: " + msg}
 	case errors.Is(err, context.Canceled):
-		return &Error{499, CodeTimeout, "canceled: " + msg}
+		return &Error{Status: 499, Code: CodeTimeout, Message: "canceled: " + msg}
 	}
-	return &Error{http.StatusInternalServerError, CodeInternal, msg}
+	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: msg}
 }

@@ -134,19 +134,8 @@ func (c PeerCred) inGroup(gid uint32) bool {
 
 type peerKey struct{}
 
-func peerContext(ctx context.Context, c net.Conn) context.Context {
-	cred, ok := peerCred(c)
-	if !ok {
-		return ctx
-	}
-	return context.WithValue(ctx, peerKey{}, cred)
-}
-
 // peerCred reads the credentials of a unix socket's peer (SO_PEERCRED).
 func peerCred(c net.Conn) (PeerCred, bool) {
-	if rc, ok := c.(*replayConn); ok {
-		return rc.cred, rc.credOK // read once, by the fast path
-	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return PeerCred{}, false

@@ -16,6 +16,7 @@ import (
 
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/contract"
+	"github.com/resilienced/resilienced/internal/leakcheck"
 	"github.com/resilienced/resilienced/internal/supervisor"
 )
 
@@ -39,6 +40,7 @@ func recvAll(t *testing.T, st *CallStream) map[string]*StreamAnswer {
 }
 
 func TestCallStreamRoundTrip(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	ctx := context.Background()
 	st, err := f.client.CallStream(ctx, "echo", StreamOptions{InFlight: 16})
@@ -92,6 +94,7 @@ func TestCallStreamRoundTrip(t *testing.T) {
 // A call answered from the idempotency store overtakes a slower one sent
 // before it.
 func TestCallStreamAnswersOutOfOrder(t *testing.T) {
+	leakcheck.Check(t)
 	f := newPoolFixture(t, nil, slowPool("slow", 1, 300*time.Millisecond))
 	ctx := context.Background()
 	if _, err := f.client.Call(ctx, "slow", CallRequest{Input: json.RawMessage(`"cached"`), Key: "k"}); err != nil {
@@ -126,6 +129,7 @@ func TestCallStreamAnswersOutOfOrder(t *testing.T) {
 // A line that is not a call gets an error naming its line (and its id
 // when readable); the stream goes on.
 func TestCallStreamMalformedLines(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	st, err := f.client.CallStream(context.Background(), "echo", StreamOptions{})
 	if err != nil {
@@ -191,6 +195,7 @@ func TestCallStreamMalformedLines(t *testing.T) {
 }
 
 func TestCallStreamOversizedLine(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	st, err := f.client.CallStream(context.Background(), "echo", StreamOptions{})
 	if err != nil {
@@ -215,6 +220,7 @@ func TestCallStreamOversizedLine(t *testing.T) {
 // The client going away cancels the stream's calls still running or
 // waiting for an agent.
 func TestCallStreamClientCancel(t *testing.T) {
+	leakcheck.Check(t)
 	var mu sync.Mutex
 	outcomes := map[string]int{}
 	var total atomic.Int32
@@ -259,6 +265,7 @@ func TestCallStreamClientCancel(t *testing.T) {
 }
 
 func TestCallStreamRefusedBeforeStreaming(t *testing.T) {
+	leakcheck.Check(t)
 	f := newFixture(t)
 	ctx := context.Background()
 	_, err := f.client.CallStream(ctx, "nope", StreamOptions{})
@@ -284,6 +291,7 @@ func TestCallStreamRefusedBeforeStreaming(t *testing.T) {
 
 // The hand-written answer decodes as the StreamAnswer encoding/json writes.
 func TestStreamAnswerEncoding(t *testing.T) {
+	leakcheck.Check(t)
 	for _, res := range []*supervisor.CallResult{
 		{Output: json.RawMessage(`{"answer":"Paris"}`), Agent: "echo-1", Attempts: 1},
 		{Output: json.RawMessage(`{"a":` + "\n" + `1}`), Agent: "echo-3", Attempts: 1, Seq: 3},
@@ -309,6 +317,7 @@ func TestStreamAnswerEncoding(t *testing.T) {
 
 // The hand-written call line decodes as the one encoding/json writes.
 func TestStreamCallEncoding(t *testing.T) {
+	leakcheck.Check(t)
 	for _, c := range []StreamCall{
 		{ID: json.RawMessage(`1`), CallRequest: CallRequest{Input: json.RawMessage(`"q"`)}},
 		{ID: json.RawMessage(`"a-1"`), CallRequest: CallRequest{Input: json.RawMessage(`{"x": [1, 2]}`), Session: "s", Key: "k", Timeout: "5s"}},
@@ -371,6 +380,7 @@ func FuzzStreamLine(f *testing.F) {
 }
 
 func TestReadLine(t *testing.T) {
+	leakcheck.Check(t)
 	in := "a\n" + strings.Repeat("b", 100) + "\n" + strings.Repeat("c", 40) + "\nlast"
 	br := bufio.NewReaderSize(strings.NewReader(in), 16)
 	type res struct {
@@ -405,6 +415,7 @@ func slowPool(name string, replicas int, latency time.Duration) config.Pool {
 // A single call's body, without an id, is written by hand as encoding/json
 // writes it.
 func TestCallBodyEncoding(t *testing.T) {
+	leakcheck.Check(t)
 	for _, req := range []CallRequest{
 		{Input: json.RawMessage(`"q"`)},
 		{Input: json.RawMessage(`{"x": [1, 2]}`), Session: "s", Key: "k", Timeout: "5s"},

@@ -206,7 +206,7 @@ func (t *unixTransport) exchange(ctx context.Context, cc *clientConn, head, keep
 // answer, which http.ReadResponse then reads: the common answer costs no
 // header map, no textproto and no body reader.
 func readPlainAnswer(br *bufio.Reader) (body []byte, closeConn, ok bool, err error) {
-	head, ok, err := peekHead(br, plainStatus, nil)
+	head, ok, err := peekHead(br, plainStatus)
 	if !ok || err != nil {
 		return nil, false, false, err
 	}
@@ -244,6 +244,52 @@ func readPlainAnswer(br *bufio.Reader) (body []byte, closeConn, ok bool, err err
 		return nil, false, false, err
 	}
 	return body, closeConn, true, nil
+}
+
+// headEnd ends an HTTP head.
+var headEnd = []byte("\r\n\r\n")
+
+// peekHead waits until br holds a whole HTTP head, up to and including
+// its blank line, and returns it without consuming anything. It gives up
+// (ok false) as soon as the bytes do not start as prefix does, or when the
+// head would not fit br's buffer.
+func peekHead(br *bufio.Reader, prefix []byte) (head []byte, ok bool, err error) {
+	if _, err := br.Peek(1); err != nil {
+		return nil, false, err
+	}
+	for {
+		b, _ := br.Peek(br.Buffered())
+		if n := min(len(b), len(prefix)); !bytes.Equal(b[:n], prefix[:n]) {
+			return nil, false, nil
+		}
+		if i := bytes.Index(b, headEnd); i >= 0 {
+			return b[:i+len(headEnd)], true, nil
+		}
+		if br.Buffered() == br.Size() {
+			return nil, false, nil
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return nil, false, err
+		}
+	}
+}
+
+// asciiEqualFold reports whether b is lower, ignoring the case of ASCII
+// letters (as header names compare).
+func asciiEqualFold[T ~[]byte | ~string](b T, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // plainStatus starts the answer readPlainAnswer reads.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/resilienced/resilienced/internal/leakcheck"
 )
 
 // plainServer serves h on a unix socket at path and counts the
@@ -59,6 +62,7 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestClientKeepsOneConnectionAlive(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	ps := servePlain(t, path, echoHandler)
 	c := NewClient(path)
@@ -86,6 +90,7 @@ func TestClientKeepsOneConnectionAlive(t *testing.T) {
 }
 
 func TestClientConcurrentRequests(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	ps := servePlain(t, path, echoHandler)
 	c := NewClient(path)
@@ -125,6 +130,7 @@ func TestClientConcurrentRequests(t *testing.T) {
 // A daemon restart closes the client's kept-alive connection; the next
 // request goes out on a new one, exactly once.
 func TestClientSurvivesDaemonRestart(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	first := servePlain(t, path, echoHandler)
 	c := NewClient(path)
@@ -145,6 +151,7 @@ func TestClientSurvivesDaemonRestart(t *testing.T) {
 }
 
 func TestClientContextEndsRequestInFlight(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	gone := make(chan struct{})
 	servePlain(t, path, func(w http.ResponseWriter, r *http.Request) {
@@ -167,6 +174,7 @@ func TestClientContextEndsRequestInFlight(t *testing.T) {
 }
 
 func TestClientReusesConnectionAfterErrorAnswer(t *testing.T) {
+	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "s.sock")
 	ps := servePlain(t, path, func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "nope"})
@@ -181,5 +189,35 @@ func TestClientReusesConnectionAfterErrorAnswer(t *testing.T) {
 	}
 	if n := ps.conns.Load(); n != 1 {
 		t.Errorf("5 error answers used %d connections, want 1", n)
+	}
+}
+
+func TestReadPlainAnswer(t *testing.T) {
+	leakcheck.Check(t)
+	for _, tc := range []struct {
+		raw       string
+		ok, close bool
+		body      string
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\nDate: x\r\n\r\n{}\n", true, false, "{}\n"},
+		{"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nConnection: close\r\n\r\n{}", true, true, "{}"},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true, false, ""},
+		{"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}", false, false, ""},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", false, false, ""},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", false, false, ""},
+		{"HTTP/1.1 200 OK\r\n\r\n", false, false, ""},
+		{"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}", false, false, ""},
+	} {
+		br := bufio.NewReader(strings.NewReader(tc.raw))
+		body, closeConn, ok, err := readPlainAnswer(br)
+		if err != nil || ok != tc.ok || (ok && (closeConn != tc.close || string(body) != tc.body)) {
+			t.Errorf("%q: body %q close %v ok %v err %v", tc.raw, body, closeConn, ok, err)
+			continue
+		}
+		if !ok { // nothing consumed: http.ReadResponse reads the same answer
+			if _, err := http.ReadResponse(br, nil); err != nil {
+				t.Errorf("%q: after a refusal, http.ReadResponse: %v", tc.raw, err)
+			}
+		}
 	}
 }

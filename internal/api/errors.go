@@ -9,7 +9,10 @@ import (
 
 // Error codes carried in error responses.
 const (
-	CodeBadRequest   = "bad_request"
+	CodeBadRequest = "bad_request"
+	// CodeInvalidInput: the call's input is not valid JSON, or the agent
+	// refused it (JSON-RPC -32602): the caller's fault, not retried.
+	CodeInvalidInput = "invalid_input"
 	CodeNotFound     = "not_found"
 	CodeUnknownPool  = "unknown_pool"
 	CodeUnknownAgent = "unknown_agent"

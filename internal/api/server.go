@@ -625,7 +625,7 @@ func classify(err error) *Error {
 	case errors.Is(err, supervisor.ErrUnknownAgent):
 		return &Error{Status: http.StatusNotFound, Code: CodeUnknownAgent, Message: msg}
 	case errors.Is(err, supervisor.ErrInvalidInput):
-		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: msg}
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Message: msg}
 	case errors.Is(err, supervisor.ErrPoolFailed), errors.Is(err, supervisor.ErrPoolStopped):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodePoolFailed, Message: msg}
 	case errors.Is(err, supervisor.ErrBreakerOpen):

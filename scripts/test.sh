@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every package's tests and closes with one summary line
 # "N passed, N failed, N skipped" counted from go test's own verdicts.
+# With the race detector on, as cilium, containerd and tailscale run theirs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-go test -count=1 -timeout 20m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+--- )' | grep -v '^=== RUN' 
+go test -race -count=1 -timeout 30m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+--- )' | grep -v '^=== RUN' 
 status=${PIPESTATUS[0]}
 passed=$(grep -cE '^\s*--- PASS' "$log")
 failed=$(grep -cE '^\s*--- FAIL' "$log")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/resilienced/resilienced/internal/cgroup"
 	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/leakcheck"
 	"github.com/resilienced/resilienced/internal/session"
 )
 
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 		runTestAgent()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 func runTestAgent() {
@@ -172,6 +173,9 @@ type harness struct {
 // test runs as root on a cgroup2 host, in process groups otherwise.
 func newHarness(t testing.TB, cfg *config.Config) *harness {
 	t.Helper()
+	// Registered first, so it runs last: after the supervisor stopped and
+	// everything it holds should be gone.
+	leakcheck.Check(t)
 	h := &harness{t: t}
 	store, err := session.Open(context.Background(), session.Options{Path: t.TempDir() + "/state.db", NoSync: true})
 	if err != nil {

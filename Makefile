@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin
 
-.PHONY: all build test test-short demo generate check-generate bench arbiter-bench deb vm-test clean
+.PHONY: all build test test-short demo soak generate check-generate bench arbiter-bench deb vm-test clean
 
 all: build
 
@@ -20,6 +20,11 @@ test:
 # The main job: a daemon under chaos and load, with the recovery table.
 demo: build
 	scripts/demo.sh
+
+# Ten minutes of every fault kind at 1.5/s under 64 callers on default
+# settings, then checks that nothing leaked (root; not part of `make test`).
+soak: build
+	scripts/soak.sh
 
 # Regenerate the eBPF objects (needs clang-16 and libbpf-dev).
 generate:

@@ -364,6 +364,9 @@ func eventsCmd(g *globals) *cobra.Command {
 					return enc.Encode(ev)
 				}
 				line := fmt.Sprintf("%s  %-10s %-10s %-12s %s", ev.Time.Format("15:04:05.000"), ev.Kind, ev.Pool, ev.Agent, ev.Reason)
+				if ev.Class != "" {
+					line += " class=" + string(ev.Class)
+				}
 				if ev.RecoverMS != nil {
 					line += fmt.Sprintf(" cause=%s detect=%.2fms recover=%.2fms", ev.Cause, *ev.DetectMS, *ev.RecoverMS)
 				}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Issue #11's acceptance on default settings (examples/defaults.yaml):
+#  1. SIGKILL of a serving agent every 500 ms for 60 s (replicas 2, spares 1):
+#     every recover_ms, its p99 (judged against 50 ms), and the time until
+#     the pool is back at strength as the chaos engine sees it from outside;
+#  2. a pool hallucinating 5 % under load for HALLUC_DURATION (default 10m)
+#     at >= 500 calls/s: failed calls, and whether it ever left `running`.
+# Root (cgroups). Prints its figures; exit 1 if a bar is missed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+halluc=${HALLUC_DURATION:-10m}
+die() { printf 'defaults-bench: %s\n' "$*" >&2; exit 2; }
+pgrep -x resilienced >/dev/null && die "a resilienced is already running on this host"
+repo=$(pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/resilienced-defaults.XXXXXX")
+sock=$tmp/s.sock
+go build -o "$tmp/bin/" ./cmd/resilienced ./cmd/resilientctl ./cmd/resilient-load ./examples/agents/flaky || die "build failed"
+(cd "$tmp" && exec setsid bin/resilienced --config "$repo/examples/defaults.yaml" --socket "$sock" \
+	--state-dir "$tmp/state" --log-level warn 2>"$tmp/daemon.log") &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+ctl() { "$tmp/bin/resilientctl" --socket "$sock" "$@"; }
+fail=0
+
+echo "== 1. SIGKILL of a serving agent every 500 ms for 60 s, defaults (replicas 2, spares 1)"
+"$tmp/bin/resilient-load" run --socket "$sock" --pool kills --calls 1 --concurrency 8 \
+	--chaos examples/defaults-kill.yaml --report-json "$tmp/kill.json" --quiet >"$tmp/kill.out"
+grep -E "calls|recover|kill" "$tmp/kill.out" | head -20
+ctl -o json events --since 5m 2>/dev/null | python3 -c '
+import json, sys
+rs = []
+for line in sys.stdin:
+    try: ev = json.loads(line)
+    except ValueError: continue
+    if ev.get("kind") == "recovered" and ev.get("pool") == "kills":
+        rs.append(ev["recover_ms"])
+rs.sort()
+if not rs: print("no recovered events"); sys.exit(1)
+p99 = rs[min(len(rs)-1, int(len(rs)*0.99))]
+print(f"daemon recovered events: {len(rs)}, recover_ms min {rs[0]:.2f} p50 {rs[len(rs)//2]:.2f} p99 {p99:.2f} max {rs[-1]:.2f}")
+sys.exit(0 if rs[-1] < 300 and p99 <= 50 else 1)' || fail=1
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+ks = r.get("kinds") or r.get("by_kind") or []
+print("outside (chaos engine, pool back at strength):", json.dumps(ks)[:600])' "$tmp/kill.json"
+
+echo "== 2. 5 % hallucination for $halluc under 64 callers, defaults"
+sed "s/^/  /" <<<"$(ctl status | sed -n '1,/^$/p')"
+( while sleep 1; do ctl -o json status 2>/dev/null | python3 -c '
+import json,sys
+d = json.load(sys.stdin)
+for p in (d if isinstance(d, list) else d.get("pools", [])):
+    if p["name"]=="halluc" and p["state"]!="running": print(p["state"], p.get("reason",""))' ; done ) >"$tmp/states" &
+watcher=$!
+dur_s=$(python3 -c "import sys,re; m=re.fullmatch(r'(\d+)(s|m)', sys.argv[1]); print(int(m[1])*(60 if m[2]=='m' else 1))" "$halluc")
+start=$(date +%s)
+"$tmp/bin/resilient-load" run --socket "$sock" --pool halluc --calls $((dur_s * 500)) --concurrency 64 \
+	--abort-after-failures -1 --report-json "$tmp/h.json" --quiet | tail -5
+took=$(( $(date +%s) - start ))
+kill $watcher 2>/dev/null
+python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))["calls"]
+took = int(sys.argv[2])
+print(f"calls {c[\"total\"]} in {took}s ({c[\"total\"]/max(took,1):.0f}/s), failed {c[\"failed\"]}, retried {c[\"retried\"]}")
+sys.exit(0 if c["failed"] == 0 else 1)' "$tmp/h.json" "$took" || fail=1
+if [ -s "$tmp/states" ]; then echo "the pool left running:"; sort "$tmp/states" | uniq -c | head; fail=1; else echo "the pool never left running"; fi
+exit $fail

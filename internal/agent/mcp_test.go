@@ -211,6 +211,24 @@ func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
 
+func newSlog(h slog.Handler) *slog.Logger { return slog.New(h) }
+
+// count counts the records with an attribute key=value.
+func (l *logRecorder) count(key, value string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.recs {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == key && a.Value.String() == value {
+				n++
+			}
+			return true
+		})
+	}
+	return n
+}
+
 func (l *logRecorder) find(msg string) (slog.Record, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -29,9 +29,6 @@ const (
 	ProtocolMCP     = "mcp"
 )
 
-// MCPProtocolVersion is the MCP revision offered in the initialize request.
-const MCPProtocolVersion = "2025-06-18"
-
 // Config describes one agent process.
 type Config struct {
 	ID      string   // agent id, e.g. "echo-3"
@@ -46,7 +43,15 @@ type Config struct {
 	CgroupFD int
 	Protocol string // ProtocolJSONRPC (default) or ProtocolMCP
 	Method   string // call method for the native protocol (default task/run)
-	Tool     string // MCP tool name for calls
+	// Tool is the MCP tool a call runs; "*" serves every tool of the
+	// server, the call's input then naming it (see [Agent.Send]).
+	Tool string
+	// MCPContext says what an MCP tool gets besides the input:
+	// MCPContextNone (default) or MCPContextMeta.
+	MCPContext string
+	// OnNotification, when set, sees every notification the agent sends
+	// (MCP progress, logging, list changes). It must not block.
+	OnNotification func(method string, params json.RawMessage)
 	// MaxLineBytes bounds one line from the agent (default 1 MiB).
 	MaxLineBytes int64
 	Logger       *slog.Logger
@@ -69,11 +74,18 @@ type Agent struct {
 	stdout *os.File
 	stderr *os.File
 	w      *bufio.Writer
+	log    *slog.Logger
 
-	callMu  sync.Mutex // one request in flight
-	wbuf    []byte     // the request being written; guarded by callMu
-	nextID  atomic.Uint64
-	replies chan reply // the reader hands the reply to the call in flight
+	// Lock order: callMu before writeMu. writeMu alone guards w (and the
+	// closing of stdin), so the reader can answer an agent's own requests
+	// while a call holds callMu.
+	writeMu  sync.Mutex
+	callMu   sync.Mutex // one request in flight
+	logLimit *rateLimiter
+	tools    []Tool // MCP: what tools/list said at the handshake
+	wbuf     []byte // the request being written; guarded by callMu
+	nextID   atomic.Uint64
+	replies  chan reply // the reader hands the reply to the call in flight
 
 	done     chan struct{} // closed when the process has exited
 	exitTime time.Time
@@ -175,6 +187,8 @@ func Start(cfg Config) (*Agent, error) {
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		started:  cfg.Now(),
+		log:      cfg.Logger.With("agent", cfg.ID, "pool", cfg.Pool),
+		logLimit: newRateLimiter(cfg.StderrRate, cfg.Now),
 	}
 	go a.wait()
 	go a.readStdout()
@@ -274,7 +288,7 @@ func (a *Agent) readStdout() {
 		line, err := lr.next()
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
-				err = ErrExited
+				err = fmt.Errorf("%w: stdout: %w", ErrExited, err)
 			}
 			a.readErr = err
 			select {
@@ -286,29 +300,14 @@ func (a *Agent) readStdout() {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if isNotification(line) {
-			// Agent-side notifications (MCP logging, progress) are not
-			// replies; they never reach a call.
+		if m, ok := incoming(line); ok {
+			// The agent's own notifications (MCP logging, progress) and
+			// requests (MCP ping) are not replies; they never reach a call.
+			a.handleIncoming(m)
 			continue
 		}
 		a.replies <- reply{line: line}
 	}
-}
-
-// isNotification reports whether line is a JSON-RPC message with a method
-// and no id, cheaply, without a full decode.
-func isNotification(line []byte) bool {
-	if !bytes.Contains(line, []byte(`"method"`)) {
-		return false
-	}
-	var m struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-	}
-	if json.Unmarshal(line, &m) != nil {
-		return false
-	}
-	return m.Method != "" && len(m.ID) == 0
 }
 
 func (a *Agent) readStderr() {
@@ -316,7 +315,7 @@ func (a *Agent) readStderr() {
 	sc.Buffer(make([]byte, 4096), 4096)
 	sc.Split(scanLinesTruncating)
 	lim := newRateLimiter(a.cfg.StderrRate, a.cfg.Now)
-	log := a.cfg.Logger.With("agent", a.cfg.ID, "pool", a.cfg.Pool)
+	log := a.log
 	for sc.Scan() {
 		line := strings.ToValidUTF8(sc.Text(), "\uFFFD")
 		if a.cfg.OnStderr != nil {
@@ -335,16 +334,7 @@ func (a *Agent) readStderr() {
 func (a *Agent) Initialize(ctx context.Context) error {
 	switch a.cfg.Protocol {
 	case ProtocolMCP:
-		params := map[string]any{
-			"protocolVersion": MCPProtocolVersion,
-			"capabilities":    map[string]any{},
-			"clientInfo":      map[string]any{"name": "resilienced", "version": "1"},
-		}
-		p, _ := json.Marshal(params)
-		if _, err := a.request(ctx, "initialize", p); err != nil {
-			return fmt.Errorf("mcp initialize: %w", err)
-		}
-		return a.notify("notifications/initialized", nil)
+		return a.initializeMCP(ctx)
 	default:
 		p, _ := json.Marshal(map[string]string{"agent": a.cfg.ID, "pool": a.cfg.Pool, "protocol": "resilient/1"})
 		if _, err := a.request(ctx, "initialize", p); err != nil {
@@ -354,15 +344,18 @@ func (a *Agent) Initialize(ctx context.Context) error {
 	}
 }
 
-// Ping checks liveness of an idle agent.
+// Ping checks liveness of an idle agent. MCP has the same ping, so a
+// wedged MCP server is found the same way.
 func (a *Agent) Ping(ctx context.Context) error {
 	_, err := a.request(ctx, "ping", nil)
 	return err
 }
 
-// Call sends params (a JSON object) with the pool's call method and returns
-// the raw result. For MCP the params become the tool's arguments and the
-// result is the tool's structured content, or its single text content.
+// Call sends params, the native call envelope ({"session", "context",
+// "input", "feedback"}), with the pool's call method and returns the raw
+// result. For MCP the envelope's input becomes the tool's arguments (see
+// [MCPContextMeta] for the rest) and the result is the tool's output (see
+// mcpOutput); a tool's own error is a [*ToolError].
 func (a *Agent) Call(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
 	pc, err := a.Send(params)
 	if err != nil {
@@ -378,16 +371,15 @@ func (a *Agent) Call(ctx context.Context, params json.RawMessage) (json.RawMessa
 // client went away) while the call goes on, to be finished elsewhere.
 func (a *Agent) Send(params json.RawMessage) (*Pending, error) {
 	if a.cfg.Protocol == ProtocolMCP {
-		p, err := json.Marshal(struct {
-			Name      string          `json:"name"`
-			Arguments json.RawMessage `json:"arguments"`
-		}{a.cfg.Tool, params})
+		// The progress token is the request's id, which send takes next
+		// (callMu makes sends one at a time).
+		p, tool, err := a.mcpCallParams(params, a.nextID.Load()+1)
 		if err != nil {
 			return nil, err
 		}
 		pc, err := a.send("tools/call", p)
 		if pc != nil {
-			pc.mcp = true
+			pc.tool = tool
 		}
 		return pc, err
 	}
@@ -399,7 +391,7 @@ func (a *Agent) Send(params json.RawMessage) (*Pending, error) {
 type Pending struct {
 	a      *Agent
 	id     uint64
-	mcp    bool // the reply is a tools/call result
+	tool   string // MCP: the reply is this tool's tools/call result
 	closed bool
 }
 
@@ -435,10 +427,10 @@ func (pc *Pending) result(r reply) (json.RawMessage, error) {
 		return nil, r.err
 	}
 	res, err := decodeReply(r.line, pc.id)
-	if err != nil || !pc.mcp {
+	if err != nil || pc.tool == "" {
 		return res, err
 	}
-	return mcpOutput(res)
+	return mcpOutput(pc.tool, res)
 }
 
 // Close ends the request: the agent takes the next one. A reply to a
@@ -451,54 +443,22 @@ func (pc *Pending) Close() {
 	}
 }
 
-func mcpOutput(res json.RawMessage) (json.RawMessage, error) {
-	var r struct {
-		Content []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		} `json:"content"`
-		Structured json.RawMessage `json:"structuredContent"`
-		IsError    bool            `json:"isError"`
-	}
-	if err := json.Unmarshal(res, &r); err != nil {
-		return nil, fmt.Errorf("%w: tools/call result: %v", ErrProtocol, err)
-	}
-	if r.IsError {
-		msg := "tool error"
-		if len(r.Content) > 0 {
-			msg = r.Content[0].Text
-		}
-		return nil, &RPCError{Code: -32000, Message: msg}
-	}
-	if len(r.Structured) > 0 && string(r.Structured) != "null" {
-		return r.Structured, nil
-	}
-	if len(r.Content) == 1 && r.Content[0].Type == "text" {
-		return json.RawMessage(r.Content[0].Text), nil
-	}
-	return res, nil
-}
-
 func (a *Agent) notify(method string, params json.RawMessage) error {
 	a.callMu.Lock()
 	defer a.callMu.Unlock()
-	buf := make([]byte, 0, 64+len(params))
-	buf = append(buf, `{"jsonrpc":"2.0","method":`...)
-	buf = strconv.AppendQuote(buf, method)
-	if len(params) > 0 {
-		buf = append(buf, `,"params":`...)
-		buf = append(buf, params...)
-	}
-	buf = append(buf, "}\n"...)
-	return a.write(buf)
+	return a.write(appendNotification(make([]byte, 0, 64+len(params)), method, params))
 }
 
+// write writes one whole line. The cause of a failed write (EPIPE: the
+// agent closed its stdin or died) stays in the chain for errors.Is.
 func (a *Agent) write(b []byte) error {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
 	if _, err := a.w.Write(b); err != nil {
-		return fmt.Errorf("%w: write: %v", ErrExited, err)
+		return fmt.Errorf("%w: write: %w", ErrExited, err)
 	}
 	if err := a.w.Flush(); err != nil {
-		return fmt.Errorf("%w: write: %v", ErrExited, err)
+		return fmt.Errorf("%w: write: %w", ErrExited, err)
 	}
 	return nil
 }
@@ -534,16 +494,7 @@ func (a *Agent) send(method string, params json.RawMessage) (*Pending, error) {
 	id := a.nextID.Add(1)
 	// The request is built in a buffer kept between calls (callMu is
 	// held): a session's context makes it kilobytes, every call.
-	buf := a.wbuf[:0]
-	buf = append(buf, `{"jsonrpc":"2.0","id":`...)
-	buf = strconv.AppendUint(buf, id, 10)
-	buf = append(buf, `,"method":`...)
-	buf = strconv.AppendQuote(buf, method)
-	if len(params) > 0 {
-		buf = append(buf, `,"params":`...)
-		buf = append(buf, params...)
-	}
-	buf = append(buf, "}\n"...)
+	buf := appendRequest(a.wbuf[:0], id, method, params)
 	err := a.write(buf)
 	if cap(buf) <= maxKeptRequestBuf {
 		a.wbuf = buf

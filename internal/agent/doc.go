@@ -19,5 +19,16 @@
 //
 // Two protocols are spoken: the native one ("jsonrpc": initialize, ping and
 // the pool's call method) and MCP ("mcp": initialize, then
-// notifications/initialized, and calls become tools/call).
+// notifications/initialized and tools/list, and calls become tools/call).
+// Either way the caller hands [Agent.Send] the native call envelope; for
+// MCP the envelope's input becomes the tool's arguments, so the supervisor
+// writes one envelope whatever its agents speak. An MCP tool's own error
+// (isError) is a [*ToolError], the caller's fault; a JSON-RPC error reply
+// is an [*RPCError] with its code (-32602: the caller's arguments). The
+// agent's own messages are not replies: notifications are logged (MCP
+// logging at its level, through the agent's slog logger) and handed to
+// [Config.OnNotification]; its requests are answered (ping).
+//
+// Every string written to an agent is quoted as JSON (appendJSONString or
+// encoding/json), never with Go's quoting, which is not JSON.
 package agent

@@ -21,6 +21,9 @@ var (
 	ErrLeft = errors.New("agent: stopped waiting; the request is still in flight")
 	// ErrClosed: the agent was closed by its owner.
 	ErrClosed = errors.New("agent closed")
+	// ErrNoSuchTool: the MCP server does not offer the pool's tool; found
+	// at the handshake, it is a configuration error.
+	ErrNoSuchTool = errors.New("no such MCP tool")
 )
 
 // RPCError is a JSON-RPC error object returned by the agent.

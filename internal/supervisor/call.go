@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/resilienced/resilienced/internal/agent"
@@ -30,7 +31,11 @@ type CallResult struct {
 	Agent    string          `json:"agent"`
 	Attempts int             `json:"attempts"`
 	Cached   bool            `json:"cached,omitempty"` // from the idempotency store
-	Seq      uint64          `json:"seq,omitempty"`    // the exchange's sequence number in its session
+	// ToolError marks an MCP tool's answer with isError set (the pool's
+	// on_tool_error is return): Output is the tool's content array, which
+	// the contract did not check.
+	ToolError bool   `json:"tool_error,omitempty"`
+	Seq       uint64 `json:"seq,omitempty"` // the exchange's sequence number in its session
 	// Violations are the failed attempts before the one that succeeded.
 	Violations []*contract.Violation `json:"violations,omitempty"`
 }
@@ -39,8 +44,9 @@ type callResult struct {
 	out       json.RawMessage
 	agent     string
 	violation *contract.Violation
-	rejected  error // the agent refused the input (a caller fault)
-	bounced   bool  // the agent stopped accepting before it ran the call
+	rejected  error            // the agent refused the input (a caller fault)
+	toolError *agent.ToolError // an MCP tool answered with isError
+	bounced   bool             // the agent stopped accepting before it ran the call
 }
 
 // contextEntry is one exchange as the agent protocol carries it.
@@ -200,6 +206,17 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 			p.sup.emit(Event{Kind: EventInvalidInput, Pool: p.name, Agent: r.agent, Reason: r.rejected.Error(), Class: fault.Caller})
 			return nil, fmt.Errorf("%w: pool %s: agent %s rejected the input: %w", ErrInvalidInput, p.name, r.agent, r.rejected)
 		}
+		if r.toolError != nil {
+			// The tool ran and said no: its answer, not the agent's
+			// failure. Not stored in a session: it is not a valid output.
+			bc.Succeeded()
+			p.sup.emit(Event{Kind: EventToolError, Pool: p.name, Agent: r.agent, Reason: r.toolError.Error(), Class: fault.Caller})
+			content := r.toolError.Content
+			if len(content) == 0 {
+				content = json.RawMessage("[]")
+			}
+			return &CallResult{Output: content, Agent: r.agent, Attempts: res.Attempts, ToolError: true, Violations: res.Violations}, nil
+		}
 		if r.violation == nil {
 			res.Output, res.Agent = r.out, r.agent
 			break
@@ -284,7 +301,7 @@ func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json
 			continue
 		case o := <-results:
 			pending--
-			if o.err == nil && o.r.violation == nil && o.r.rejected == nil && !o.r.bounced {
+			if o.err == nil && o.r.violation == nil && o.r.rejected == nil && o.r.toolError == nil && !o.r.bounced {
 				return o.r, nil
 			}
 			if first == nil {
@@ -540,6 +557,12 @@ func (at *attempt) finish() callResult {
 		p.proven(sl)
 		return callResult{agent: sl.id, rejected: rejected}
 	}
+	var te *agent.ToolError
+	if errors.As(at.err, &te) && !sl.retryToolErrors {
+		sl.lastCall.Store(p.sup.opts.Now().UnixNano())
+		p.proven(sl)
+		return callResult{agent: sl.id, toolError: te}
+	}
 	if at.err == nil {
 		v = c.Check(at.out)
 	} else if stalled {
@@ -598,15 +621,28 @@ func (p *Pool) hallucinate(f *injected, out json.RawMessage, maxBytes int64) (js
 	return out, nil
 }
 
-// callerFault returns the agent's refusal of the call's input (JSON-RPC
-// -32602 Invalid params), or nil if err is not one.
+// callerFault returns the agent's refusal of the call's input, or nil if
+// err is not one: a JSON-RPC -32602 Invalid params error, or an MCP tool
+// error that reports one. MCP servers built on the official SDKs answer
+// arguments that fail the tool's input schema with a tool result whose
+// isError is set and whose text is the SDK's McpError, "MCP error -32602:
+// ..." (the spec reports input validation as a tool error since
+// 2025-11-25): that is bad input, not the tool's answer.
 func callerFault(err error) error {
 	var rpc *agent.RPCError
 	if errors.As(err, &rpc) && rpc.Code == codeInvalidParams {
 		return rpc
 	}
+	var te *agent.ToolError
+	if errors.As(err, &te) && strings.HasPrefix(te.Text, mcpInvalidParamsPrefix) {
+		return te
+	}
 	return nil
 }
+
+// mcpInvalidParamsPrefix starts the text of the MCP SDKs' McpError for
+// -32602, as a tool error carries it.
+const mcpInvalidParamsPrefix = "MCP error -32602"
 
 // codeInvalidParams is JSON-RPC's "Invalid params" error code.
 const codeInvalidParams = -32602

@@ -38,6 +38,8 @@ const (
 
 	// EventBreach: the Kill Switch saw an agent breach its egress policy.
 	EventBreach EventKind = "breach"
+	// EventToolError: an MCP tool answered with isError (class caller).
+	EventToolError EventKind = "tool_error"
 	// EventInvalidInput: an agent refused a call's input (class caller).
 	EventInvalidInput EventKind = "invalid_input"
 )

@@ -27,18 +27,19 @@ func (p *Pool) ensureLocked(delay time.Duration, urgent bool) []*slot {
 	for have := p.activeN + len(p.spares) + p.starting; have < want; have++ {
 		id, sb := p.takeSandboxLocked()
 		sl := &slot{
-			id:           id,
-			sb:           sb,
-			prepared:     sb != nil,
-			up:           make(chan struct{}),
-			pool:         p,
-			epoch:        p.epoch,
-			state:        AgentStarting,
-			contract:     p.contract,
-			stallTimeout: p.cfg.StallTimeout,
-			promote:      make(chan struct{}, 1),
-			stopReq:      make(chan string, 1),
-			dead:         make(chan struct{}),
+			id:              id,
+			sb:              sb,
+			prepared:        sb != nil,
+			up:              make(chan struct{}),
+			pool:            p,
+			epoch:           p.epoch,
+			state:           AgentStarting,
+			contract:        p.contract,
+			stallTimeout:    p.cfg.StallTimeout,
+			retryToolErrors: p.cfg.OnToolError == config.OnToolErrorRetry,
+			promote:         make(chan struct{}, 1),
+			stopReq:         make(chan string, 1),
+			dead:            make(chan struct{}),
 		}
 		p.starting++
 		p.slots[sl.id] = sl

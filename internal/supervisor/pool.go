@@ -158,22 +158,25 @@ type slot struct {
 	// with, for the callers it is lent to.
 	contract     *contract.Contract
 	stallTimeout time.Duration
-	lastCall     atomic.Int64 // unix nanos of the end of its last call; pings wait for idleness
-	promote      chan struct{}
-	stopReq      chan string
-	dead         chan struct{} // closed once the slot is dead or stopping
-	deadOnce     sync.Once
-	started      time.Time
-	activeSince  time.Time
-	retries      int                      // failed starts before this one
-	graceful     atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
-	inject       atomic.Pointer[injected] // chaos: misbehaviour in the message path
-	isolated     atomic.Bool              // out of service and cut off; not pinged
-	calls        atomic.Uint64
-	lat          latencyTracker
-	fault        atomic.Int64  // unix nanos of an injected fault, 0 if none
-	prepared     bool          // sb was made ahead of need, OnSandbox already called
-	up           chan struct{} // closed once its start has ended, ready or not
+	// retryToolErrors: on_tool_error retry, an MCP tool error is a
+	// violation.
+	retryToolErrors bool
+	lastCall        atomic.Int64 // unix nanos of the end of its last call; pings wait for idleness
+	promote         chan struct{}
+	stopReq         chan string
+	dead            chan struct{} // closed once the slot is dead or stopping
+	deadOnce        sync.Once
+	started         time.Time
+	activeSince     time.Time
+	retries         int                      // failed starts before this one
+	graceful        atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
+	inject          atomic.Pointer[injected] // chaos: misbehaviour in the message path
+	isolated        atomic.Bool              // out of service and cut off; not pinged
+	calls           atomic.Uint64
+	lat             latencyTracker
+	fault           atomic.Int64  // unix nanos of an injected fault, 0 if none
+	prepared        bool          // sb was made ahead of need, OnSandbox already called
+	up              chan struct{} // closed once its start has ended, ready or not
 	// The replacements started for this slot when it died: its cleanup
 	// waits for their start, which it would otherwise slow down.
 	replacements []*slot

@@ -599,25 +599,38 @@ func InvalidJSONError(line []byte) error {
 	return &garbageError{line: line, err: errors.New("invalid JSON")}
 }
 
-// Progressing reports whether an agent that has not answered yet is still
+// Progress reports whether an agent that has not answered yet is visibly
 // making progress rather than hung: its reply is already on its way (bytes
 // in the pipe, or a line read and not yet taken), or its process is
-// running or waiting for a CPU. On a loaded machine a slow call is usually
-// an agent short of CPU, not a hung one; telling them apart keeps the hang
-// detector from killing healthy agents.
-func (a *Agent) Progressing() bool {
+// running, waiting for a CPU, or in uninterruptible I/O. It also returns
+// the CPU time the process has used (its own and its reaped children's, in
+// clock ticks): a caller that sees no progress now can look again a moment
+// later, and an agent that used CPU in between is working in bursts (a
+// stream of tokens read from its upstream), not stuck. On a loaded machine
+// a slow call is usually an agent short of CPU, not a hung one; telling
+// them apart keeps the hang detector from killing healthy agents.
+func (a *Agent) Progress() (progressing bool, cpuTicks uint64) {
 	if len(a.replies) > 0 {
-		return true
+		return true, 0
 	}
 	if n, err := unix.IoctlGetInt(int(a.stdout.Fd()), unix.TIOCINQ); err == nil && n > 0 {
-		return true
+		return true, 0
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(a.PID()) + "/stat")
 	if err != nil {
-		return false
+		return false, 0
 	}
 	// The state follows the command name in parentheses, which may itself
-	// contain spaces or parentheses.
+	// contain spaces or parentheses; utime, stime, cutime and cstime are
+	// the 12th to 15th fields after the state.
 	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'R'
+	if i < 0 || i+2 >= len(b) {
+		return false, 0
+	}
+	f := bytes.Fields(b[i+2:])
+	for _, t := range f[min(11, len(f)):min(15, len(f))] {
+		v, _ := strconv.ParseUint(string(t), 10, 64)
+		cpuTicks += v
+	}
+	return f[0][0] == 'R' || f[0][0] == 'D', cpuTicks
 }

@@ -444,6 +444,9 @@ type attempt struct {
 	err          error
 	delayUntil   time.Time // an injected latency, once the reply is in
 	delayed      bool
+	// The stall check's second look (see expire); used only by the timer.
+	confirming bool
+	cpu        uint64
 }
 
 // begin sends params to the leased agent sl. A call that runs far longer
@@ -473,14 +476,26 @@ func (p *Pool) begin(sl *slot, params json.RawMessage) *attempt {
 }
 
 // expire ends the attempt at its deadline, or at the end of a stall
-// period unless the agent is visibly still at work: then it gets another
-// period, up to the deadline.
+// period unless the agent is still at work: then it gets another period,
+// up to the deadline. An agent not visibly at work is looked at once more
+// after stallConfirm: one that used CPU in between works in bursts and
+// gets another period; one that did not is hung.
 func (at *attempt) expire(started time.Time) {
 	left := at.limit - time.Since(started)
-	switch {
-	case left <= 0:
+	if left <= 0 {
 		at.cancel(context.DeadlineExceeded)
-	case at.sl.a.Progressing():
+		return
+	}
+	progressing, cpu := at.sl.a.Progress()
+	switch {
+	case progressing:
+		at.confirming = false
+		at.timer.Reset(min(at.stall, left))
+	case !at.confirming:
+		at.confirming, at.cpu = true, cpu
+		at.timer.Reset(min(stallConfirm, left))
+	case cpu != at.cpu:
+		at.confirming = false
 		at.timer.Reset(min(at.stall, left))
 	default:
 		at.cancel(errStalled)

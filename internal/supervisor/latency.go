@@ -6,12 +6,16 @@ import (
 )
 
 // Stall detection: a call that runs stallFactor times longer than the
-// pool's typical latency (an EWMA of successful calls) is a hang. It is
+// pool's typical latency (an EWMA of successful calls), with an agent that
+// neither runs nor used CPU over a further stallConfirm, is a hang. It is
 // armed only once the pool has a track record, never below stallFloor, and
-// never beyond the contract's deadline.
+// never beyond the contract's deadline. The floor is low because the
+// second look tells a starved or bursty agent from a stuck one; it was
+// 100 ms when the instantaneous process state was the only evidence.
 const (
 	stallFactor  = 10
-	stallFloor   = 100 * time.Millisecond
+	stallFloor   = 50 * time.Millisecond
+	stallConfirm = 15 * time.Millisecond
 	stallWarmup  = 20 // successful calls before the typical latency is trusted
 	latencyAlpha = 0.05
 )

@@ -72,6 +72,8 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.cg = cg
 	d.mode.Cgroup = string(cg.Mode())
 	d.mode.Notes = append(d.mode.Notes, cg.Notes()...)
+	// Agents a previous instance kept isolated (frozen) are not reaped.
+	kept := d.adoptKept(cfg.StateDir)
 	if n, err := cg.Reap(ctx); err != nil {
 		log.Warn("reaping agents of a previous instance", "err", err)
 	} else if n > 0 {
@@ -88,7 +90,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 	d.store = store
 
-	d.ks = d.startKillSwitch(ctx, cfg)
+	d.ks = d.startKillSwitch(ctx, cfg, keptCgroups(cg, kept))
 	d.metrics = metrics.New(metricsSource{d})
 	ids, err := idblock.Open(filepath.Join(cfg.StateDir, "agent-ids"), 0, log)
 	if err != nil {
@@ -188,6 +190,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	if err := d.sup.Apply(ctx, cfg); err != nil {
 		log.Error("some pools did not start", "err", err)
 	}
+	d.restoreKept(cfg.StateDir, kept)
 	log.Info("resilienced started", "version", version, "socket", d.sock.Path, "state_dir", cfg.StateDir, "cgroup", d.mode.Cgroup, "pools", len(cfg.Pools))
 
 	go d.notifyReady(ctx)
@@ -386,6 +389,7 @@ func (d *daemon) shutdown() {
 	d.chaos.Close() // undoes the faults of a running experiment, which then reports
 	d.server.Shutdown(ctx)
 	d.sup.Stop(ctx)
+	d.saveKept(d.cfg.Load().StateDir, d.sup.KeptAgents())
 	close(d.stopBG)
 	d.bg.Wait()
 	d.ks.close()

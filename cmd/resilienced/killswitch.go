@@ -24,7 +24,9 @@ type killSwitch struct {
 	policies map[string]string // agentID → pool, for agents with a policy
 }
 
-func (d *daemon) startKillSwitch(ctx context.Context, cfg *config.Config) *killSwitch {
+// kept are agents a previous instance left isolated (id → cgroup path):
+// their pins stay.
+func (d *daemon) startKillSwitch(ctx context.Context, cfg *config.Config, kept map[string]string) *killSwitch {
 	k := &killSwitch{d: d, policies: make(map[string]string)}
 	sw, err := isolate.New(ctx, isolate.Options{StateDir: cfg.StateDir, Logger: d.log})
 	if err != nil {
@@ -37,9 +39,10 @@ func (d *daemon) startKillSwitch(ctx context.Context, cfg *config.Config) *killS
 		return k
 	}
 	k.sw = sw
-	// Agents of a previous instance were reaped before this: pins that
-	// still name them only keep dead cgroups cut off, so drop them.
-	if _, removed, err := sw.Reconcile(map[string]string{}); err != nil {
+	// Agents of a previous instance were reaped before this, but for those
+	// it kept isolated: pins that name others only keep dead cgroups cut
+	// off, so drop them.
+	if _, removed, err := sw.Reconcile(kept); err != nil {
 		d.log.Warn("reconciling isolation pins", "err", err)
 	} else if len(removed) > 0 {
 		d.log.Info("removed isolation pins of agents that are gone", "agents", removed)

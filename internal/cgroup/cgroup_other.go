@@ -32,6 +32,7 @@ func (m *Manager) Reap(context.Context) (int, error) { return 0, nil }
 func (m *Manager) Create(pool, agent string, lim Limits) (*Cgroup, error) {
 	return nil, errNotLinux
 }
+func (m *Manager) Adopt(pool, agent string) (*Cgroup, error) { return nil, errNotLinux }
 
 // Cgroup cannot be created off Linux.
 type Cgroup struct{}
@@ -49,6 +50,7 @@ func (c *Cgroup) Thaw(context.Context) error          { return errNotLinux }
 func (c *Cgroup) Wait(context.Context) error          { return errNotLinux }
 func (c *Cgroup) Populated() (bool, error)            { return false, errNotLinux }
 func (c *Cgroup) Remove() error                       { return errNotLinux }
+func (c *Cgroup) Leave() error                        { return errNotLinux }
 func (c *Cgroup) Destroy(context.Context) error       { return errNotLinux }
 func (c *Cgroup) Procs() ([]int, error)               { return nil, errNotLinux }
 func (c *Cgroup) Stats() (Stats, error)               { return Stats{}, errNotLinux }

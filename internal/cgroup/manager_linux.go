@@ -42,6 +42,7 @@ type Manager struct {
 
 	mu     sync.Mutex
 	live   map[string]*Cgroup // by "pool/agent"
+	left   int                // cgroups left in place for the next instance (Cgroup.Leave)
 	closed bool
 }
 
@@ -422,6 +423,65 @@ func (m *Manager) Create(pool, agent string, lim Limits) (*Cgroup, error) {
 	return c, nil
 }
 
+// Adopt takes over the agent cgroup pool/agent that a previous instance
+// left on purpose (an agent isolated with isolate_action keep): it becomes
+// live, so Reap leaves it, and its handle kills, freezes and destroys it as
+// one this instance made. It fails with ErrNotExist when it is gone.
+func (m *Manager) Adopt(pool, agent string) (*Cgroup, error) {
+	if m.mode == ModeNone {
+		return nil, ErrNotSupported
+	}
+	if err := validName(pool); err != nil {
+		return nil, err
+	}
+	if err := validName(agent); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	key := pool + "/" + agent
+	if c := m.live[key]; c != nil {
+		return c, nil
+	}
+	c := m.handle(pool, agent)
+	fd, err := unix.Open(c.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("%w: %s", ErrNotExist, c.path)
+		}
+		return nil, fmt.Errorf("cgroup: adopt %s: %w", key, &fs.PathError{Op: "open", Path: c.path, Err: err})
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("cgroup: adopt %s: %w", key, &fs.PathError{Op: "fstat", Path: c.path, Err: err})
+	}
+	c.fd, c.id = fd, st.Ino
+	m.live[key] = c
+	return c, nil
+}
+
+// Leave leaves the agent cgroup in place, with whatever runs in it, for the
+// next instance to Adopt: the handle is closed and the Manager forgets it,
+// so that Close removes neither it nor the directories above it.
+func (c *Cgroup) Leave() error {
+	m := c.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live[c.pool+"/"+c.agent] == c {
+		delete(m.live, c.pool+"/"+c.agent)
+		m.left++
+	}
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	return nil
+}
+
 // handle describes the agent cgroup at pool/agent; it opens nothing.
 func (m *Manager) handle(pool, agent string) *Cgroup {
 	c := &Cgroup{
@@ -606,6 +666,10 @@ func (m *Manager) Close() error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.left > 0 {
+		// Agents left for the next instance live below: keep the tree.
+		return m.removeEmptyPools(false)
+	}
 	if err := m.removeEmptyPools(true); err != nil {
 		return err
 	}

@@ -581,7 +581,7 @@ func (at *attempt) finish() callResult {
 	if at.err == nil {
 		v = c.Check(at.out)
 	} else if stalled {
-		v = contract.NewViolation(contract.CodeDeadline, "no reply within %s, %d× the pool's typical latency of %s, and the agent is not running: treated as hung", at.stall.Round(time.Microsecond), stallFactor, p.lat.typical().Round(time.Microsecond))
+		v = contract.NewViolation(contract.CodeDeadline, "no reply within %s (the pool's typical latency is %s) and the agent neither runs nor uses CPU: treated as hung", at.stall.Round(time.Microsecond), p.lat.typical().Round(time.Microsecond))
 	} else {
 		v = classify(at.err, at.limit, c.MaxOutputBytes())
 	}

@@ -26,6 +26,7 @@ func (p *Pool) isolate(sl *slot, action, reason string) error {
 		return fmt.Errorf("agent %s is %s: only a running agent can be isolated", sl.id, prev)
 	}
 	p.mustTransitionLocked(sl, AgentIsolated, now)
+	sl.keep, sl.isolatedAt, sl.isolateReason = action == IsolateKeep, now, reason
 	if prev == AgentActive {
 		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: EventIsolate, fault: now, detect: now})
 	}
@@ -55,6 +56,10 @@ func (p *Pool) isolate(sl *slot, action, reason string) error {
 }
 
 func (p *Pool) release(sl *slot) error {
+	if sl.a == nil && sl.keptPID != 0 {
+		p.releaseRestored(sl)
+		return nil
+	}
 	p.mu.Lock()
 	isolated := sl.state == AgentIsolated
 	p.mu.Unlock()

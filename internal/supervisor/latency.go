@@ -1,28 +1,38 @@
 package supervisor
 
 import (
+	"math"
 	"sync"
 	"time"
 )
 
-// Stall detection: a call that runs stallFactor times longer than the
-// pool's typical latency (an EWMA of successful calls), with an agent that
-// neither runs nor used CPU over a further stallConfirm, is a hang. It is
-// armed only once the pool has a track record, never below stallFloor, and
-// never beyond the contract's deadline. The floor is low because the
-// second look tells a starved or bursty agent from a stuck one; it was
-// 100 ms when the instantaneous process state was the only evidence.
+// Stall detection: a call is a hang once it runs past the pool's stall
+// timeout, computed as TCP computes its retransmission timeout (RFC 6298):
+// the typical latency plus stallDevs times its mean deviation, at least
+// stallRatio times the typical latency and stallFloor; and its agent then
+// neither runs nor uses CPU over a second look stallConfirm later. It is
+// armed only once the pool has a track record, and never beyond the
+// contract's deadline.
+//
+// The deviation, not a multiple of the mean, sets the margin: a pool whose
+// calls all take 8 ms is hung at 50 ms, one whose calls take 1 to 5 s
+// only after many seconds. Load that slows every call moves the mean, not
+// the margin; and a starved or bursty agent is told from a stuck one by
+// the second look, not by a wide margin.
 const (
-	stallFactor  = 10
+	stallDevs    = 4
+	stallRatio   = 2
 	stallFloor   = 50 * time.Millisecond
 	stallConfirm = 15 * time.Millisecond
 	stallWarmup  = 20 // successful calls before the typical latency is trusted
 	latencyAlpha = 0.05
+	latencyBeta  = 0.1 // the deviation's gain
 )
 
 type latencyTracker struct {
 	mu    sync.Mutex
 	ewma  float64 // seconds
+	dev   float64 // mean deviation from ewma, seconds
 	count int
 	total time.Duration // of all count calls: the mean over any span is Δtotal/Δcount
 }
@@ -32,8 +42,9 @@ func (l *latencyTracker) observe(d time.Duration) {
 	defer l.mu.Unlock()
 	s := d.Seconds()
 	if l.count == 0 {
-		l.ewma = s
+		l.ewma, l.dev = s, s/2
 	} else {
+		l.dev += latencyBeta * (math.Abs(s-l.ewma) - l.dev)
 		l.ewma += latencyAlpha * (s - l.ewma)
 	}
 	l.count++
@@ -64,6 +75,6 @@ func (l *latencyTracker) stallTimeout(configured, deadline time.Duration) time.D
 	if l.count < stallWarmup {
 		return deadline
 	}
-	t := time.Duration(l.ewma * stallFactor * float64(time.Second))
+	t := time.Duration(max(l.ewma+stallDevs*l.dev, stallRatio*l.ewma) * float64(time.Second))
 	return min(max(t, stallFloor), deadline)
 }

@@ -367,6 +367,14 @@ func (p *Pool) destroy(sl *slot) {
 	if sl.a == nil && sl.sb == nil {
 		return
 	}
+	if sl.kept.Load() {
+		// Left frozen for the next daemon: only this daemon's ends of its
+		// pipes go.
+		if sl.a != nil {
+			sl.a.Close()
+		}
+		return
+	}
 	if sl.graceful.Load() && sl.a != nil {
 		<-sl.a.Done() // stopSlot kills it after the shutdown timeout
 	}

@@ -172,17 +172,31 @@ type slot struct {
 	graceful        atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
 	inject          atomic.Pointer[injected] // chaos: misbehaviour in the message path
 	isolated        atomic.Bool              // out of service and cut off; not pinged
-	calls           atomic.Uint64
-	lat             latencyTracker
-	fault           atomic.Int64  // unix nanos of an injected fault, 0 if none
-	prepared        bool          // sb was made ahead of need, OnSandbox already called
-	up              chan struct{} // closed once its start has ended, ready or not
+	// Isolated with action keep (guarded by pool.mu): at daemon stop it is
+	// frozen and left for the next daemon (kept), see kept.go.
+	keep          bool
+	isolatedAt    time.Time
+	isolateReason string
+	kept          atomic.Bool // handed over at daemon stop: leave its process and cgroup
+	keptPID       int         // a kept agent restored from a previous daemon has no process handle
+	calls         atomic.Uint64
+	lat           latencyTracker
+	fault         atomic.Int64  // unix nanos of an injected fault, 0 if none
+	prepared      bool          // sb was made ahead of need, OnSandbox already called
+	up            chan struct{} // closed once its start has ended, ready or not
 	// The replacements started for this slot when it died: its cleanup
 	// waits for their start, which it would otherwise slow down.
 	replacements []*slot
 }
 
 func (sl *slot) markDead() { sl.deadOnce.Do(func() { close(sl.dead) }) }
+
+func (sl *slot) pid() int {
+	if sl.a != nil {
+		return sl.a.PID()
+	}
+	return sl.keptPID
+}
 
 func (sl *slot) noteFault(t time.Time) {
 	sl.fault.CompareAndSwap(0, t.UnixNano())
@@ -318,9 +332,7 @@ func (p *Pool) Agents() []AgentStatus {
 		as := AgentStatus{ID: sl.id, Pool: p.name, State: sl.state, Restarts: sl.retries, Started: sl.started, Calls: sl.calls.Load(), Latency: sl.lat.typical()}
 		ok, total := sl.lat.sum()
 		as.OKCalls, as.LatencyTotal = uint64(ok), total
-		if sl.a != nil {
-			as.PID = sl.a.PID()
-		}
+		as.PID = sl.pid()
 		if sl.sb != nil {
 			as.Cgroup = sl.sb.Path()
 			as.CgroupID = sl.sb.ID()

@@ -102,8 +102,14 @@ func (p *Pool) stopSlot(ctx context.Context, sl *slot, timeout time.Duration) {
 	p.killNow(sl)
 }
 
-// stop stops the pool for good.
-func (p *Pool) stop(ctx context.Context, reason string) {
+// stop stops the pool for good. With keep (the daemon is stopping), agents
+// isolated with action keep are frozen and left for the next daemon, and
+// returned.
+func (p *Pool) stop(ctx context.Context, reason string, keep bool) []KeptAgent {
+	var kept []KeptAgent
+	if keep {
+		kept = p.keepIsolated(ctx)
+	}
 	p.mu.Lock()
 	p.state = PoolStopped
 	p.reason = reason
@@ -122,6 +128,7 @@ func (p *Pool) stop(ctx context.Context, reason string) {
 	case <-done:
 	case <-ctx.Done():
 	}
+	return kept
 }
 
 // goTracked runs fn on a goroutine that stop waits for.

@@ -95,6 +95,7 @@ type Supervisor struct {
 	bg     sync.WaitGroup // the background loops; Stop waits for them
 
 	spawns *spawnGate
+	kept   []KeptAgent // left by Stop; see KeptAgents
 }
 
 // New returns a supervisor with no pools; call Apply to start some.
@@ -193,7 +194,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	s.spawns.setMax(cfg.EffectiveSpawnBudget())
 
 	for _, p := range stop {
-		p.stop(ctx, "removed from config")
+		p.stop(ctx, "removed from config", false)
 	}
 	for _, p := range start {
 		p.start()
@@ -252,7 +253,12 @@ func (s *Supervisor) Stop(ctx context.Context) {
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range pools {
-		wg.Go(func() { p.stop(ctx, "daemon stopping") })
+		wg.Go(func() {
+			kept := p.stop(ctx, "daemon stopping", true)
+			s.mu.Lock()
+			s.kept = append(s.kept, kept...)
+			s.mu.Unlock()
+		})
 	}
 	wg.Wait()
 	s.bg.Wait()
@@ -435,6 +441,15 @@ type cgroupSandboxes struct{ m *cgroup.Manager }
 
 func (c cgroupSandboxes) Create(pool, agent string, lim cgroup.Limits) (Sandbox, error) {
 	cg, err := c.m.Create(pool, agent, lim)
+	if err != nil {
+		return nil, err
+	}
+	return cg, nil
+}
+
+// Adopt takes over an agent cgroup a previous daemon left (RestoreKept).
+func (c cgroupSandboxes) Adopt(pool, agent string) (Sandbox, error) {
+	cg, err := c.m.Adopt(pool, agent)
 	if err != nil {
 		return nil, err
 	}

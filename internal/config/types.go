@@ -16,6 +16,8 @@ type Config struct {
 	Mesh        Mesh    `yaml:"mesh"`
 	Pools       []Pool  `yaml:"pools"`
 	Groups      []Group `yaml:"groups"`
+	// MCP is the MCP front door (mcp.go); off by default.
+	MCP MCPFront `yaml:"mcp"`
 }
 
 // Mesh names the interface and CIDRs that connect this node to its peers;

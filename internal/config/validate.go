@@ -153,6 +153,7 @@ func (v *validator) config(c *Config) {
 	for i, s := range c.Mesh.CIDRs {
 		v.cidr(joinIndex("mesh.cidrs", i), s)
 	}
+	v.mcpFront(c.MCP)
 
 	names := map[string]string{} // name -> key path of its first use
 	for i := range c.Pools {

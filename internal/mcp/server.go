@@ -62,6 +62,7 @@ type Server struct {
 	opts     Options
 	inflight chan struct{}
 	log      *slog.Logger
+	sdkLog   *slog.Logger
 
 	mu        sync.Mutex
 	endpoints map[string]*endpoint // "" the aggregate, else a pool's
@@ -91,12 +92,29 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	return &Server{
-		opts:      opts,
-		inflight:  make(chan struct{}, opts.MaxInFlight),
-		log:       opts.Logger.With("component", "mcp"),
+		opts:     opts,
+		inflight: make(chan struct{}, opts.MaxInFlight),
+		log:      opts.Logger.With("component", "mcp"),
+		// The SDK logs every session's connection at info: two lines
+		// per client, which would drown the daemon's own log.
+		sdkLog:    slog.New(minLevel{opts.Logger.Handler(), slog.LevelWarn}).With("component", "mcp"),
 		endpoints: map[string]*endpoint{},
 	}
 }
+
+// minLevel drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }
 
 // endpoint is one MCP server: the aggregate, or one pool's.
 type endpoint struct {
@@ -123,7 +141,7 @@ func (s *Server) endpoint(pool string) *endpoint {
 	}
 	ep := &endpoint{s: s, pool: pool, tools: map[string]exposed{}}
 	ep.srv = sdk.NewServer(&sdk.Implementation{Name: name, Version: s.opts.Version}, &sdk.ServerOptions{
-		Logger: s.log,
+		Logger: s.sdkLog,
 		// Only tools: no logging capability the daemon would not honour.
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}},
 	})
@@ -131,7 +149,7 @@ func (s *Server) endpoint(pool string) *endpoint {
 		ep.sync(true)
 		return ep.srv
 	}, &sdk.StreamableHTTPOptions{
-		Logger:              s.log,
+		Logger:              s.sdkLog,
 		SessionTimeout:      s.opts.SessionTimeout,
 		MaxRequestBodyBytes: s.opts.MaxBodyBytes,
 		// Stateless-era requests (2026-07-28) end with their POST: a

@@ -238,11 +238,20 @@ func TestEdge(t *testing.T) {
 	ts, _ := startFront(t, func(o *Options) { o.Tokens = []string{"s3cret"} })
 	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}`
 	post := func(body string, hdr map[string]string) int {
-		req, _ := http.NewRequest("POST", ts.URL+"/mcp", strings.NewReader(body))
+		method := "POST"
+		if m := hdr["method"]; m != "" {
+			method = m
+		}
+		req, _ := http.NewRequest(method, ts.URL+"/mcp", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		for k, v := range hdr {
-			req.Header.Set(k, v)
+			if k != "method" {
+				req.Header.Set(k, v)
+			}
+		}
+		if h := hdr["Host"]; h != "" {
+			req.Host = h
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -252,6 +261,14 @@ func TestEdge(t *testing.T) {
 		return resp.StatusCode
 	}
 	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{"Authorization": "Bearer s3cret"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	list := `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`
 	cases := []struct {
 		what string
 		body string
@@ -264,6 +281,15 @@ func TestEdge(t *testing.T) {
 		{"local origin", init, map[string]string{"Authorization": "Bearer s3cret", "Origin": "http://localhost:3000"}, 200},
 		{"token", init, auth, 200},
 		{"not JSON", "{nope", auth, 400},
+		{"giant body", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"` + strings.Repeat("x", 5<<20) + `"}}`, auth, 413},
+		{"rebinding Host", init, map[string]string{"Authorization": "Bearer s3cret", "Host": "evil.example"}, 403},
+		{"unknown protocol version", list, with("MCP-Protocol-Version", "1999-01-01", "Mcp-Session-Id", "x"), 400},
+		{"GET without a session", "", with("method", "GET"), 400},
+		{"DELETE of an unknown session", "", with("method", "DELETE", "Mcp-Session-Id", "nope"), 404},
+		{"PUT", "{}", with("method", "PUT"), 405},
+		{"no Accept of JSON or SSE", init, with("Accept", "text/plain"), 400},
+		{"not application/json", "{}", with("Content-Type", "text/plain"), 415},
+		{"a client that dropped its session id", list, auth, 200},
 		{"unknown session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, map[string]string{"Authorization": "Bearer s3cret", "Mcp-Session-Id": "nope", "MCP-Protocol-Version": "2025-06-18"}, 404},
 	}
 	for _, c := range cases {
@@ -281,5 +307,29 @@ func TestOriginAllowed(t *testing.T) {
 		if got := originAllowed(o); got != want {
 			t.Errorf("origin %q: %v, want %v", o, got, want)
 		}
+	}
+}
+
+func TestInFlightBound(t *testing.T) {
+	srv := New(Options{Pools: &fakePools{pools: testPools()}, MaxInFlight: 1})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	srv.inflight <- struct{}{} // a request (an SSE stream, say) holds the one place
+	resp, err := http.Post(ts.URL+"/mcp", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	<-srv.inflight
+	resp, err = http.Post(ts.URL+"/mcp", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		t.Fatal("503 with the place free")
 	}
 }

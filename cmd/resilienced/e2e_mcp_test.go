@@ -280,3 +280,92 @@ func TestMCPFrontDoorWithOfficialClient(t *testing.T) {
 		t.Errorf("Go SDK client: %+v %v", res, err)
 	}
 }
+
+// TestMCPSessionSurvivesRepeatedKills holds one MCP session (the Go SDK's
+// client) and calls echo in a loop while the agent serving the pool is
+// SIGKILLed every 500 ms: no call fails, and the session id never changes.
+func TestMCPSessionSurvivesRepeatedKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for 10 s")
+	}
+	argv := mcptest.Server(t, mcptest.Everything, "stdio")
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`mcp: {listen: %q}
+pools:
+  - name: ev
+    command: [%q, %q, stdio]
+    protocol: mcp
+    tool: echo
+    replicas: 1
+    spares: 2
+    retries: 5
+    start_timeout: 30s
+    backoff: {initial: 0s, max: 50ms, reset_after: 1s}
+    intensity: {max_restarts: 100000, period: 10s}
+    contract: {deadline: 10s}
+`, addr, argv[0], argv[1]))
+	d := startOwnDaemon(t, cfg, filepath.Join(dir, "state"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "soak", Version: "1"}, nil).Connect(ctx, &sdk.StreamableClientTransport{Endpoint: "http://" + addr + "/mcp"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	session := cs.ID()
+
+	stop := make(chan struct{})
+	var kills int
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			as, err := d.client.Agents(context.Background(), "ev")
+			if err != nil {
+				continue
+			}
+			for _, a := range as {
+				if a.State == "active" && syscall.Kill(a.PID, syscall.SIGKILL) == nil {
+					kills++
+				}
+			}
+		}
+	}()
+	var ok, failed int
+	end := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(end); i++ {
+		msg := fmt.Sprint("m", i)
+		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "echo", Arguments: map[string]string{"message": msg}})
+		switch {
+		case err != nil:
+			failed++
+			t.Errorf("call %d: %v", i, err)
+		case res.IsError || res.Content[0].(*sdk.TextContent).Text != "Echo: "+msg:
+			failed++
+			t.Errorf("call %d: %+v", i, res.Content[0])
+		default:
+			ok++
+		}
+		if cs.ID() != session {
+			t.Fatalf("the session id changed from %s to %s", session, cs.ID())
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d calls served, %d failed, %d SIGKILLs of the serving agent, one session %s", ok, failed, kills, session)
+	// A kill lands only while an agent is active: node takes a second or
+	// more to start on a loaded machine, and while the spares are being
+	// replaced there is nothing to kill.
+	if kills < 3 {
+		t.Errorf("only %d kills: the test did not test much", kills)
+	}
+}

@@ -181,7 +181,7 @@ func PoolTools(pool string) ([]Tool, bool) {
 }
 
 // Tools returns the tools the MCP server listed at the handshake (nil for
-// the native protocol, or before Initialize).
+// the native protocol). Valid once Initialize has returned.
 func (a *Agent) Tools() []Tool { return a.tools }
 
 // envelope is the native call's params, which the supervisor writes for
@@ -414,9 +414,9 @@ func mcpLevel(l string) slog.Level {
 // stays with the owner.
 func (a *Agent) Terminate(grace time.Duration) {
 	if a.cfg.Protocol == ProtocolMCP {
-		a.writeMu.Lock()
+		// Not under writeMu: a write blocked on a full pipe would hold
+		// it, and closing the file is what unblocks that write.
 		a.stdin.Close()
-		a.writeMu.Unlock()
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {

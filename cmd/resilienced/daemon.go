@@ -20,6 +20,7 @@ import (
 	"github.com/resilienced/resilienced/internal/chaos"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/idblock"
+	"github.com/resilienced/resilienced/internal/mcp"
 	"github.com/resilienced/resilienced/internal/metrics"
 	"github.com/resilienced/resilienced/internal/session"
 	"github.com/resilienced/resilienced/internal/supervisor"
@@ -50,6 +51,7 @@ type daemon struct {
 	bg       sync.WaitGroup
 	stopBG   chan struct{}
 	lastFail atomic.Pointer[supervisor.Event]
+	mcp      *mcp.Server // the MCP front door (mcpfront.go); nil when off
 }
 
 // startOptions are the daemon's command-line choices beyond the config.
@@ -173,6 +175,12 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 			d.fatal <- fmt.Errorf("api: %w", err)
 		}
 	}()
+
+	if err := d.startMCP(cfg); err != nil {
+		d.server.Shutdown(ctx)
+		store.Close()
+		return nil, err
+	}
 
 	d.bg.Add(2)
 	go d.journal()
@@ -375,6 +383,10 @@ func (d *daemon) reload(path string) {
 	}
 	old := d.cfg.Load()
 	cfg.Socket, cfg.StateDir = old.Socket, old.StateDir // these need a restart
+	if cfg.MCP != old.MCP {
+		d.log.Warn("reload: the mcp front door's settings change at the next restart")
+		cfg.MCP = old.MCP
+	}
 	if err := d.sup.Apply(context.Background(), cfg); err != nil {
 		d.log.Error("reload: some pools did not start", "err", err)
 	}
@@ -388,6 +400,7 @@ func (d *daemon) shutdown() {
 	defer cancel()
 	d.chaos.Close() // undoes the faults of a running experiment, which then reports
 	d.server.Shutdown(ctx)
+	d.stopMCP(ctx)
 	d.sup.Stop(ctx)
 	d.saveKept(d.cfg.Load().StateDir, d.sup.KeptAgents())
 	close(d.stopBG)

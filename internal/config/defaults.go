@@ -65,6 +65,7 @@ func DefaultPool() Pool {
 		Retries:      DefaultRetries,
 		OnViolation:  OnViolationRetry,
 		OnToolError:  OnToolErrorReturn,
+		MCPContext:   MCPContextNone,
 		PingInterval: DefaultPingInterval,
 		PingTimeout:  DefaultPingTimeout,
 		Contract: Contract{

@@ -98,12 +98,28 @@ const (
 	StrategyRestForOne Strategy = "rest_for_one"
 )
 
+// MCPContext is what an MCP pool hands a tool besides the call's input.
+type MCPContext string
+
+// What an MCP tool gets of a session.
+const (
+	// MCPContextNone: the input as the tool's arguments, nothing more. The
+	// daemon keeps the session's exchanges (for idempotency and
+	// `resilientctl sessions`); a stateless tool does not see them.
+	MCPContextNone MCPContext = "none"
+	// MCPContextMeta: the session id, its exchanges and any reask feedback
+	// travel in the request's _meta (io.resilienced/...), for servers that
+	// read them.
+	MCPContextMeta MCPContext = "meta"
+)
+
 // The values of each enum, in the order error messages and docs list them.
 var (
 	protocols        = []Protocol{ProtocolJSONRPC, ProtocolMCP}
 	restartTypes     = []RestartType{RestartPermanent, RestartTransient, RestartTemporary}
 	violationActions = []ViolationAction{OnViolationRetry, OnViolationReask}
 	toolErrorActions = []ToolErrorAction{OnToolErrorReturn, OnToolErrorRetry}
+	mcpContexts      = []MCPContext{MCPContextNone, MCPContextMeta}
 	isolateActions   = []IsolateAction{IsolateKill, IsolateFreeze, IsolateKeep}
 	egressPolicies   = []EgressPolicy{EgressAllow, EgressDeny}
 	breachActions    = []BreachAction{BreachCount, BreachIsolate, BreachKill}
@@ -121,6 +137,9 @@ func (a ViolationAction) Validate() error { return oneOf(a, violationActions) }
 
 // Validate reports an error unless a is a known tool error action.
 func (a ToolErrorAction) Validate() error { return oneOf(a, toolErrorActions) }
+
+// Validate reports an error unless c is a known MCP context mode.
+func (c MCPContext) Validate() error { return oneOf(c, mcpContexts) }
 
 // Validate reports an error unless a is a known isolate action.
 func (a IsolateAction) Validate() error { return oneOf(a, isolateActions) }
@@ -156,6 +175,7 @@ var enumValues = map[reflect.Type]string{
 	reflect.TypeFor[RestartType]():     joinEnum(restartTypes, " | "),
 	reflect.TypeFor[ViolationAction](): joinEnum(violationActions, " | "),
 	reflect.TypeFor[ToolErrorAction](): joinEnum(toolErrorActions, " | "),
+	reflect.TypeFor[MCPContext]():      joinEnum(mcpContexts, " | "),
 	reflect.TypeFor[IsolateAction]():   joinEnum(isolateActions, " | "),
 	reflect.TypeFor[EgressPolicy]():    joinEnum(egressPolicies, " | "),
 	reflect.TypeFor[BreachAction]():    joinEnum(breachActions, " | "),

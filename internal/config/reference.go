@@ -60,6 +60,7 @@ var Reference = []Field{
 	{"pools[].retries", "integer", "3", "a failed call is retried this many times, each on another agent"},
 	{"pools[].on_violation", "retry | reask", "retry", "retry a violating call as it was, or with the violation as feedback"},
 	{"pools[].on_tool_error", "return | retry", "return", "MCP pools: a tool result with isError: true is returned to the caller as a tool error, or (retry) is a contract violation; retry is refused for other protocols"},
+	{"pools[].mcp_context", "none | meta", "none", "MCP pools: what a tool gets of a session besides the input: nothing (the daemon keeps the exchanges), or (meta) the session id, its exchanges and reask feedback in the request's _meta"},
 	{"pools[].ping_interval", "duration", "1s", "liveness ping of an idle agent; 0 disables"},
 	{"pools[].ping_timeout", "duration", "500ms", "a ping unanswered this long is a hang"},
 	{"pools[].contract", "mapping", "", "what every output must satisfy, or the agent is replaced and the call retried"},
@@ -89,7 +90,7 @@ var Reference = []Field{
 	{"pools[].breaker.open_for", "duration", "5s", "first cool-down before a half-open probe"},
 	{"pools[].breaker.max_open_for", "duration", "1m (at least open_for)", "the cool-down doubles from open_for after each failed probe, up to this"},
 	{"pools[].hedge", "duration", "0s (off)", "a call unanswered this long is also sent to another agent; the first answer wins"},
-	{"pools[].stall_timeout", "duration", "0s (adaptive)", "a call without a reply this long is a hang; 0 adapts it to the pool's latency (10×, at least 100ms)"},
+	{"pools[].stall_timeout", "duration", "0s (adaptive)", "a call without a reply this long is a hang; 0 adapts it to the pool's latency (its EWMA plus 4× its deviation, at least 2× the EWMA and 50ms), and an agent still at work is given more"},
 
 	{"groups", "list of mappings", "", "supervision tree over pools and groups"},
 	{"groups[].name", "string", "required", "unique among pools and groups"},
@@ -98,4 +99,9 @@ var Reference = []Field{
 	{"groups[].intensity.max_restarts", "integer", "10", "restarts allowed within period"},
 	{"groups[].intensity.period", "duration", "10s", "the window max_restarts counts in"},
 	{"groups[].children", "list of strings", "required", "the pools and groups it supervises, in start order"},
+
+	{"mcp", "mapping", "", "the MCP front door: every pool as MCP tools over Streamable HTTP; off unless listen is set"},
+	{"mcp.listen", "string", `"" (off)`, "host:port of the front door, e.g. 127.0.0.1:8765 (a TCP port reaches every local user: opening it is the operator's choice)"},
+	{"mcp.path", "string", "/mcp", "the endpoint serving every pool's tools; each pool is also at /pools/{pool}/mcp"},
+	{"mcp.tokens_file", "string", `""`, "bearer tokens clients must present, one per line (blank lines and #-comments ignored), read at start"},
 }

@@ -24,6 +24,8 @@ type Config struct {
 	Mesh        Mesh    `yaml:"mesh"`
 	Pools       []Pool  `yaml:"pools"`
 	Groups      []Group `yaml:"groups"`
+	// MCP is the MCP front door (mcp.go); off by default.
+	MCP MCPFront `yaml:"mcp"`
 }
 
 // Mesh names the interface and CIDRs that connect this node to its peers;
@@ -60,17 +62,20 @@ type Pool struct {
 	OnViolation ViolationAction `yaml:"on_violation"`
 	// OnToolError: for MCP pools, whether a tool result with isError: true
 	// is returned to the caller as the tool's answer or is a violation.
-	OnToolError   ToolErrorAction `yaml:"on_tool_error"`
-	PingInterval  time.Duration   `yaml:"ping_interval"`
-	PingTimeout   time.Duration   `yaml:"ping_timeout"`
-	Contract      Contract        `yaml:"contract"`
-	Limits        Limits          `yaml:"limits"`
-	ContextLimit  ContextLimit    `yaml:"context_limit"`
-	SessionTTL    time.Duration   `yaml:"session_ttl"`
-	IsolateAction IsolateAction   `yaml:"isolate_action"`
-	Network       Network         `yaml:"network"`
-	Breaker       Breaker         `yaml:"breaker"`
-	Hedge         time.Duration   `yaml:"hedge"`
+	OnToolError ToolErrorAction `yaml:"on_tool_error"`
+	// MCPContext: for MCP pools, whether a session's exchanges reach the
+	// tool (in _meta) or stay with the daemon.
+	MCPContext    MCPContext    `yaml:"mcp_context"`
+	PingInterval  time.Duration `yaml:"ping_interval"`
+	PingTimeout   time.Duration `yaml:"ping_timeout"`
+	Contract      Contract      `yaml:"contract"`
+	Limits        Limits        `yaml:"limits"`
+	ContextLimit  ContextLimit  `yaml:"context_limit"`
+	SessionTTL    time.Duration `yaml:"session_ttl"`
+	IsolateAction IsolateAction `yaml:"isolate_action"`
+	Network       Network       `yaml:"network"`
+	Breaker       Breaker       `yaml:"breaker"`
+	Hedge         time.Duration `yaml:"hedge"`
 	// StallTimeout: a call without a reply after this long is a hang;
 	// 0 adapts it to the pool's typical latency (see the supervisor).
 	StallTimeout time.Duration `yaml:"stall_timeout"`

@@ -160,6 +160,7 @@ func (v *validator) config(c *Config) {
 	for i, s := range c.Mesh.CIDRs {
 		v.cidr(joinIndex("mesh.cidrs", i), s)
 	}
+	v.mcpFront(c.MCP)
 
 	names := map[string]string{} // name -> key path of its first use
 	for i := range c.Pools {
@@ -254,6 +255,11 @@ func (v *validator) pool(path string, p *Pool) {
 		// Only the non-default value is refused: "return" is what every
 		// pool does, and anchors may share it across protocols.
 		v.errorf(at("on_tool_error"), "only used when protocol is mcp")
+	}
+	if err := p.MCPContext.Validate(); err != nil {
+		v.errorf(at("mcp_context"), "%v", err)
+	} else if p.MCPContext != MCPContextNone && p.Protocol != ProtocolMCP {
+		v.errorf(at("mcp_context"), "only used when protocol is mcp")
 	}
 	v.nonNegative(at("ping_interval"), p.PingInterval)
 	if p.PingInterval > 0 {

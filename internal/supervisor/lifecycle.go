@@ -117,6 +117,7 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		Protocol:     string(pc.Protocol),
 		Method:       pc.Method,
 		Tool:         pc.Tool,
+		MCPContext:   string(pc.MCPContext),
 		MaxLineBytes: pc.Contract.MaxOutputBytes + 4096, // room for the JSON-RPC envelope
 		Logger:       p.sup.log,
 		Now:          p.sup.opts.Now,

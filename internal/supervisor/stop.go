@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -84,14 +83,17 @@ func (p *Pool) stopAgents(ctx context.Context) {
 	wg.Wait()
 }
 
-// stopSlot stops one agent: SIGTERM, then kill after timeout.
+// stopSlot stops one agent as its protocol says (an MCP server: stdin
+// closed, then SIGTERM after half the timeout; a native agent: SIGTERM),
+// then kills what is left after timeout.
 func (p *Pool) stopSlot(ctx context.Context, sl *slot, timeout time.Duration) {
 	if sl.a == nil {
 		return
 	}
 	sl.graceful.Store(true)
-	sl.a.Signal(syscall.SIGTERM)
-	t := time.NewTimer(timeout)
+	start := time.Now()
+	sl.a.Terminate(timeout / 2)
+	t := time.NewTimer(max(timeout-time.Since(start), 0))
 	select {
 	case <-sl.a.Done():
 	case <-t.C:

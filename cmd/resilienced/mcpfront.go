@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+
+	"github.com/resilienced/resilienced/internal/agent"
+	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/mcp"
+	"github.com/resilienced/resilienced/internal/supervisor"
+)
+
+// startMCP opens the MCP front door when the config asks for it (mcp.listen).
+func (d *daemon) startMCP(cfg *config.Config) error {
+	fc := cfg.MCP
+	if fc.Listen == "" {
+		return nil
+	}
+	var tokens []string
+	if fc.TokensFile != "" {
+		var err error
+		if tokens, err = mcp.LoadTokens(fc.TokensFile); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", fc.Listen)
+	if err != nil {
+		return fmt.Errorf("mcp: %w", err)
+	}
+	if host, _, _ := net.SplitHostPort(fc.Listen); len(tokens) == 0 && !isLoopback(host) {
+		d.log.Warn("the MCP front door listens beyond this host without tokens: anyone who reaches it can call every pool", "listen", fc.Listen)
+	}
+	d.mcp = mcp.New(mcp.Options{Pools: mcpPools{d}, Path: fc.MCPPath(), Tokens: tokens, Version: version, Logger: d.log})
+	go func() {
+		if err := d.mcp.Serve(ln); err != nil {
+			d.fatal <- fmt.Errorf("mcp: %w", err)
+		}
+	}()
+	d.log.Info("MCP front door open", "url", "http://"+ln.Addr().String()+fc.MCPPath(), "pools", "http://"+ln.Addr().String()+"/pools/{pool}/mcp", "tokens", len(tokens))
+	return nil
+}
+
+func (d *daemon) stopMCP(ctx context.Context) {
+	if d.mcp != nil {
+		d.mcp.Shutdown(ctx)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// mcpPools is the front door's view of the supervisor.
+type mcpPools struct{ d *daemon }
+
+// List shows each pool of the running config: a native pool as itself, an
+// MCP pool as the tools its servers listed at their latest handshake (a
+// pool of one tool is shown by its configured name until one has).
+func (m mcpPools) List() []mcp.Pool {
+	cfg := m.d.cfg.Load()
+	out := make([]mcp.Pool, 0, len(cfg.Pools))
+	for _, p := range cfg.Pools {
+		if p.Protocol != config.ProtocolMCP {
+			out = append(out, mcp.Pool{Name: p.Name, OutputSchema: p.Contract.Schema})
+			continue
+		}
+		listed, _ := agent.PoolTools(p.Name)
+		mp := mcp.Pool{Name: p.Name, Every: p.Tool == "*"}
+		for _, t := range listed {
+			if mp.Every || t.Name == p.Tool {
+				mp.Tools = append(mp.Tools, mcp.Tool{Name: t.Name, Title: t.Title, Description: t.Description, InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations})
+			}
+		}
+		if len(mp.Tools) == 0 {
+			if mp.Every {
+				continue // nothing known yet
+			}
+			mp.Tools = []mcp.Tool{{Name: p.Tool}}
+		}
+		out = append(out, mp)
+	}
+	return out
+}
+
+// Call is the supervisor's call path, as the unix socket API's calls take it.
+func (m mcpPools) Call(ctx context.Context, c mcp.Call) (json.RawMessage, error) {
+	res, err := m.d.sup.Call(ctx, c.Pool, supervisor.CallRequest{Input: c.Input, Session: c.Session})
+	if err != nil {
+		return nil, err
+	}
+	return res.Output, nil
+}

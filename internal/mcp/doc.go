@@ -1,0 +1,25 @@
+// Package mcp is the daemon's MCP front door: every pool served as MCP
+// tools over Streamable HTTP, so that any MCP client (the official SDKs,
+// agent frameworks) can call a pool.
+//
+// Endpoints: the aggregate one (config mcp.path, default /mcp) lists every
+// pool's tools, a name that two pools share prefixed by its pool
+// ("pool.tool"); /pools/{pool}/mcp lists one pool's. A native pool is one
+// tool named after the pool whose arguments are the call's input; an MCP
+// pool re-exports its server's tool (tool: NAME) or all of them (tool: "*"),
+// as the server described them at its latest handshake.
+//
+// Every tool call goes through the daemon's normal call path ([Pools], which
+// cmd/resilienced implements with the supervisor): contract, retries on a
+// spare, sessions. The client's MCP session belongs to the daemon, not to
+// any agent: its Mcp-Session-Id is the daemon session "mcp-<id>", so when
+// the agent serving it dies mid-call the call is retried on another agent
+// and the session goes on, with its context.
+//
+// The protocol itself (initialize, sessions, SSE or JSON answers, ping,
+// cancellation, the stateless 2026 revision) is github.com/modelcontextprotocol/go-sdk's
+// server: the official SDK, kept to its spec by its own conformance tests,
+// rather than a second implementation here. This package adds the tools,
+// the call mapping and the edge: Origin checks, bearer tokens, a bound on
+// requests in flight.
+package mcp

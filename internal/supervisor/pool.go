@@ -104,7 +104,7 @@ type Pool struct {
 	// rolling out, finishing attempts their callers abandoned). Stop waits
 	// for both.
 	live sync.WaitGroup
-	bg   sync.WaitGroup
+	bg   tracker
 
 	// mu guards the fields below it, and each slot's state.
 	//

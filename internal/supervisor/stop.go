@@ -134,13 +134,7 @@ func (p *Pool) stop(ctx context.Context, reason string, keep bool) []KeptAgent {
 }
 
 // goTracked runs fn on a goroutine that stop waits for.
-func (p *Pool) goTracked(fn func()) {
-	p.bg.Add(1)
-	go func() {
-		defer p.bg.Done()
-		fn()
-	}()
-}
+func (p *Pool) goTracked(fn func()) { p.bg.Go(fn) }
 
 // drain takes an agent out of service once its call in flight is done; a
 // spare takes its place first, and a replacement starts.

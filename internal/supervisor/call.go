@@ -439,7 +439,7 @@ type attempt struct {
 	stall, limit time.Duration
 	start        time.Time
 	fault        *injected
-	pending      *agent.Pending // nil once the reply is in
+	pending      pendingReply // nil once the reply is in
 	out          json.RawMessage
 	err          error
 	delayUntil   time.Time // an injected latency, once the reply is in

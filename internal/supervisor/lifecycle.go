@@ -146,7 +146,11 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	if sl.sb != nil {
 		cfg.CgroupFD = sl.sb.FD()
 	}
-	a, err := agent.Start(cfg)
+	start := p.sup.opts.startProcess
+	if start == nil {
+		start = startProcess
+	}
+	a, err := start(cfg)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/resilienced/resilienced/internal/agent"
 	"github.com/resilienced/resilienced/internal/breaker"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/contract"
@@ -147,7 +146,7 @@ type slot struct {
 	pool  *Pool
 	epoch int
 
-	a  *agent.Agent
+	a  process
 	sb Sandbox
 
 	state     AgentState // guarded by pool.mu; changed only by transitionLocked

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/resilienced/resilienced/internal/agent"
 	"github.com/resilienced/resilienced/internal/cgroup"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/session"
@@ -74,6 +75,9 @@ type Options struct {
 	// AgentNumbers, when set, numbers agents (pool-N) uniquely across
 	// daemon restarts; by default numbers restart from 1 with the process.
 	AgentNumbers interface{ Next() uint64 }
+
+	// startProcess replaces startProcess in tests (a fake agent).
+	startProcess func(agent.Config) (process, error)
 	// OnStderr, when set, sees every stderr line of every agent. It must
 	// not block.
 	OnStderr func(agentID, line string)

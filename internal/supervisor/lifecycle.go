@@ -23,7 +23,7 @@ func (p *Pool) ensureLocked(delay time.Duration, urgent bool) []*slot {
 		return nil
 	}
 	var made []*slot
-	want := p.effectiveReplicas() + p.sparesWanted
+	want := p.effectiveReplicas() + p.spareTargetLocked()
 	for have := p.activeN + len(p.spares) + p.starting; have < want; have++ {
 		id, sb := p.takeSandboxLocked()
 		sl := &slot{
@@ -230,6 +230,7 @@ func (p *Pool) ready(sl *slot) bool {
 		p.mu.Unlock()
 		return false
 	}
+	p.noteStartLocked(now.Sub(sl.started))
 	evs := []Event{{Kind: EventReady, Pool: p.name, Agent: sl.id, Reason: fmt.Sprintf("pid %d", sl.a.PID())}}
 	if p.activeN < p.effectiveReplicas() {
 		p.mustTransitionLocked(sl, AgentActive, now)
@@ -289,16 +290,16 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	prev := sl.state
 	p.mustTransitionLocked(sl, AgentDead, now)
 	class := p.classify(sl, ev, now)
-	fault := ev.at
-	if f := sl.fault.Load(); f != 0 && (fault.IsZero() || time.Unix(0, f).Before(fault)) {
-		fault = time.Unix(0, f)
+	faultAt := ev.at
+	if f := sl.fault.Load(); f != 0 && (faultAt.IsZero() || time.Unix(0, f).Before(faultAt)) {
+		faultAt = time.Unix(0, f)
 	}
-	if fault.IsZero() || fault.After(now) {
-		fault = now
+	if faultAt.IsZero() || faultAt.After(now) {
+		faultAt = now
 	}
 	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code), Injected: sl.fault.Load() != 0, Class: class}}
 	if prev == AgentActive {
-		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: ev.kind, fault: fault, detect: now})
+		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: ev.kind, fault: faultAt, detect: now})
 	}
 	replace := p.cfg.Restart == config.RestartPermanent || p.cfg.Restart == "" ||
 		(p.cfg.Restart == config.RestartTransient && !(ev.kind == EventExit && sl.a != nil && sl.a.ExitedOK()))
@@ -312,6 +313,9 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	}
 	if replace {
 		p.restarts++
+		if class == fault.Runtime {
+			p.noteReplacementLocked(now)
+		}
 		if class.Charged() {
 			delay = p.backoff.failure(now)
 			exceeded = p.intensity.restart(now)

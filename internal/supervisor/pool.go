@@ -121,23 +121,28 @@ type Pool struct {
 	starting     int
 	replicas     int
 	sparesWanted int
-	lost         int // temporary/transient agents not replaced
-	state        PoolState
-	reason       string
-	restarts     int
-	intensity    *intensity
-	backoff      *backoff
-	pending      []pendingRecovery
-	nextN        int
-	epoch        int           // bumped by every stop/restart; stale spawns retire
-	down         chan struct{} // closed while the pool is failed or stopped
-	parent       *group
-	breaker      *breaker.Breaker
-	givingUp     bool // intensity exceeded; the escalation is under way
-	lat          latencyTracker
-	cfgGen       int           // bumped by every configure: a sandbox made for an older one is stale
-	nextSandbox  *spareSandbox // the next agent's cgroup, made ahead of need
-	preparing    bool          // nextSandbox is being made
+	// Spares under fire (surge.go).
+	surge       int
+	surgeAt     time.Time
+	replaced    []time.Time   // runtime replacements of the last surgeWindow
+	startTime   time.Duration // EWMA of spawn to ready
+	lost        int           // temporary/transient agents not replaced
+	state       PoolState
+	reason      string
+	restarts    int
+	intensity   *intensity
+	backoff     *backoff
+	pending     []pendingRecovery
+	nextN       int
+	epoch       int           // bumped by every stop/restart; stale spawns retire
+	down        chan struct{} // closed while the pool is failed or stopped
+	parent      *group
+	breaker     *breaker.Breaker
+	givingUp    bool // intensity exceeded; the escalation is under way
+	lat         latencyTracker
+	cfgGen      int           // bumped by every configure: a sandbox made for an older one is stale
+	nextSandbox *spareSandbox // the next agent's cgroup, made ahead of need
+	preparing   bool          // nextSandbox is being made
 }
 
 // slot is one agent incarnation and its worker goroutine.
@@ -309,7 +314,7 @@ func (p *Pool) Status() PoolStatus {
 		Replicas:     p.effectiveReplicas(),
 		Active:       p.activeN,
 		Spares:       len(p.spares),
-		SparesWanted: p.sparesWanted,
+		SparesWanted: p.spareTargetLocked(),
 		Starting:     p.starting,
 		State:        p.state,
 		Reason:       p.reason,

@@ -39,7 +39,7 @@ func (p *Pool) resizeLocked(why string) ([]Event, []*slot) {
 		case sl.state == AgentActive && active > p.effectiveReplicas():
 			active--
 			extra = append(extra, sl)
-		case sl.state == AgentSpare && spares > p.sparesWanted:
+		case sl.state == AgentSpare && spares > p.spareTargetLocked():
 			spares--
 			extra = append(extra, sl)
 		}
@@ -140,7 +140,7 @@ func (p *Pool) roll(ctx context.Context, old []*slot) {
 			state := p.state
 			// Without spares there is nothing to surge with: replace one
 			// agent at a time, waiting for the pool to be whole again.
-			noSpares := p.sparesWanted == 0 && p.activeN >= p.effectiveReplicas() && p.starting == 0
+			noSpares := p.spareTargetLocked() == 0 && p.activeN >= p.effectiveReplicas() && p.starting == 0
 			p.mu.Unlock()
 			if fresh > 0 || noSpares || state == PoolFailed || state == PoolStopped {
 				break

@@ -143,7 +143,8 @@ func TestVirtualRuntimeFaultsReplaceAtOnce(t *testing.T) {
 				t.Fatalf("violation of class %q: %+v", ev.Class, ev)
 			}
 		}
-		if st := p.Status(); st.State != PoolRunning || st.Active != 2 || st.Spares != 1 {
+		// Spares grew with the rate of replacements (surge.go).
+		if st := p.Status(); st.State != PoolRunning || st.Active != 2 || st.Spares < 1 || st.Spares != st.SparesWanted {
 			t.Fatalf("pool after %d runtime faults: %+v", len(violations), st)
 		}
 		if ok == 0 {
@@ -186,9 +187,12 @@ func TestVirtualMinUptimeTellsStartFromRuntime(t *testing.T) {
 		if len(got) < 25 {
 			t.Fatalf("%d restarts in a minute of agents dying every 2 s", len(got))
 		}
+		// The pool's agents (its surge spares too) each die 2 s after their
+		// start and are replaced at that instant: every start is on the 2 s
+		// beat.
 		for _, g := range got {
-			if g != 2*time.Second {
-				t.Fatalf("gaps between starts %v, want every one 2s: no backoff", got)
+			if g != 0 && g != 2*time.Second {
+				t.Fatalf("gaps between starts %v, want 0 or 2s: no backoff", got)
 			}
 		}
 		for _, ev := range r.eventsOf(EventExit) {

@@ -1,0 +1,90 @@
+package supervisor
+
+import (
+	"math"
+	"time"
+)
+
+// Spares under fire. A pool's spares absorb the deaths that come while a
+// replacement starts. The configured number is enough for the odd crash,
+// not for a pool that loses 25 agents a second to hallucinations: each
+// death then finds the spares used up, and the pool runs short of its
+// replicas until a cold start ends. So the supervisor sizes its spares to
+// the rate of runtime replacements: the smallest number that the deaths
+// expected during one start (rate × start time, Poisson) exceed less than
+// once in surgeRisk, up to surgeCap. The surge lasts surgeHold after the
+// last death that called for it, then follows the rate down again.
+const (
+	surgeWindow = 10 * time.Second // the replacement rate is counted over this
+	surgeRisk   = 1e-3
+	surgeHold   = time.Minute
+	// defaultStartTime stands for the start time until one is measured.
+	defaultStartTime = 50 * time.Millisecond
+)
+
+// surgeCapLocked bounds the surge: the configured max_spares or twice
+// the replicas and two, whichever is more. Called with p.mu held.
+func (p *Pool) surgeCapLocked() int {
+	return max(p.cfg.MaxSpares, 2*p.effectiveReplicas()+2)
+}
+
+// spareTargetLocked is the number of spares the pool keeps: the configured
+// (or the Arbiter's) number, or the surge if it is larger. Called with
+// p.mu held.
+func (p *Pool) spareTargetLocked() int { return max(p.sparesWanted, p.surge) }
+
+// noteStartLocked feeds a successful start's duration. Called with p.mu
+// held.
+func (p *Pool) noteStartLocked(d time.Duration) {
+	if p.startTime == 0 {
+		p.startTime = d
+		return
+	}
+	p.startTime += (d - p.startTime) / 8
+}
+
+// noteReplacementLocked counts a runtime replacement at now and sizes the
+// surge. Called with p.mu held.
+func (p *Pool) noteReplacementLocked(now time.Time) {
+	cut := now.Add(-surgeWindow)
+	keep := p.replaced[:0]
+	for _, t := range p.replaced {
+		if t.After(cut) {
+			keep = append(keep, t)
+		}
+	}
+	p.replaced = append(keep, now)
+	if len(p.replaced) > 1024 {
+		p.replaced = p.replaced[len(p.replaced)-1024:]
+	}
+	span := max(now.Sub(p.replaced[0]), time.Second)
+	rate := float64(len(p.replaced)) / span.Seconds()
+	start := p.startTime
+	if start == 0 {
+		start = defaultStartTime
+	}
+	need := min(sparesFor(rate*start.Seconds(), surgeRisk), p.surgeCapLocked())
+	switch {
+	case need >= p.surge:
+		p.surge, p.surgeAt = need, now
+	case now.Sub(p.surgeAt) > surgeHold:
+		p.surge = need
+	}
+}
+
+// sparesFor is the smallest s such that a Poisson variable of mean mean
+// exceeds s with probability below risk.
+func sparesFor(mean, risk float64) int {
+	if mean <= 0 {
+		return 0
+	}
+	term := math.Exp(-mean) // P(X = 0)
+	cdf := term
+	s := 0
+	for 1-cdf >= risk && s < 1000 {
+		s++
+		term *= mean / float64(s)
+		cdf += term
+	}
+	return s
+}

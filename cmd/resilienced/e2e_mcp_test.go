@@ -50,33 +50,8 @@ func resilientctl(t *testing.T) string {
 // in the default subtree at its start.
 func startOwnDaemon(t *testing.T, configPath, stateDir string, args ...string) *daemonProc {
 	t.Helper()
-	bin := binaries(t)
-	sock := filepath.Join(t.TempDir(), "d.sock")
 	name := fmt.Sprintf("resilienced-test-%d", os.Getpid())
-	cmd := exec.Command(filepath.Join(bin, "resilienced"), append([]string{"--config", configPath, "--socket", sock, "--state-dir", stateDir, "--cgroup-name", name}, args...)...)
-	log := &strings.Builder{}
-	cmd.Stderr = &lockedWriter{b: log}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemonProc{t: t, cmd: cmd, socket: sock, log: log, client: api.NewClient(sock)}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		st, err := d.client.Status(context.Background())
-		if err == nil && ready(st) {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not ready: %v\n%s", err, log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return startDaemon(t, configPath, stateDir, append([]string{"--cgroup-name", name}, args...)...)
 }
 
 // mcpPoolYAML is a pool supervising the reference MCP server unchanged.

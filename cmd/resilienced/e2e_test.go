@@ -74,13 +74,13 @@ func poolYAML(bin, name string) string {
 `, name, filepath.Join(bin, "flaky"))
 }
 
-// startDaemon starts resilienced with its own socket and state dir (a
-// unique cgroup subtree is not needed: one daemon at a time per test).
-func startDaemon(t *testing.T, configPath, stateDir string) *daemonProc {
+// startDaemon starts resilienced with its own socket and state dir and
+// waits until its pools are ready; args are extra flags.
+func startDaemon(t *testing.T, configPath, stateDir string, args ...string) *daemonProc {
 	t.Helper()
 	bin := binaries(t)
 	sock := filepath.Join(t.TempDir(), "d.sock")
-	cmd := exec.Command(filepath.Join(bin, "resilienced"), "--config", configPath, "--socket", sock, "--state-dir", stateDir)
+	cmd := exec.Command(filepath.Join(bin, "resilienced"), append([]string{"--config", configPath, "--socket", sock, "--state-dir", stateDir}, args...)...)
 	log := &strings.Builder{}
 	cmd.Stderr = &lockedWriter{b: log}
 	if err := cmd.Start(); err != nil {
@@ -93,7 +93,7 @@ func startDaemon(t *testing.T, configPath, stateDir string) *daemonProc {
 			cmd.Wait()
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st, err := d.client.Status(context.Background())
 		if err == nil && ready(st) {

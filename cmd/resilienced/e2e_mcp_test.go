@@ -45,13 +45,11 @@ func resilientctl(t *testing.T) string {
 	return filepath.Join(bin, "resilientctl")
 }
 
-// startOwnDaemon is startDaemon with a cgroup subtree of the test's own:
-// another daemon on the host (other test runs) reaps the agents it finds
-// in the default subtree at its start.
+// startOwnDaemon is startDaemon; the name stays for the tests that
+// restart a daemon over the same subtree and say so.
 func startOwnDaemon(t *testing.T, configPath, stateDir string, args ...string) *daemonProc {
 	t.Helper()
-	name := fmt.Sprintf("resilienced-test-%d", os.Getpid())
-	return startDaemon(t, configPath, stateDir, append([]string{"--cgroup-name", name}, args...)...)
+	return startDaemon(t, configPath, stateDir, args...)
 }
 
 // mcpPoolYAML is a pool supervising the reference MCP server unchanged.

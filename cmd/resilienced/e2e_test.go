@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,6 +81,12 @@ func startDaemon(t *testing.T, configPath, stateDir string, args ...string) *dae
 	t.Helper()
 	bin := binaries(t)
 	sock := filepath.Join(t.TempDir(), "d.sock")
+	// A cgroup subtree of this test binary's own: a daemon reaps the
+	// agents it finds in its subtree at start, and other daemons on the
+	// host (another test run, a benchmark, the demo) use the default one.
+	if !slices.Contains(args, "--cgroup-name") {
+		args = append([]string{"--cgroup-name", fmt.Sprintf("resilienced-test-%d", os.Getpid())}, args...)
+	}
 	cmd := exec.Command(filepath.Join(bin, "resilienced"), append([]string{"--config", configPath, "--socket", sock, "--state-dir", stateDir}, args...)...)
 	log := &strings.Builder{}
 	cmd.Stderr = &lockedWriter{b: log}

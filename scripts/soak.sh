@@ -20,7 +20,9 @@ upstream=127.0.0.1:47017
 say() { printf '%s\n' "$*"; }
 die() { printf 'soak: %s\n' "$*" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || die "run it as root: the soak injects faults that need cgroups and eBPF"
-pgrep -x resilienced >/dev/null && die "a resilienced is already running on this host; stop it first"
+# A cgroup subtree of its own: other daemons on the host (tests, the demo)
+# neither reap the soak's agents nor count in its leak check.
+cgname=resilienced-soak
 
 repo=$(pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/resilienced-soak.XXXXXX")
@@ -31,7 +33,7 @@ cp examples/soak-chaos.yaml "$chaos"
 [ -n "$duration" ] && sed -i "s/^duration: .*/duration: $duration/" "$chaos"
 go build -o "$bin/" ./cmd/resilienced ./cmd/resilientctl ./cmd/resilient-load ./examples/agents/flaky || die "build failed"
 
-cgroups() { find /sys/fs/cgroup -type d -path '*/resilienced/*' 2>/dev/null | grep -c /agents/ ; }
+cgroups() { find /sys/fs/cgroup -type d -path "*/$cgname/*" 2>/dev/null | grep -c /agents/ ; }
 pins() { find /sys/fs/bpf -path '*resilienced*' -type f 2>/dev/null | grep -vc isolate_maps ; }
 agents() { pgrep -fc "^bin/flaky -upstream=$upstream" ; }
 before_cg=$(cgroups); before_pins=$(pins)
@@ -41,7 +43,7 @@ profiles=${SOAK_PROFILES:-}
 pprof_args=()
 if [ -n "$profiles" ]; then mkdir -p "$profiles"; pprof_args=(--pprof 127.0.0.1:19465); fi
 (cd "$tmp" && exec setsid "$bin/resilienced" --config "$repo/examples/soak.yaml" --socket "$sock" \
-	--state-dir "$tmp/state" --log-level warn "${pprof_args[@]}" 2>"$tmp/daemon.log") &
+	--state-dir "$tmp/state" --cgroup-name "$cgname" --log-level warn "${pprof_args[@]}" 2>"$tmp/daemon.log") &
 daemon_pid=$!
 cleanup() {
 	kill -TERM "$daemon_pid" "$upstream_pid" 2>/dev/null
@@ -59,10 +61,12 @@ rsskinds() { awk '/^RssAnon|^RssFile|^RssShmem/ {printf "%s ", $2}' "/proc/$daem
 # directories it holds for each agent, whose number follows the agents.
 fds() { ls -l "/proc/$daemon_pid/fd" 2>/dev/null | awk 'NR > 1 && $NF !~ /^pipe:|pidfd|\/sys\/fs\/cgroup/' | wc -l; }
 metric() { curl -s http://127.0.0.1:19464/metrics 2>/dev/null | awk -v m="$1" '$1 == m {print int($2)}'; }
+kib() { echo $(( $(metric "$1") / 1024 )); }
 agents_alive() { "$bin/resilientctl" --socket "$sock" agents 2>/dev/null | grep -c soak-; }
 sample() {
 	[ -n "$profiles" ] && curl -s -o "$profiles/heap-$(date +%s).pb.gz" http://127.0.0.1:19465/debug/pprof/heap
-	echo "$(date +%s) $(rss) $(fds) $(metric go_goroutines) $(( $(metric go_memstats_heap_inuse_bytes) / 1024 )) $(agents_alive) $(rsskinds)"
+	echo "$(date +%s) $(rss) $(fds) $(metric go_goroutines) $(kib go_memstats_heap_inuse_bytes) $(agents_alive) $(rsskinds)" \
+		"$(kib go_memstats_heap_sys_bytes) $(kib go_memstats_heap_released_bytes) $(kib go_memstats_stack_inuse_bytes) $(kib go_memstats_next_gc_bytes)"
 }
 # A sample every 30 s; the first minute's is the reference.
 ( while kill -0 "$daemon_pid" 2>/dev/null; do sample >>"$tmp/samples"; sleep 30; done ) &
@@ -90,7 +94,7 @@ rss_pct=$(( (rss2 - rss1) * 100 / rss1 )); fds_pct=$(( (fds2 - fds1) * 100 / fds
 
 say "$status"
 say "calls: $total, failed: $lost (load generator exit $load_rc)"
-say "samples (s since start, RSS KiB, own fds, goroutines, Go heap in use KiB, agents, RssAnon RssFile RssShmem KiB):"
+say "samples (s since start, RSS KiB, own fds, goroutines, Go heap in use KiB, agents, RssAnon RssFile RssShmem KiB, Go heap sys, released, stacks, next GC KiB):"
 awk -v t="$t0" '{ $1 = $1 - t; print "  " $0 }' "$tmp/samples"
 say "daemon RSS: ${rss1} KiB after 1 min, ${rss2} KiB at the end (${rss_pct}%); own fds: $fds1 -> $fds2; goroutines: $gor1 -> $gor2; Go heap in use: $heap1 -> $heap2 KiB; RssAnon: $anon1 -> $anon2 KiB"
 say "left after stop: $left_agents agent processes, $left_cg agent cgroups, $left_pins isolation pins"

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -26,27 +28,33 @@ type arbiterWiring struct {
 	loop *arbiter.Loop
 
 	mu      sync.Mutex
-	lines   map[string][]string // agent → stderr lines since the last sample
-	calls   map[string]uint64   // agent → calls at the last sample
-	lat     map[string]latState // agent → call latency at the last sample
-	journal []arbiter.Record    // ring, oldest first once full
-	jnext   int
-	jfull   bool
+	lines   map[string][]string  // agent → stderr lines since the last sample
+	calls   map[string]uint64    // agent → calls at the last sample
+	lat     map[string]latState  // agent → call latency at the last sample
+	journal *arbiter.FileJournal // nil if it could not be opened
 	fits    int
 }
 
-// journalCap bounds the in-memory journal (about 100 MB at the most).
-const journalCap = 300_000
+// evalRecords bounds what `resilientctl arbiter eval` reads of the
+// journal (the newest records), so that evaluating costs bounded memory.
+const evalRecords = 200_000
 
 const modelBucket, modelKey = "arbiter", "model"
 
 func (d *daemon) startArbiter(ctx context.Context, holdout float64) *arbiterWiring {
 	w := &arbiterWiring{
-		d:       d,
-		lines:   make(map[string][]string),
-		calls:   make(map[string]uint64),
-		lat:     make(map[string]latState),
-		journal: make([]arbiter.Record, 0, 4096),
+		d:     d,
+		lines: make(map[string][]string),
+		calls: make(map[string]uint64),
+		lat:   make(map[string]latState),
+	}
+	// On disk, not in memory: a ring in memory grew the daemon's RSS for
+	// hours until it was full (by ~100 MB), more quickly the more agents.
+	j, err := arbiter.OpenFileJournal(filepath.Join(d.cfg.Load().StateDir, "arbiter-journal"), arbiter.FileJournalOptions{Logger: d.log})
+	if err != nil {
+		d.log.Warn("arbiter: no journal; `resilientctl arbiter eval` will have nothing to judge", "err", err)
+	} else {
+		w.journal = j
 	}
 	acfg := arbiter.Config{Logger: d.log, Holdout: holdout}
 	if holdout == 0 {
@@ -60,7 +68,10 @@ func (d *daemon) startArbiter(ctx context.Context, holdout float64) *arbiterWiri
 			w.fits = w.arb.Model().Fits
 		}
 	}
-	w.loop = &arbiter.Loop{Arbiter: w.arb, Sampler: w, Replacer: w, Journal: w, Interval: time.Second, Logger: d.log}
+	w.loop = &arbiter.Loop{Arbiter: w.arb, Sampler: w, Replacer: w, Interval: time.Second, Logger: d.log}
+	if w.journal != nil {
+		w.loop.Journal = w.journal
+	}
 	go w.loop.Run(ctx)
 	go w.follow()
 	return w
@@ -176,27 +187,11 @@ func (w *arbiterWiring) Replace(ctx context.Context, a arbiter.Assessment) error
 	return w.loop.Gone(ctx, a.Agent, a.Pool, time.Now())
 }
 
-// Append implements arbiter.Journal: a bounded ring in memory.
-func (w *arbiterWiring) Append(ctx context.Context, r arbiter.Record) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.journal) < journalCap {
-		w.journal = append(w.journal, r)
-		return nil
+func (w *arbiterWiring) history() ([]arbiter.Record, error) {
+	if w.journal == nil {
+		return nil, errors.New("the Arbiter's journal could not be opened (see the daemon's log)")
 	}
-	w.journal[w.jnext] = r
-	w.jnext = (w.jnext + 1) % journalCap
-	w.jfull = true
-	return nil
-}
-
-func (w *arbiterWiring) history() []arbiter.Record {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.jfull {
-		return append([]arbiter.Record(nil), w.journal...)
-	}
-	return append(append([]arbiter.Record(nil), w.journal[w.jnext:]...), w.journal[:w.jnext]...)
+	return w.journal.Records(evalRecords)
 }
 
 // follow tells the Arbiter the ground truth: every failure, with its kind
@@ -259,8 +254,18 @@ func (w *arbiterWiring) routes(s *api.Server) {
 		api.WriteJSON(rw, http.StatusOK, ArbiterStatus{Risks: risks, Model: w.arb.Model()})
 	})
 	s.Handle("GET /v1/arbiter/eval", func(rw http.ResponseWriter, r *http.Request) {
-		api.WriteJSON(rw, http.StatusOK, arbiter.Evaluate(w.history(), arbiter.Config{}))
+		h, err := w.history()
+		if err != nil {
+			api.WriteError(rw, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: err.Error()})
+			return
+		}
+		api.WriteJSON(rw, http.StatusOK, arbiter.Evaluate(h, arbiter.Config{}))
 	})
 }
 
-func (w *arbiterWiring) close() { w.persistModel() }
+func (w *arbiterWiring) close() {
+	w.persistModel()
+	if w.journal != nil {
+		w.journal.Close()
+	}
+}

@@ -102,7 +102,7 @@ type options struct {
 	socket, pool, chaosFile, html, jsonOut string
 	calls, concurrency, abortAfter         int
 	warmup, readyTimeout, callTimeout      time.Duration
-	gate                                   time.Duration
+	gate, duration                         time.Duration
 	quiet                                  bool
 }
 
@@ -112,6 +112,7 @@ func runCmd(args []string) int {
 	fs.StringVar(&o.socket, "socket", os.Getenv("RESILIENT_SOCKET"), "daemon socket")
 	fs.StringVar(&o.pool, "pool", "", "pool to call")
 	fs.IntVar(&o.calls, "calls", 100000, "make at least this many calls")
+	fs.DurationVar(&o.duration, "duration", 0, "call for this long instead of counting calls (and at least as long as the chaos experiment)")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent callers")
 	fs.StringVar(&o.chaosFile, "chaos", "", "chaos experiment (YAML, as `resilientctl chaos run FILE`) to run meanwhile")
 	fs.StringVar(&o.html, "report-html", "", "write the HTML report here")
@@ -307,7 +308,11 @@ func run(o options, spec *chaos.Spec) (int, error) {
 		case <-l.stop:
 			running = false
 		default:
-			if chaosOver && l.total.Load() >= int64(o.calls) {
+			enough := l.total.Load() >= int64(o.calls)
+			if o.duration > 0 {
+				enough = time.Since(start) >= o.duration
+			}
+			if chaosOver && enough {
 				l.halt("")
 				running = false
 			}
@@ -345,6 +350,19 @@ func run(o options, spec *chaos.Spec) (int, error) {
 	}
 
 	if spec == nil {
+		if o.jsonOut != "" {
+			// No experiment: the report is what callers saw.
+			if err := writeFile(o.jsonOut, func(w io.Writer) error {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(struct {
+					Calls    chaos.Calls `json:"calls"`
+					ElapsedS float64     `json:"elapsed_s"`
+				}{calls, elapsed.Seconds()})
+			}); err != nil {
+				return 1, err
+			}
+		}
 		if calls.Failed > 0 || why != "" {
 			return 1, nil
 		}

@@ -58,13 +58,19 @@ func (p *Pool) run(sl *slot, delay time.Duration, urgent bool, pc config.Pool, c
 	// Whoever ends the slot's life hands back its process and sandbox
 	// here; the worker destroys them itself so Stop can wait for it.
 	defer p.destroy(sl)
-	if !p.waitToSpawn(delay, down) || !p.sup.spawns.acquire(down, urgent) {
+	if !p.waitToSpawn(delay, down) {
+		close(sl.up)
+		p.retire(sl)
+		return
+	}
+	asked := p.sup.opts.Now()
+	if !p.sup.spawns.acquire(down, urgent) {
 		close(sl.up)
 		p.retire(sl)
 		return
 	}
 	err := p.spawn(sl, pc, cred)
-	ok := err == nil && p.ready(sl)
+	ok := err == nil && p.ready(sl, asked)
 	p.sup.spawns.release()
 	close(sl.up)
 	if err != nil {
@@ -220,8 +226,10 @@ func (p *Pool) spawnFailed(sl *slot, err error) {
 }
 
 // ready places a freshly handshaken agent: active if the pool is short,
-// else spare. It reports false if the agent is no longer wanted.
-func (p *Pool) ready(sl *slot) bool {
+// else spare. It reports false if the agent is no longer wanted. asked is
+// when the slot asked for its turn in the spawn budget: the wait for it is
+// part of what a replacement takes, and spares are sized to that.
+func (p *Pool) ready(sl *slot, asked time.Time) bool {
 	now := p.sup.opts.Now()
 	p.mu.Lock()
 	if sl.epoch != p.epoch || p.state == PoolStopped || p.state == PoolFailed {
@@ -230,7 +238,7 @@ func (p *Pool) ready(sl *slot) bool {
 		p.mu.Unlock()
 		return false
 	}
-	p.noteStartLocked(now.Sub(sl.started))
+	p.noteStartLocked(now.Sub(asked))
 	evs := []Event{{Kind: EventReady, Pool: p.name, Agent: sl.id, Reason: fmt.Sprintf("pid %d", sl.a.PID())}}
 	if p.activeN < p.effectiveReplicas() {
 		p.mustTransitionLocked(sl, AgentActive, now)

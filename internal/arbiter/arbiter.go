@@ -105,7 +105,16 @@ func (a *Arbiter) Observe(s Sample) Assessment {
 	a.age(st, s.Time)
 	a.sweep(s.Time)
 
-	if risk >= cfg.Threshold && (st.lastPred.IsZero() || s.Time.Sub(st.lastPred) >= cfg.Horizon) {
+	// The pool's recent losses say as much of a fresh agent of the pool as
+	// of this one: replacing the agent cannot lower the risk they add, and
+	// in a pool whose agents fail per call (5 % hallucination) acting on
+	// them drained every agent, spares included, as the pool most needed
+	// them. So the risk shown counts them, but only an agent whose own
+	// evidence is over the threshold is predicted.
+	own := x
+	own[fPoolFailures] = 0
+	ownRisk := sigmoid(a.model.logit(&own))
+	if risk >= cfg.Threshold && ownRisk >= cfg.Threshold && (st.lastPred.IsZero() || s.Time.Sub(st.lastPred) >= cfg.Horizon) {
 		if !st.decided {
 			st.decided = true
 			st.heldOut = cfg.Rand.Float64() < cfg.Holdout

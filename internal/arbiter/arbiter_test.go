@@ -449,3 +449,36 @@ func TestSpareBaselineRestartsAtWork(t *testing.T) {
 		}
 	}
 }
+
+// A pool whose agents fail per call (hallucinations) loses agents all the
+// time, and a model learned on it weighs that; but a fresh agent would
+// carry the same risk, so no agent is predicted on the pool's losses
+// alone, while one with its own evidence still is.
+func TestPoolLossesAloneDoNotPredict(t *testing.T) {
+	a := New(Config{Holdout: -1, MinFailures: 1 << 30}) // no refit: the weight below stands
+	a.model.weights[fPoolFailures] = 2 * priorWeight    // as learned on such a pool
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range 600 {
+		dead := healthySample(rng, fmt.Sprint("dead", i), i)
+		a.Observe(dead)
+		a.Failed(dead.Agent, at(float64(i)), "violation") // one a second
+		s := healthySample(rng, "h", i)
+		if as := a.Observe(s); as.Predicted {
+			t.Fatalf("a healthy agent predicted at %ds on its pool's losses: risk %.2f %q", i, as.Risk, as.Reasons)
+		}
+	}
+	if as := a.Observe(healthySample(rng, "h", 600)); as.Risk < a.cfg.Threshold {
+		t.Fatalf("risk %.2f: the test's pool losses do not weigh enough to tell anything", as.Risk)
+	}
+	// Its own evidence: RSS at its limit.
+	s := healthySample(rng, "h", 601)
+	s.RSS = s.MemLimit
+	var predicted bool
+	for i := 601; i < 640 && !predicted; i++ {
+		s.Time = at(float64(i))
+		predicted = a.Observe(s).Predicted
+	}
+	if !predicted {
+		t.Error("an agent at its memory limit was not predicted")
+	}
+}

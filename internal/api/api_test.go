@@ -163,6 +163,21 @@ func TestCallSessionAndIdempotency(t *testing.T) {
 	if !again.Cached || !bytes.Equal(again.Output, first.Output) {
 		t.Fatalf("repeat with the same key ran again: %+v vs %+v", again, first)
 	}
+	// The key is bound to its request: another input, or the same input
+	// on a session, is refused, and nothing runs.
+	for _, req := range []CallRequest{
+		{Input: json.RawMessage(`2`), Key: "k1"},
+		{Input: json.RawMessage(`1`), Key: "k1", Session: "conv"},
+	} {
+		_, err := f.client.Call(ctx, "echo", req)
+		var e *Error
+		if !errors.As(err, &e) || e.Status != http.StatusConflict || e.Code != CodeIdempotencyConflict {
+			t.Fatalf("key k1 with %+v: err = %#v, want 409 %s", req, err, CodeIdempotencyConflict)
+		}
+	}
+	if d, _ := f.client.Session(ctx, "", "conv"); len(d.Context) != 2 {
+		t.Fatalf("the refused call reached session conv: %d exchanges, want 2", len(d.Context))
+	}
 }
 
 func TestBadRequestsGetClearErrors(t *testing.T) {

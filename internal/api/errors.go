@@ -13,17 +13,20 @@ const (
 	// CodeInvalidInput: the call's input is not valid JSON, or the agent
 	// refused it (JSON-RPC -32602): the caller's fault, not retried.
 	CodeInvalidInput = "invalid_input"
-	CodeNotFound     = "not_found"
-	CodeUnknownPool  = "unknown_pool"
-	CodeUnknownAgent = "unknown_agent"
-	CodeForbidden    = "forbidden"
-	CodeTooLarge     = "too_large"
-	CodePoolFailed   = "pool_failed"
-	CodeBreakerOpen  = "breaker_open"
-	CodeCallFailed   = "call_failed"
-	CodeTimeout      = "timeout"
-	CodeUnavailable  = "unavailable"
-	CodeInternal     = "internal"
+	// CodeIdempotencyConflict: the idempotency key already answered
+	// another request (409).
+	CodeIdempotencyConflict = "idempotency_conflict"
+	CodeNotFound            = "not_found"
+	CodeUnknownPool         = "unknown_pool"
+	CodeUnknownAgent        = "unknown_agent"
+	CodeForbidden           = "forbidden"
+	CodeTooLarge            = "too_large"
+	CodePoolFailed          = "pool_failed"
+	CodeBreakerOpen         = "breaker_open"
+	CodeCallFailed          = "call_failed"
+	CodeTimeout             = "timeout"
+	CodeUnavailable         = "unavailable"
+	CodeInternal            = "internal"
 )
 
 // Error is an error answered by the daemon.

@@ -170,7 +170,7 @@ func TestCrashKeepsAcknowledgedExchanges(t *testing.T) {
 		if ex.Seq != a.seq {
 			t.Fatalf("acknowledged %s at seq %d, stored at %d", key, a.seq, ex.Seq)
 		}
-		if r, ok, err := s.Result(ctx, "crash", key); err != nil || !ok || string(r) != string(ex.Input) {
+		if r, ok, err := s.Result(ctx, "crash", key, nil); err != nil || !ok || string(r) != string(ex.Input) {
 			t.Fatalf("result of acknowledged %s = %s %v %v", key, r, ok, err)
 		}
 	}

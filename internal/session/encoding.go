@@ -12,6 +12,9 @@ import (
 // byte so the format can change without a migration of old files.
 const recordV1 = 1
 
+// resultV2 is a result record with the digest of its request.
+const resultV2 = 2
+
 // File layout (bucket names):
 //
 //	state                 schema version, event count
@@ -166,7 +169,10 @@ type resultRecord struct {
 	Expires int64 // unix ns; 0 = never
 	Session string
 	Seq     uint64
-	Result  []byte
+	// Digest is [RequestDigest] of the request that produced Result; nil
+	// in records written before keys were bound to their request.
+	Digest []byte
+	Result []byte
 }
 
 func (r resultRecord) expired(now int64) bool {
@@ -174,18 +180,19 @@ func (r resultRecord) expired(now int64) bool {
 }
 
 func (r resultRecord) encode() []byte {
-	b := make([]byte, 0, 1+8+8+binary.MaxVarintLen64+len(r.Session)+8+len(r.Result))
-	b = append(b, recordV1)
+	b := make([]byte, 0, 1+8+8+binary.MaxVarintLen64+len(r.Session)+8+1+len(r.Digest)+len(r.Result))
+	b = append(b, resultV2)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Created))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Expires))
 	b = appendBytes(b, []byte(r.Session))
 	b = binary.BigEndian.AppendUint64(b, r.Seq)
+	b = appendBytes(b, r.Digest)
 	return append(b, r.Result...)
 }
 
 // decodeResult decodes into slices of b, like decodeExchange.
 func decodeResult(b []byte) (resultRecord, error) {
-	if len(b) < 17 || b[0] != recordV1 {
+	if len(b) < 17 || (b[0] != recordV1 && b[0] != resultV2) {
 		return resultRecord{}, fmt.Errorf("result record: %w", ErrCorrupt)
 	}
 	r := resultRecord{
@@ -198,7 +205,16 @@ func decodeResult(b []byte) (resultRecord, error) {
 	}
 	r.Session = string(sess)
 	r.Seq = binary.BigEndian.Uint64(rest)
-	r.Result = rest[8:]
+	rest = rest[8:]
+	if b[0] == resultV2 {
+		if r.Digest, rest, ok = cutBytes(rest); !ok {
+			return resultRecord{}, fmt.Errorf("result record digest: %w", ErrCorrupt)
+		}
+		if len(r.Digest) == 0 {
+			r.Digest = nil
+		}
+	}
+	r.Result = rest
 	return r, nil
 }
 

@@ -15,6 +15,12 @@ var (
 	// first beside it; Result returns the stored result.
 	ErrDuplicate = errors.New("idempotency key already completed")
 
+	// ErrConflict means the idempotency key already has a result for
+	// another request (another input or session): answering with that
+	// result would be wrong, and running the call would break the key's
+	// promise. The caller must use a new key.
+	ErrConflict = errors.New("idempotency key used with a different request")
+
 	// ErrNotFound is returned by Get and Delete for a missing key or session.
 	ErrNotFound = errors.New("not found")
 

@@ -3,17 +3,43 @@ package session
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
 
+// RequestDigest identifies a call's request for its idempotency key: its
+// session and its input (compacted, so that white space does not make
+// two requests differ).
+func RequestDigest(session string, input json.RawMessage) []byte {
+	h := sha256.New()
+	h.Write([]byte(session))
+	h.Write([]byte{0})
+	var b bytes.Buffer
+	if json.Compact(&b, input) == nil {
+		h.Write(b.Bytes())
+	} else {
+		h.Write(input)
+	}
+	return h.Sum(nil)
+}
+
+// conflict reports whether a stored record answers another request than
+// digest's. Records from before keys were bound to requests, and callers
+// that pass no digest, match anything.
+func conflict(rec resultRecord, digest []byte) bool {
+	return rec.Digest != nil && digest != nil && !bytes.Equal(rec.Digest, digest)
+}
+
 // PutResult stores the result of a sessionless call under its idempotency
-// key for Options.ResultTTL, durably. If the key already has a result it
-// is kept, and PutResult returns an error wrapping ErrDuplicate: the caller
-// should answer with Result's instead.
-func (s *Store) PutResult(ctx context.Context, pool, idemKey string, result json.RawMessage) error {
+// key for Options.ResultTTL, durably, bound to its request's digest
+// ([RequestDigest]). If the key already has a result it is kept, and
+// PutResult returns an error wrapping ErrDuplicate (the caller should
+// answer with Result's instead), or ErrConflict if that result was for
+// another request.
+func (s *Store) PutResult(ctx context.Context, pool, idemKey string, digest []byte, result json.RawMessage) error {
 	if err := checkName("pool", pool); err != nil {
 		return err
 	}
@@ -21,7 +47,7 @@ func (s *Store) PutResult(ctx context.Context, pool, idemKey string, result json
 		return err
 	}
 	now := s.now().UnixNano()
-	var dup bool
+	var dup, conflicting bool
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		dup = false
 		rb, err := tx.Bucket(bucketResults).CreateBucketIfNotExists([]byte(pool))
@@ -29,17 +55,20 @@ func (s *Store) PutResult(ctx context.Context, pool, idemKey string, result json
 			return err
 		}
 		xb := tx.Bucket(bucketExpiry)
-		_, ok, err := liveResult(rb, xb, now, pool, idemKey)
+		rec, ok, err := liveResult(rb, xb, now, pool, idemKey)
 		if err != nil || ok {
-			dup = ok
+			dup, conflicting = ok, ok && conflict(rec, digest)
 			return err
 		}
 		return putResult(rb, xb, pool, idemKey, resultRecord{
-			Created: now, Expires: expiresAt(now, s.resultTTL), Result: result,
+			Created: now, Expires: expiresAt(now, s.resultTTL), Digest: digest, Result: result,
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("put result %s/%q: %w", pool, idemKey, err)
+	}
+	if conflicting {
+		return fmt.Errorf("put result %s/%q: %w", pool, idemKey, ErrConflict)
 	}
 	if dup {
 		return fmt.Errorf("put result %s/%q: %w", pool, idemKey, ErrDuplicate)
@@ -48,8 +77,10 @@ func (s *Store) PutResult(ctx context.Context, pool, idemKey string, result json
 }
 
 // Result returns the stored result of a completed call, and false if the
-// key has none (never stored, or expired).
-func (s *Store) Result(ctx context.Context, pool, idemKey string) (json.RawMessage, bool, error) {
+// key has none (never stored, or expired). If the result was for another
+// request than digest's, it returns an error wrapping ErrConflict; a nil
+// digest matches any.
+func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte) (json.RawMessage, bool, error) {
 	if err := checkName("pool", pool); err != nil {
 		return nil, false, err
 	}
@@ -77,6 +108,9 @@ func (s *Store) Result(ctx context.Context, pool, idemKey string) (json.RawMessa
 		}
 		if rec.expired(now) {
 			return nil
+		}
+		if conflict(rec, digest) {
+			return ErrConflict
 		}
 		out, found = bytes.Clone(rec.Result), true
 		if out == nil {

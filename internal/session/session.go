@@ -116,7 +116,9 @@ func (s *Store) Context(ctx context.Context, pool, session string) ([]Exchange, 
 // its result are durable together or not at all; if the key already has a
 // result, nothing is written and Append returns the exchange stored with it
 // (only Seq is set if it has since been trimmed, none for a sessionless
-// result) and an error wrapping ErrDuplicate.
+// result) and an error wrapping ErrDuplicate; or ErrConflict if that
+// result was for another request (its session and ex.Input make the
+// request's [RequestDigest]).
 //
 // A session idle past its previous TTL is expired before ex is added,
 // whether or not Expire has removed it yet; its Seq keeps counting.
@@ -129,6 +131,10 @@ func (s *Store) Append(ctx context.Context, pool, session string, ex Exchange, l
 			return Exchange{}, err
 		}
 	}
+	var digest []byte
+	if idemKey != "" {
+		digest = RequestDigest(session, ex.Input)
+	}
 	now := s.now()
 	if ex.Time.IsZero() {
 		ex.Time = now
@@ -139,7 +145,7 @@ func (s *Store) Append(ctx context.Context, pool, session string, ex Exchange, l
 	)
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		var err error
-		stored, dup, err = s.appendTx(tx, now.UnixNano(), pool, session, ex, lim, idemKey, result)
+		stored, dup, err = s.appendTx(tx, now.UnixNano(), pool, session, ex, lim, idemKey, digest, result)
 		return err
 	})
 	if err != nil {
@@ -151,7 +157,7 @@ func (s *Store) Append(ctx context.Context, pool, session string, ex Exchange, l
 	return stored, nil
 }
 
-func (s *Store) appendTx(tx *bolt.Tx, now int64, pool, session string, ex Exchange, lim Limit, idemKey string, result json.RawMessage) (Exchange, bool, error) {
+func (s *Store) appendTx(tx *bolt.Tx, now int64, pool, session string, ex Exchange, lim Limit, idemKey string, digest []byte, result json.RawMessage) (Exchange, bool, error) {
 	xb := tx.Bucket(bucketExpiry)
 	var rb *bolt.Bucket
 	if idemKey != "" {
@@ -164,6 +170,9 @@ func (s *Store) appendTx(tx *bolt.Tx, now int64, pool, session string, ex Exchan
 			return Exchange{}, false, err
 		}
 		if ok {
+			if conflict(rec, digest) {
+				return Exchange{}, false, ErrConflict
+			}
 			return storedExchange(tx, pool, rec), true, nil
 		}
 	}
@@ -226,7 +235,7 @@ func (s *Store) appendTx(tx *bolt.Tx, now int64, pool, session string, ex Exchan
 		if ttl <= 0 {
 			ttl = s.resultTTL
 		}
-		rec := resultRecord{Created: now, Expires: expiresAt(now, ttl), Session: session, Seq: ex.Seq, Result: result}
+		rec := resultRecord{Created: now, Expires: expiresAt(now, ttl), Session: session, Seq: ex.Seq, Digest: digest, Result: result}
 		if err := putResult(rb, xb, pool, idemKey, rec); err != nil {
 			return Exchange{}, false, err
 		}

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -216,7 +217,7 @@ func TestLimitTrimsOldestByBytes(t *testing.T) {
 	if got := mustContext(t, s, "p", "s"); len(got) != 0 {
 		t.Fatalf("context after an oversized exchange = %v", seqs(got))
 	}
-	if r, ok, err := s.Result(context.Background(), "p", "k-big"); err != nil || !ok || string(r) != `"r"` {
+	if r, ok, err := s.Result(context.Background(), "p", "k-big", nil); err != nil || !ok || string(r) != `"r"` {
 		t.Fatalf("result of oversized exchange = %s %v %v", r, ok, err)
 	}
 	mustAppend(t, s, "p", "s", exchange(`"000"`, `"ok!"`), lim, "", "")
@@ -248,19 +249,33 @@ func TestIdempotentAppend(t *testing.T) {
 	if got := mustContext(t, s, "p", "s"); len(got) != 1 {
 		t.Fatalf("context has %d exchanges, want 1", len(got))
 	}
-	r, ok, err := s.Result(ctx, "p", "key-1")
+	r, ok, err := s.Result(ctx, "p", "key-1", nil)
 	if err != nil || !ok || string(r) != `{"answer":1}` {
 		t.Fatalf("Result = %s %v %v", r, ok, err)
 	}
 	// A key is per pool.
-	if _, ok, _ := s.Result(ctx, "other", "key-1"); ok {
+	if _, ok, _ := s.Result(ctx, "other", "key-1", nil); ok {
 		t.Fatal("key found in another pool")
 	}
 	mustAppend(t, s, "other", "s", exchange(`"q"`, `"a"`), Limit{}, "key-1", `1`)
 
-	// The same key on another session of the pool is still a duplicate.
-	if _, err := s.Append(ctx, "p", "s-other", exchange(`"q"`, `"a"`), Limit{}, "key-1", nil); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("key reused on another session: err = %v", err)
+	// The same key on another session of the pool is another request.
+	if _, err := s.Append(ctx, "p", "s-other", exchange(`"q"`, `"a"`), Limit{}, "key-1", nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("key reused on another session: err = %v, want ErrConflict", err)
+	}
+	// So is the same key with another input on the same session.
+	if _, err := s.Append(ctx, "p", "s", exchange(`"other q"`, `"a"`), Limit{}, "key-1", nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("key reused with another input: err = %v, want ErrConflict", err)
+	}
+	// White space does not make another request.
+	if _, err := s.Append(ctx, "p", "s", exchange(` "q" `, `"a"`), Limit{}, "key-1", nil); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("key reused with the same input, spaced: err = %v, want ErrDuplicate", err)
+	}
+	if _, _, err := s.Result(ctx, "p", "key-1", RequestDigest("s", json.RawMessage(`"other q"`))); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Result for another request: err = %v, want ErrConflict", err)
+	}
+	if r, ok, err := s.Result(ctx, "p", "key-1", RequestDigest("s", json.RawMessage(`"q"`))); err != nil || !ok || string(r) != `{"answer":1}` {
+		t.Fatalf("Result for the same request = %s %v %v", r, ok, err)
 	}
 	if got := mustContext(t, s, "p", "s-other"); len(got) != 0 {
 		t.Fatalf("duplicate appended to another session: %v", got)
@@ -270,16 +285,16 @@ func TestIdempotentAppend(t *testing.T) {
 func TestIdempotentResult(t *testing.T) {
 	s := openTest(t, Options{})
 	ctx := context.Background()
-	if _, ok, err := s.Result(ctx, "p", "k"); ok || err != nil {
+	if _, ok, err := s.Result(ctx, "p", "k", nil); ok || err != nil {
 		t.Fatalf("missing result: ok %v err %v", ok, err)
 	}
-	if err := s.PutResult(ctx, "p", "k", json.RawMessage(`{"v":1}`)); err != nil {
+	if err := s.PutResult(ctx, "p", "k", nil, json.RawMessage(`{"v":1}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutResult(ctx, "p", "k", json.RawMessage(`{"v":2}`)); !errors.Is(err, ErrDuplicate) {
+	if err := s.PutResult(ctx, "p", "k", nil, json.RawMessage(`{"v":2}`)); !errors.Is(err, ErrDuplicate) {
 		t.Fatalf("second PutResult: err = %v, want ErrDuplicate", err)
 	}
-	r, ok, err := s.Result(ctx, "p", "k")
+	r, ok, err := s.Result(ctx, "p", "k", nil)
 	if err != nil || !ok || string(r) != `{"v":1}` {
 		t.Fatalf("Result = %s %v %v", r, ok, err)
 	}
@@ -288,6 +303,21 @@ func TestIdempotentResult(t *testing.T) {
 	ex, err := s.Append(ctx, "p", "s", exchange(`1`, `2`), Limit{}, "k", nil)
 	if !errors.Is(err, ErrDuplicate) || ex.Seq != 0 {
 		t.Fatalf("append with a sessionless key: %+v, %v", ex, err)
+	}
+
+	// A key bound to its request.
+	d1 := RequestDigest("", json.RawMessage(`{"x": 1}`))
+	if err := s.PutResult(ctx, "p", "bound", d1, json.RawMessage(`"one"`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutResult(ctx, "p", "bound", RequestDigest("", json.RawMessage(`{"x":2}`)), json.RawMessage(`"two"`)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("PutResult for another request: err = %v, want ErrConflict", err)
+	}
+	if err := s.PutResult(ctx, "p", "bound", RequestDigest("", json.RawMessage(`{"x":1}`)), json.RawMessage(`"again"`)); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("PutResult for the same request: err = %v, want ErrDuplicate", err)
+	}
+	if _, _, err := s.Result(ctx, "p", "bound", RequestDigest("", json.RawMessage(`{"x":2}`))); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Result for another request: err = %v, want ErrConflict", err)
 	}
 }
 
@@ -301,7 +331,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		mustAppend(t, s, "p", "s", exchange(fmt.Sprint(i), fmt.Sprint(i*10)), Limit{Entries: 2}, fmt.Sprint("k", i), fmt.Sprint(i*100))
 	}
-	if err := s.PutResult(ctx, "p", "solo", json.RawMessage(`"r"`)); err != nil {
+	if err := s.PutResult(ctx, "p", "solo", nil, json.RawMessage(`"r"`)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Put("arbiter", "model", []byte("weights")); err != nil {
@@ -323,12 +353,12 @@ func TestDurableAcrossReopen(t *testing.T) {
 		t.Fatalf("context after reopen = %+v", got)
 	}
 	for i := 0; i < 3; i++ {
-		r, ok, err := s.Result(ctx, "p", fmt.Sprint("k", i))
+		r, ok, err := s.Result(ctx, "p", fmt.Sprint("k", i), nil)
 		if err != nil || !ok || string(r) != fmt.Sprint(i*100) {
 			t.Errorf("result k%d after reopen = %s %v %v", i, r, ok, err)
 		}
 	}
-	if r, ok, _ := s.Result(ctx, "p", "solo"); !ok || string(r) != `"r"` {
+	if r, ok, _ := s.Result(ctx, "p", "solo", nil); !ok || string(r) != `"r"` {
 		t.Errorf("sessionless result after reopen = %s %v", r, ok)
 	}
 	if v, err := s.Get("arbiter", "model"); err != nil || string(v) != "weights" {
@@ -352,7 +382,7 @@ func TestTTLExpiry(t *testing.T) {
 	mustAppend(t, s, "p", "idle", exchange(`1`, `1`), lim, "k-idle", `"r1"`)
 	mustAppend(t, s, "p", "busy", exchange(`1`, `1`), lim, "", "")
 	mustAppend(t, s, "p", "forever", exchange(`1`, `1`), Limit{}, "k-forever", `"r2"`)
-	if err := s.PutResult(ctx, "p", "solo", json.RawMessage(`"r3"`)); err != nil {
+	if err := s.PutResult(ctx, "p", "solo", nil, json.RawMessage(`"r3"`)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -366,7 +396,7 @@ func TestTTLExpiry(t *testing.T) {
 	if got := mustContext(t, s, "p", "idle"); len(got) != 0 {
 		t.Fatalf("expired session still has context %v", seqs(got))
 	}
-	if _, ok, _ := s.Result(ctx, "p", "k-idle"); ok {
+	if _, ok, _ := s.Result(ctx, "p", "k-idle", nil); ok {
 		t.Fatal("result past its TTL still visible")
 	}
 	if got := mustContext(t, s, "p", "busy"); len(got) != 2 {
@@ -403,7 +433,7 @@ func TestTTLExpiry(t *testing.T) {
 
 	// Results without a session TTL use ResultTTL.
 	clock.Advance(time.Hour)
-	if _, ok, _ := s.Result(ctx, "p", "solo"); ok {
+	if _, ok, _ := s.Result(ctx, "p", "solo", nil); ok {
 		t.Fatal("sessionless result outlived ResultTTL")
 	}
 	n, err = s.Expire(ctx)
@@ -414,7 +444,7 @@ func TestTTLExpiry(t *testing.T) {
 		t.Fatalf("session without TTL expired: %v", got)
 	}
 	// An expired key can be used again.
-	if err := s.PutResult(ctx, "p", "solo", json.RawMessage(`"again"`)); err != nil {
+	if err := s.PutResult(ctx, "p", "solo", nil, json.RawMessage(`"again"`)); err != nil {
 		t.Fatalf("PutResult on an expired key: %v", err)
 	}
 }
@@ -450,7 +480,7 @@ func TestDelete(t *testing.T) {
 	if err := s.Delete(ctx, "p", "s"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
-	if _, ok, _ := s.Result(ctx, "p", "k"); !ok {
+	if _, ok, _ := s.Result(ctx, "p", "k", nil); !ok {
 		t.Fatal("result of a deleted session's call is gone")
 	}
 	// A new session under the same id starts from seq 1.
@@ -620,8 +650,8 @@ func TestClosed(t *testing.T) {
 	checks := map[string]error{}
 	_, checks["Append"] = s.Append(ctx, "p", "s", exchange(`1`, `1`), Limit{}, "", nil)
 	_, checks["Context"] = s.Context(ctx, "p", "s")
-	_, _, checks["Result"] = s.Result(ctx, "p", "k")
-	checks["PutResult"] = s.PutResult(ctx, "p", "k", nil)
+	_, _, checks["Result"] = s.Result(ctx, "p", "k", nil)
+	checks["PutResult"] = s.PutResult(ctx, "p", "k", nil, nil)
 	_, checks["Sessions"] = s.Sessions(ctx, "")
 	checks["Delete"] = s.Delete(ctx, "p", "s")
 	_, checks["Expire"] = s.Expire(ctx)
@@ -644,7 +674,7 @@ func TestInvalidNames(t *testing.T) {
 	_, checks["empty pool"] = s.Append(ctx, "", "s", exchange(`1`, `1`), Limit{}, "", nil)
 	_, checks["empty session"] = s.Context(ctx, "p", "")
 	_, checks["long key"] = s.Append(ctx, "p", "s", exchange(`1`, `1`), Limit{}, long, nil)
-	checks["empty result key"] = s.PutResult(ctx, "p", "", nil)
+	checks["empty result key"] = s.PutResult(ctx, "p", "", nil, nil)
 	_, checks["empty bucket"] = s.Get("", "k")
 	for name, err := range checks {
 		if !errors.Is(err, ErrInvalid) {
@@ -761,5 +791,27 @@ func TestIncompatibleFile(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Result records written before keys were bound to their request (v1, no
+// digest) still decode, and match any request.
+func TestResultRecordV1StillDecodes(t *testing.T) {
+	b := []byte{recordV1}
+	b = binary.BigEndian.AppendUint64(b, 1)
+	b = binary.BigEndian.AppendUint64(b, 0)
+	b = appendBytes(b, []byte("sess"))
+	b = binary.BigEndian.AppendUint64(b, 7)
+	b = append(b, `{"a":1}`...)
+	r, err := decodeResult(b)
+	if err != nil || r.Session != "sess" || r.Seq != 7 || string(r.Result) != `{"a":1}` || r.Digest != nil {
+		t.Fatalf("v1 record = %+v, %v", r, err)
+	}
+	if conflict(r, RequestDigest("x", json.RawMessage(`1`))) {
+		t.Error("a v1 record conflicts with a request: keys stored before the upgrade would be refused")
+	}
+	r2, err := decodeResult(resultRecord{Session: "s", Seq: 1, Digest: []byte{1, 2}, Result: []byte(`2`)}.encode())
+	if err != nil || string(r2.Digest) != "\x01\x02" || string(r2.Result) != `2` {
+		t.Fatalf("v2 round trip = %+v, %v", r2, err)
 	}
 }

@@ -142,9 +142,11 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 	if req.Session != "" && store == nil {
 		return nil, fmt.Errorf("pool %s: sessions need a state store (the daemon runs without one)", p.name)
 	}
+	var digest []byte
 	if req.IdempotencyKey != "" && store != nil {
-		if out, ok, err := store.Result(ctx, p.name, req.IdempotencyKey); err != nil {
-			return nil, err
+		digest = session.RequestDigest(req.Session, req.Input)
+		if out, ok, err := store.Result(ctx, p.name, req.IdempotencyKey, digest); err != nil {
+			return nil, idempotencyError(p.name, req.IdempotencyKey, err)
 		} else if ok {
 			return &CallResult{Output: out, Cached: true}, nil
 		}
@@ -240,16 +242,22 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 		if errors.Is(err, session.ErrDuplicate) {
 			// A concurrent call with the same key completed first: its
 			// result is the answer, and this one's is dropped.
-			return p.storedResult(ctx, req.IdempotencyKey)
+			return p.storedResult(ctx, req.IdempotencyKey, digest)
+		}
+		if errors.Is(err, session.ErrConflict) {
+			return nil, idempotencyError(p.name, req.IdempotencyKey, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: session %s: storing the exchange: %w", p.name, req.Session, err)
 		}
 		res.Seq = ex.Seq
 	} else if req.IdempotencyKey != "" && store != nil {
-		err := store.PutResult(ctx, p.name, req.IdempotencyKey, res.Output)
+		err := store.PutResult(ctx, p.name, req.IdempotencyKey, digest, res.Output)
 		if errors.Is(err, session.ErrDuplicate) {
-			return p.storedResult(ctx, req.IdempotencyKey)
+			return p.storedResult(ctx, req.IdempotencyKey, digest)
+		}
+		if errors.Is(err, session.ErrConflict) {
+			return nil, idempotencyError(p.name, req.IdempotencyKey, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: storing the result: %w", p.name, err)
@@ -258,8 +266,20 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 	return res, nil
 }
 
-func (p *Pool) storedResult(ctx context.Context, key string) (*CallResult, error) {
-	out, ok, err := p.sup.opts.Store.Result(ctx, p.name, key)
+// idempotencyError classifies a store error on key: a conflict is the
+// caller's (ErrIdempotencyConflict), anything else is the store's.
+func idempotencyError(pool, key string, err error) error {
+	if errors.Is(err, session.ErrConflict) {
+		return fmt.Errorf("pool %s: %w: key %q already answered another request (another input or session); use a new key: %w", pool, ErrIdempotencyConflict, key, err)
+	}
+	return err
+}
+
+func (p *Pool) storedResult(ctx context.Context, key string, digest []byte) (*CallResult, error) {
+	out, ok, err := p.sup.opts.Store.Result(ctx, p.name, key, digest)
+	if errors.Is(err, session.ErrConflict) {
+		return nil, idempotencyError(p.name, key, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: idempotency key %q: reading the stored result: %w", p.name, key, err)
 	}

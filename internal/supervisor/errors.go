@@ -24,6 +24,10 @@ var (
 	// rejected it (JSON-RPC -32602 Invalid params): a caller fault, which
 	// is not retried and charges nothing to the pool.
 	ErrInvalidInput = errors.New("invalid input")
+	// ErrIdempotencyConflict: the call's idempotency key already has a
+	// result for another request (another input or session). Nothing
+	// ran; the caller must use a new key. It wraps session.ErrConflict.
+	ErrIdempotencyConflict = errors.New("idempotency key conflict")
 )
 
 // ErrInvalidTransition: the supervisor tried an illegal move of an agent's

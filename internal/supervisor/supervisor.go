@@ -43,8 +43,8 @@ type Sandboxes interface {
 type SessionStore interface {
 	Context(ctx context.Context, pool, session string) ([]session.Exchange, error)
 	Append(ctx context.Context, pool, session string, ex session.Exchange, lim session.Limit, idemKey string, result json.RawMessage) (session.Exchange, error)
-	PutResult(ctx context.Context, pool, idemKey string, result json.RawMessage) error
-	Result(ctx context.Context, pool, idemKey string) (json.RawMessage, bool, error)
+	PutResult(ctx context.Context, pool, idemKey string, digest []byte, result json.RawMessage) error
+	Result(ctx context.Context, pool, idemKey string, digest []byte) (json.RawMessage, bool, error)
 }
 
 // Options configure a Supervisor.

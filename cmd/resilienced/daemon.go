@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ func init() { chaos.MaybeRunHelper() }
 // daemon is the wiring of one running resilienced.
 type daemon struct {
 	log    *slog.Logger
+	name   string // its cgroup subtree's and bpffs pins' directory name
 	cfg    atomic.Pointer[config.Config]
 	cg     *cgroup.Manager
 	store  *session.Store
@@ -72,6 +74,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}
 	d.cg = cg
+	d.name = cmp.Or(so.cgroupName, "resilienced")
 	d.mode.Cgroup = string(cg.Mode())
 	d.mode.Notes = append(d.mode.Notes, cg.Notes()...)
 	// Agents a previous instance kept isolated (frozen) are not reaped.

@@ -28,7 +28,7 @@ type killSwitch struct {
 // their pins stay.
 func (d *daemon) startKillSwitch(ctx context.Context, cfg *config.Config, kept map[string]string) *killSwitch {
 	k := &killSwitch{d: d, policies: make(map[string]string)}
-	sw, err := isolate.New(ctx, isolate.Options{StateDir: cfg.StateDir, Logger: d.log})
+	sw, err := isolate.New(ctx, isolate.Options{StateDir: cfg.StateDir, Name: d.name, Logger: d.log})
 	if err != nil {
 		// Without BPF the Switch still does node isolation, which the node
 		// routes open on demand; this one is not kept.
@@ -184,7 +184,7 @@ func (k *killSwitch) routes(s *api.Server) {
 		if sw == nil {
 			var err error
 			// Node isolation is netlink only: it works without BPF.
-			if sw, err = isolate.New(r.Context(), isolate.Options{StateDir: k.d.cfg.Load().StateDir, Logger: k.d.log}); sw == nil {
+			if sw, err = isolate.New(r.Context(), isolate.Options{StateDir: k.d.cfg.Load().StateDir, Name: k.d.name, Logger: k.d.log}); sw == nil {
 				api.WriteError(w, err)
 				return
 			}
@@ -201,7 +201,7 @@ func (k *killSwitch) routes(s *api.Server) {
 		sw := k.sw
 		if sw == nil {
 			var err error
-			if sw, err = isolate.New(r.Context(), isolate.Options{StateDir: k.d.cfg.Load().StateDir, Logger: k.d.log}); sw == nil {
+			if sw, err = isolate.New(r.Context(), isolate.Options{StateDir: k.d.cfg.Load().StateDir, Name: k.d.name, Logger: k.d.log}); sw == nil {
 				api.WriteError(w, err)
 				return
 			}

@@ -43,7 +43,7 @@ func run() int {
 		check      = flag.Bool("check", false, "check the config and exit (0 valid, 2 invalid)")
 		useArbiter = flag.Bool("arbiter", true, "predict failures and replace agents before they fail")
 		holdout    = flag.Float64("arbiter-holdout", 0.05, "share of agents predicted to fail that the Arbiter leaves alone, so that its precision can be measured; 1: it predicts and journals but never acts")
-		cgroupName = flag.String("cgroup-name", "", "name of the cgroup subtree for agents when not delegated by systemd (default resilienced); lets two daemons share a host")
+		cgroupName = flag.String("cgroup-name", "", "name of the cgroup subtree for agents when not delegated by systemd, and of the Kill Switch's bpffs pin directory (default resilienced); lets two daemons share a host")
 		pprofAddr  = flag.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback host:port, for diagnosing the daemon itself")
 		procs      = flag.Int("procs", 0, "CPUs the daemon's own threads run on (0: GOMAXPROCS when set, else every CPU allowed); 1 serves more sessionless calls on a 2-CPU node, fewer durable session calls")
 	)

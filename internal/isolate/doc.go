@@ -8,11 +8,11 @@
 // the agent's own cgroup; both drop every packet and count it. A socket is
 // filtered by the cgroup it was created in, so the programs go on the agent's
 // cgroup rather than moving the agent anywhere. The bpf_links are pinned under
-// <BPFFS>/resilienced/isolate/<agentID>/{ingress,egress} (the agent id with
+// <BPFFS>/<name>/isolate/<agentID>/{ingress,egress} (the agent id with
 // '.', '/', '%' and control characters escaped as %XX: bpffs refuses dots),
 // so the agent stays cut off when the daemon dies (fail closed):
 // [Switch.Close] closes file descriptors and never unpins. The counter and
-// allowlist maps are pinned in <BPFFS>/resilienced/isolate_maps. [Switch.Release] undoes an isolation exactly.
+// allowlist maps are pinned in <BPFFS>/<name>/isolate_maps. [Switch.Release] undoes an isolation exactly.
 // At start the daemon calls [Switch.Reconcile] with the agents that still
 // exist: their pinned links are kept (and switched to this daemon's program
 // and maps), pins of agents that are gone are removed.

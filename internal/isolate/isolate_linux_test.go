@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -474,5 +475,42 @@ func TestNodeIsolationBlackholeCoversMoreSpecificRoutes(t *testing.T) {
 	}
 	if after := mainRoutes(t); !slices.Equal(before, after) {
 		t.Fatalf("routes not restored:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// Two daemons on one host (--cgroup-name) keep their pins apart, and one
+// that isolated nothing leaves nothing in bpffs when it closes.
+func TestPinsNamespacedAndUnusedPinsRemoved(t *testing.T) {
+	requireBPF(t)
+	bpffs := newBPFFS(t)
+	cg := newTestCgroup(t)
+	a := newTestSwitch(t, bpffs, "")
+	b, err := New(context.Background(), Options{BPFFS: bpffs, StateDir: t.TempDir(), Name: "other", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Isolate("agent-1", cg); err != nil {
+		t.Fatal(err)
+	}
+	if b.Isolated("agent-1") {
+		t.Fatal("a daemon named other sees the default daemon's isolation")
+	}
+	if err := b.Release("agent-1"); err != nil { // nothing of its own: a no-op
+		t.Fatal(err)
+	}
+	if !a.Isolated("agent-1") {
+		t.Fatal("a daemon named other released the default daemon's isolation")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(bpffs, "other")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a daemon that isolated nothing left %s/other behind (err %v)", bpffs, err)
+	}
+	if !a.Isolated("agent-1") {
+		t.Fatal("closing the other daemon's switch undid an isolation")
+	}
+	if _, err := New(context.Background(), Options{BPFFS: bpffs, Name: "../x"}); err == nil {
+		t.Error("a name that is not one path element was accepted")
 	}
 }

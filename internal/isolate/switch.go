@@ -16,8 +16,12 @@ const DefaultBPFFS = "/sys/fs/bpf"
 // Options configures a [Switch].
 type Options struct {
 	// BPFFS is a bpffs mount; default DefaultBPFFS. Pins live under
-	// <BPFFS>/resilienced/isolate.
+	// <BPFFS>/<Name>/isolate.
 	BPFFS string
+	// Name names the daemon's pin directory, as its cgroup subtree
+	// (default "resilienced"): two daemons on one host must not list or
+	// release each other's isolations.
+	Name string
 	// StateDir holds the node isolation state file. Node isolation fails
 	// without it; agent isolation does not need it.
 	StateDir string

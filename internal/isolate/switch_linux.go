@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -102,9 +103,15 @@ func New(ctx context.Context, opts Options) (*Switch, error) {
 	if opts.BPFFS == "" {
 		opts.BPFFS = DefaultBPFFS
 	}
+	if opts.Name == "" {
+		opts.Name = "resilienced"
+	}
+	if opts.Name != filepath.Base(opts.Name) || opts.Name == "." || opts.Name == ".." {
+		return nil, fmt.Errorf("isolate: name %q is not one path element", opts.Name)
+	}
 	s := &Switch{
 		log:      opts.Logger,
-		pinRoot:  filepath.Join(opts.BPFFS, "resilienced", "isolate"),
+		pinRoot:  filepath.Join(opts.BPFFS, opts.Name, "isolate"),
 		stateDir: opts.StateDir,
 		breaches: make(chan Breach, breachBuffer),
 		agents:   make(map[string]*agentState),
@@ -483,6 +490,15 @@ func (s *Switch) Close() error {
 	errs = append(errs, s.reader.Close())
 	<-s.readerDone
 	errs = append(errs, s.objs.Close())
+	// With no isolation pinned, the pinned maps serve no program once
+	// this daemon is gone: unpin them, so that a daemon that isolated
+	// nothing leaves nothing in bpffs (a test run's daemons would
+	// otherwise leave a directory each).
+	if ents, err := os.ReadDir(s.pinRoot); (err == nil && len(ents) == 0) || errors.Is(err, fs.ErrNotExist) {
+		if err := os.RemoveAll(filepath.Dir(s.pinRoot)); err != nil {
+			s.log.Debug("isolate: removing the unused pins", "err", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -351,15 +351,17 @@ func drainCmd(g *globals) *cobra.Command {
 }
 
 func eventsCmd(g *globals) *cobra.Command {
-	var follow bool
-	var since time.Duration
+	var q api.EventQuery
 	c := &cobra.Command{
-		Use:   "events [--follow] [--since DURATION]",
+		Use:   "events [--follow] [--since DURATION] [--pool POOL] [--agent AGENT] [--kind KIND,...] [--tail N]",
 		Short: "Show supervision events (with -o json, one JSON object per line)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			enc := json.NewEncoder(os.Stdout)
-			return g.client().Events(cmd.Context(), since, follow, func(ev api.Event) error {
+			if !g.json() {
+				fmt.Printf("%-12s  %-10s %-10s %-12s %s\n", "TIME", "KIND", "POOL", "AGENT", "DETAIL")
+			}
+			return g.client().Events(cmd.Context(), q, func(ev api.Event) error {
 				if g.json() {
 					return enc.Encode(ev)
 				}
@@ -375,8 +377,12 @@ func eventsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new events")
-	c.Flags().DurationVar(&since, "since", 0, "only events of the last DURATION (e.g. 5m)")
+	c.Flags().BoolVarP(&q.Follow, "follow", "f", false, "keep streaming new events")
+	c.Flags().DurationVar(&q.Since, "since", 0, "only events of the last DURATION (e.g. 5m)")
+	c.Flags().StringVar(&q.Pool, "pool", "", "only the events of this pool")
+	c.Flags().StringVar(&q.Agent, "agent", "", "only the events of this agent")
+	c.Flags().StringSliceVar(&q.Kinds, "kind", nil, "only events of these kinds (comma-separated: violation,hang,...)")
+	c.Flags().IntVarP(&q.Tail, "tail", "n", 0, "only the last N remembered events (then --follow goes on from there)")
 	return c
 }
 

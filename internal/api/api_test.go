@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -234,7 +235,7 @@ func TestEventsStream(t *testing.T) {
 	leakcheck.Check(t)
 	f := newFixture(t)
 	var kinds []string
-	err := f.client.Events(context.Background(), time.Minute, false, func(ev Event) error {
+	err := f.client.Events(context.Background(), EventQuery{Since: time.Minute}, func(ev Event) error {
 		kinds = append(kinds, string(ev.Kind))
 		return nil
 	})
@@ -244,11 +245,33 @@ func TestEventsStream(t *testing.T) {
 	if !strings.Contains(strings.Join(kinds, ","), "ready") {
 		t.Fatalf("no ready event in %v", kinds)
 	}
+	// Filters: by kind, by agent, the last N.
+	var readies []Event
+	f.client.Events(context.Background(), EventQuery{EventFilter: EventFilter{Kinds: []string{"ready"}}}, func(ev Event) error {
+		readies = append(readies, ev)
+		return nil
+	})
+	if len(readies) < 2 || slices.ContainsFunc(readies, func(ev Event) bool { return ev.Kind != "ready" }) {
+		t.Fatalf("kind=ready gave %v", readies)
+	}
+	var one []Event
+	f.client.Events(context.Background(), EventQuery{EventFilter: EventFilter{Agent: readies[0].Agent}, Tail: 1}, func(ev Event) error {
+		one = append(one, ev)
+		return nil
+	})
+	if len(one) != 1 || one[0].Agent != readies[0].Agent {
+		t.Fatalf("agent=%s tail=1 gave %v", readies[0].Agent, one)
+	}
+	var none int
+	f.client.Events(context.Background(), EventQuery{EventFilter: EventFilter{Pool: "no-such-pool"}}, func(Event) error { none++; return nil })
+	if none != 0 {
+		t.Fatalf("pool=no-such-pool gave %d events", none)
+	}
 	// Follow: a restart shows up live.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got := make(chan Event, 64)
-	go f.client.Events(ctx, 0, true, func(ev Event) error { got <- ev; return nil })
+	go f.client.Events(ctx, EventQuery{Follow: true}, func(ev Event) error { got <- ev; return nil })
 	time.Sleep(100 * time.Millisecond)
 	as, _ := f.client.Agents(ctx, "echo")
 	// Only an active agent's replacement is a recovery; a spare's is not.

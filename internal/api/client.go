@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -206,16 +207,27 @@ func (c *Client) Session(ctx context.Context, pool, id string) (*SessionDetail, 
 	return &d, c.do(ctx, "GET", "/v1/sessions/"+url.PathEscape(id)+"?pool="+url.QueryEscape(pool), nil, &d)
 }
 
-// Events calls fn for each event since the given duration back from now
-// (0: all remembered); with follow it keeps streaming until ctx ends or fn
-// returns an error.
-func (c *Client) Events(ctx context.Context, since time.Duration, follow bool, fn func(Event) error) error {
+// Events calls fn for each remembered event that eq selects; with
+// eq.Follow it keeps streaming until ctx ends or fn returns an error.
+func (c *Client) Events(ctx context.Context, eq EventQuery, fn func(Event) error) error {
 	q := url.Values{}
-	if since > 0 {
-		q.Set("since", since.String())
+	if eq.Since > 0 {
+		q.Set("since", eq.Since.String())
 	}
-	if follow {
+	if eq.Follow {
 		q.Set("follow", "1")
+	}
+	if eq.Tail > 0 {
+		q.Set("tail", strconv.Itoa(eq.Tail))
+	}
+	if eq.Pool != "" {
+		q.Set("pool", eq.Pool)
+	}
+	if eq.Agent != "" {
+		q.Set("agent", eq.Agent)
+	}
+	if len(eq.Kinds) > 0 {
+		q.Set("kind", strings.Join(eq.Kinds, ","))
 	}
 	resp, err := c.send(ctx, "GET", "/v1/events?"+q.Encode(), nil)
 	if err != nil {

@@ -432,8 +432,10 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 }
 
 // events writes remembered events since ?since= (a duration back from now,
-// or an RFC 3339 time), then with ?follow=1 streams new ones until the
-// client goes away. One JSON object per line.
+// or an RFC 3339 time), only those of ?pool=, ?agent= and ?kind= (kinds
+// comma-separated) when given, the last ?tail=N of them, then with
+// ?follow=1 streams new ones that match until the client goes away. One
+// JSON object per line.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var since time.Time
@@ -447,6 +449,19 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	tail := 0
+	if v := q.Get("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("tail: %q is not a count of events", v)})
+			return
+		}
+		tail = n
+	}
+	match := EventFilter{Pool: q.Get("pool"), Agent: q.Get("agent")}
+	if v := q.Get("kind"); v != "" {
+		match.Kinds = strings.Split(v, ",")
+	}
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	var sub <-chan supervisor.Event
 	if follow {
@@ -457,8 +472,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
-	var last time.Time
+	var backlog []supervisor.Event
 	for _, ev := range s.opts.Supervisor.Events(since) {
+		if match.Matches(ev) {
+			backlog = append(backlog, ev)
+		}
+	}
+	if tail > 0 && len(backlog) > tail {
+		backlog = backlog[len(backlog)-tail:]
+	}
+	var last time.Time
+	for _, ev := range backlog {
 		enc.Encode(ev)
 		last = ev.Time
 	}
@@ -472,8 +496,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case ev := <-sub:
-			if !ev.Time.After(last) && !last.IsZero() {
-				continue // already sent from the backlog
+			if !last.IsZero() && !ev.Time.After(last) || !match.Matches(ev) {
+				continue // already sent from the backlog, or not asked for
 			}
 			if err := enc.Encode(ev); err != nil {
 				return

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/resilienced/resilienced/internal/contract"
@@ -126,6 +127,29 @@ type SessionDetail struct {
 
 // Event is one event as the API streams it.
 type Event = supervisor.Event
+
+// EventFilter selects events (GET /v1/events?pool=&agent=&kind=): an
+// empty field matches every event.
+type EventFilter struct {
+	Pool  string
+	Agent string
+	Kinds []string // any of them
+}
+
+// Matches reports whether ev is one f selects.
+func (f EventFilter) Matches(ev Event) bool {
+	return (f.Pool == "" || ev.Pool == f.Pool) &&
+		(f.Agent == "" || ev.Agent == f.Agent) &&
+		(len(f.Kinds) == 0 || slices.Contains(f.Kinds, string(ev.Kind)))
+}
+
+// EventQuery is what [Client.Events] asks for.
+type EventQuery struct {
+	EventFilter
+	Since  time.Duration // only events of the last Since (0: all remembered)
+	Tail   int           // only the last Tail of those (0: all)
+	Follow bool          // then stream new ones
+}
 
 // AgentStatus is one agent as `agents` lists it.
 type AgentStatus = supervisor.AgentStatus

@@ -41,6 +41,11 @@ const (
 const (
 	CodeInvalidParams  = -32602
 	CodeMethodNotFound = -32601
+	// CodeUnavailable is resilienced's code (in JSON-RPC's range for
+	// implementation-defined server errors) for "a dependency of mine is
+	// unavailable": the agent is healthy, its model's API or database is
+	// not. Native agents and MCP servers may answer it.
+	CodeUnavailable = -32030
 )
 
 // ToolError is an MCP tool result with isError set: the tool ran and said

@@ -16,17 +16,20 @@ const (
 	// CodeIdempotencyConflict: the idempotency key already answered
 	// another request (409).
 	CodeIdempotencyConflict = "idempotency_conflict"
-	CodeNotFound            = "not_found"
-	CodeUnknownPool         = "unknown_pool"
-	CodeUnknownAgent        = "unknown_agent"
-	CodeForbidden           = "forbidden"
-	CodeTooLarge            = "too_large"
-	CodePoolFailed          = "pool_failed"
-	CodeBreakerOpen         = "breaker_open"
-	CodeCallFailed          = "call_failed"
-	CodeTimeout             = "timeout"
-	CodeUnavailable         = "unavailable"
-	CodeInternal            = "internal"
+	// CodeDependencyUnavailable: the pool's agents answered that what
+	// they depend on is unavailable (503).
+	CodeDependencyUnavailable = "dependency_unavailable"
+	CodeNotFound              = "not_found"
+	CodeUnknownPool           = "unknown_pool"
+	CodeUnknownAgent          = "unknown_agent"
+	CodeForbidden             = "forbidden"
+	CodeTooLarge              = "too_large"
+	CodePoolFailed            = "pool_failed"
+	CodeBreakerOpen           = "breaker_open"
+	CodeCallFailed            = "call_failed"
+	CodeTimeout               = "timeout"
+	CodeUnavailable           = "unavailable"
+	CodeInternal              = "internal"
 )
 
 // Error is an error answered by the daemon.

@@ -650,6 +650,8 @@ func classify(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Code: CodeUnknownAgent, Message: msg}
 	case errors.Is(err, supervisor.ErrInvalidInput):
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Message: msg}
+	case errors.Is(err, supervisor.ErrDependencyUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDependencyUnavailable, Message: msg}
 	case errors.Is(err, supervisor.ErrIdempotencyConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeIdempotencyConflict, Message: msg}
 	case errors.Is(err, supervisor.ErrPoolFailed), errors.Is(err, supervisor.ErrPoolStopped):

@@ -17,6 +17,11 @@
 //   - [Caller]: the agent rejected the call's input itself (JSON-RPC
 //     -32602 Invalid params, or an MCP tool error). The agent is kept, the
 //     call is not retried, and nothing charges the pool.
+//   - [Dependency]: the agent reported that something it depends on (its
+//     model's API, a database) is unavailable (JSON-RPC -32030). The agent
+//     is kept and the call is retried on another; a call that fails so on
+//     every attempt counts toward the pool's breaker, which then fails
+//     calls fast with that reason.
 //
 // The class travels in every failure event (field "class") and in metrics.
 package fault

@@ -9,6 +9,8 @@ const (
 	Start   Class = "start"
 	Runtime Class = "runtime"
 	Caller  Class = "caller"
+	// Dependency: see the package documentation.
+	Dependency Class = "dependency"
 )
 
 // Charged reports whether faults of the class grow the pool's restart

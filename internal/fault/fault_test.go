@@ -10,6 +10,7 @@ func TestClassAccounting(t *testing.T) {
 		{Start, true, true},
 		{Runtime, false, true},
 		{Caller, false, false},
+		{Dependency, false, false},
 		{"", false, false},
 	} {
 		if got := tc.c.Charged(); got != tc.charged {

@@ -46,7 +46,9 @@ type callResult struct {
 	violation *contract.Violation
 	rejected  error            // the agent refused the input (a caller fault)
 	toolError *agent.ToolError // an MCP tool answered with isError
-	bounced   bool             // the agent stopped accepting before it ran the call
+	// unavailable: the agent answered that a dependency of its is down.
+	unavailable *agent.RPCError
+	bounced     bool // the agent stopped accepting before it ran the call
 }
 
 // contextEntry is one exchange as the agent protocol carries it.
@@ -185,6 +187,7 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 		return nil, fmt.Errorf("%w: %w", ErrBreakerOpen, err)
 	}
 	res = &CallResult{}
+	var lastFailure error // the last attempt's violation or unavailability
 	for res.Attempts <= pc.Retries {
 		raw := params.encode(make([]byte, 0, params.size()))
 		var r callResult
@@ -219,19 +222,30 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 			}
 			return &CallResult{Output: content, Agent: r.agent, Attempts: res.Attempts, ToolError: true, Violations: res.Violations}, nil
 		}
+		if r.unavailable != nil {
+			// The agent works; what it depends on does not. Another
+			// agent may reach it (another connection, another key);
+			// if none does, the breaker counts the call.
+			p.sup.emit(Event{Kind: EventUnavailable, Pool: p.name, Agent: r.agent, Reason: r.unavailable.Error(), Class: fault.Dependency})
+			lastFailure = r.unavailable
+			continue
+		}
 		if r.violation == nil {
 			res.Output, res.Agent = r.out, r.agent
 			break
 		}
 		res.Violations = append(res.Violations, r.violation)
+		lastFailure = r.violation
 		if pc.OnViolation == config.OnViolationReask {
 			params.Feedback = fmt.Sprintf("Your previous answer was rejected (%s). Answer again, following the output contract exactly.", r.violation.Error())
 		}
 	}
 	if res.Output == nil {
-		last := res.Violations[len(res.Violations)-1]
-		bc.Failed(last.Error())
-		return nil, fmt.Errorf("pool %s: %w (%d attempts): %w", p.name, ErrRetriesExhausted, res.Attempts, last)
+		bc.Failed(lastFailure.Error())
+		if _, ok := lastFailure.(*agent.RPCError); ok {
+			return nil, fmt.Errorf("pool %s: %w (%d attempts): %w", p.name, ErrDependencyUnavailable, res.Attempts, lastFailure)
+		}
+		return nil, fmt.Errorf("pool %s: %w (%d attempts): %w", p.name, ErrRetriesExhausted, res.Attempts, lastFailure)
 	}
 	bc.Succeeded()
 
@@ -591,6 +605,13 @@ func (at *attempt) finish() callResult {
 		sl.lastCall.Store(p.sup.opts.Now().UnixNano())
 		p.proven(sl)
 		return callResult{agent: sl.id, rejected: rejected}
+	}
+	var rpc *agent.RPCError
+	if errors.As(at.err, &rpc) && rpc.Code == agent.CodeUnavailable {
+		// A well-formed "my dependency is down": the agent works.
+		sl.lastCall.Store(p.sup.opts.Now().UnixNano())
+		p.proven(sl)
+		return callResult{agent: sl.id, unavailable: rpc}
 	}
 	var te *agent.ToolError
 	if errors.As(at.err, &te) && !sl.retryToolErrors {

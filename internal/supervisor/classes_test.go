@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +86,54 @@ func TestInvalidParamsIsTheCallersFault(t *testing.T) {
 	if s := p.Status(); s.State != PoolRunning || s.Restarts != 0 || s.Breaker != "closed" {
 		t.Fatalf("pool after 100 bad inputs: %+v", s)
 	}
+}
+
+// An agent that says its dependency is down (-32030) is not replaced: the
+// call tries every attempt on other agents, then fails with that reason;
+// such calls open the breaker, which then fails calls fast; once the
+// dependency is back, the half-open probe closes it.
+func TestDependencyUnavailableKeepsAgentsAndOpensBreaker(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "fixed")
+	pc := defaultsPool(t, "dep", func(pc *config.Pool) {
+		pc.Env["TEST_FIXED_FLAG"] = flag
+		pc.Breaker.OpenFor = time.Second
+	})
+	h := newHarness(t, cfgOf(pc))
+	h.ready()
+	before := h.agentsIn("dep", AgentActive)
+	in := `{"op":"unavailable-unless-fixed","text":"x"}`
+	_, err := h.call("dep", "", in)
+	if !errors.Is(err, ErrDependencyUnavailable) {
+		t.Fatalf("call while the dependency is down: %v, want ErrDependencyUnavailable", err)
+	}
+	var open *breaker.OpenError
+	for i := 0; open == nil; i++ {
+		if i > 100 {
+			t.Fatal("the breaker never opened")
+		}
+		_, err = h.call("dep", "", in)
+		errors.As(err, &open)
+	}
+	if !strings.Contains(open.Cause, "unavailable") {
+		t.Errorf("the open breaker names %q, not the dependency", open.Cause)
+	}
+	if n := len(h.eventsOf(EventKill)); n != 0 {
+		t.Fatalf("%d agents killed for a dependency that is down", n)
+	}
+	if after := h.agentsIn("dep", AgentActive); len(after) != len(before) || after[0].PID != before[0].PID {
+		t.Fatalf("agents changed: before %+v, after %+v", before, after)
+	}
+	if evs := h.eventsOf(EventUnavailable); len(evs) == 0 || evs[0].Class != fault.Dependency {
+		t.Fatalf("unavailable events %+v, want some of class dependency", evs)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.sup.Pool("dep")
+	h.waitFor("the probe to close the breaker", func() bool {
+		_, err := h.call("dep", "", in)
+		return err == nil && p.Status().Breaker == "closed"
+	})
 }
 
 // A command that cannot start backs off and gives up at the intensity

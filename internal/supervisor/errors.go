@@ -28,6 +28,10 @@ var (
 	// result for another request (another input or session). Nothing
 	// ran; the caller must use a new key. It wraps session.ErrConflict.
 	ErrIdempotencyConflict = errors.New("idempotency key conflict")
+	// ErrDependencyUnavailable: on every attempt the agent answered that
+	// something it depends on is unavailable (JSON-RPC -32030); no agent
+	// was replaced. The error also wraps the last agent's *agent.RPCError.
+	ErrDependencyUnavailable = errors.New("a dependency of the pool's agents is unavailable")
 )
 
 // ErrInvalidTransition: the supervisor tried an illegal move of an agent's

@@ -42,6 +42,9 @@ const (
 	EventToolError EventKind = "tool_error"
 	// EventInvalidInput: an agent refused a call's input (class caller).
 	EventInvalidInput EventKind = "invalid_input"
+	// EventUnavailable: an agent answered that a dependency of its is
+	// unavailable (class dependency); the call goes to another agent.
+	EventUnavailable EventKind = "unavailable"
 )
 
 // Event is one thing that happened, with its timestamps. For a recovered

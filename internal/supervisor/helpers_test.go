@@ -94,6 +94,14 @@ func runTestAgent() {
 		case "invalid-params":
 			fmt.Fprintf(out, `{"jsonrpc":"2.0","id":%d,"error":{"code":-32602,"message":"Invalid params: text must be a string"}}`+"\n", *req.ID)
 			out.Flush()
+		case "unavailable-unless-fixed":
+			// Its dependency is down until the file the test names exists.
+			if _, err := os.Stat(os.Getenv("TEST_FIXED_FLAG")); err != nil {
+				fmt.Fprintf(out, `{"jsonrpc":"2.0","id":%d,"error":{"code":-32030,"message":"model API unavailable: 503"}}`+"\n", *req.ID)
+				out.Flush()
+			} else {
+				good()
+			}
 		case "bad-unless-fixed":
 			// Broken (its upstream is down, say) until the file the test
 			// names exists.

@@ -563,6 +563,25 @@ groups:
           a: {type: string, pattern: "("}`, []string{
 		"t.yaml:7:38: pools[0].contract.schema.properties.a.pattern: invalid schema: '(' is not valid regex: error parsing regexp: missing closing ): `(`",
 	}},
+	{"inline schema keyword typo", `pools:
+  - name: a
+    command: [x]
+    contract:
+      schema:
+        type: object
+        requird: [answer]
+        properties:
+          answer: {type: string, maxLenght: 10, x-note: kept}`, []string{
+		`t.yaml:7:18: pools[0].contract.schema.requird: invalid schema: "requird" is not a JSON Schema keyword; did you mean "required"? (a validator ignores unknown keywords, so it would check nothing)`,
+		`t.yaml:9:45: pools[0].contract.schema.properties.answer.maxLenght: invalid schema: "maxLenght" is not a JSON Schema keyword; did you mean "maxLength"? (a validator ignores unknown keywords, so it would check nothing)`,
+	}},
+	{"inline schema unknown keyword", `pools:
+  - name: a
+    command: [x]
+    contract:
+      schema: {type: object, dependencies: {a: [b]}, frobnicate: 1}`, []string{
+		`t.yaml:5:66: pools[0].contract.schema.frobnicate: invalid schema: "frobnicate" is not a JSON Schema keyword: a validator ignores it, so it checks nothing (prefix it with x- to keep it as a note)`,
+	}},
 	{"inline schema bad list element", `pools:
   - name: a
     command: [x]

@@ -64,7 +64,7 @@ var Reference = []Field{
 	{"pools[].ping_interval", "duration", "1s", "liveness ping of an idle agent; 0 disables"},
 	{"pools[].ping_timeout", "duration", "500ms", "a ping unanswered this long is a hang"},
 	{"pools[].contract", "mapping", "", "what every output must satisfy, or the agent is replaced and the call retried"},
-	{"pools[].contract.schema", "JSON Schema", "none", "JSON Schema of the result, inline in YAML (2020-12 unless $schema says otherwise)"},
+	{"pools[].contract.schema", "JSON Schema", "none", "JSON Schema of the result, inline in YAML (2020-12 unless $schema says otherwise); an unknown keyword (a typo such as requird) is an error, x- prefixed ones are kept as notes"},
 	{"pools[].contract.schema_file", "string", `""`, "the same in a JSON file, relative to this file; not with schema"},
 	{"pools[].contract.deadline", "duration", "30s", "a call unanswered this long fails on this agent"},
 	{"pools[].contract.max_output_bytes", "size", "1MiB", "largest output line"},

@@ -172,7 +172,7 @@ func compileSchema(schema json.RawMessage) (*jsonschema.Schema, error) {
 func schemaProblems(schema json.RawMessage) []schemaProblem {
 	_, err := compileSchema(schema)
 	if err == nil {
-		return nil
+		return unknownKeywords(schema)
 	}
 	var sve *jsonschema.SchemaValidationError
 	var ve *jsonschema.ValidationError

@@ -260,3 +260,32 @@ func TestScaleThenReloadKeepsThePoolConsistent(t *testing.T) {
 		}
 	}
 }
+
+// A newer scale calls off the starts an older one ordered: `scale 200`
+// (a typo) then `scale 1` brings up a handful of agents, not 200, and the
+// pool ends at its new size with nothing left starting.
+func TestScaleDownCallsOffPendingStarts(t *testing.T) {
+	pc := testPool(t, "typo", func(pc *config.Pool) { pc.Spares = 1 })
+	h := newHarness(t, cfgOf(pc))
+	h.ready()
+	before := len(h.eventsOf(EventSpawn))
+	if err := h.sup.Scale("typo", 200); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sup.Scale("typo", 1); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.sup.Pool("typo")
+	h.waitFor("the pool back at 1 active and 1 spare, nothing starting", func() bool {
+		s := p.Status()
+		return s.Active == 1 && s.Spares == 1 && s.Starting == 0
+	})
+	time.Sleep(200 * time.Millisecond)
+	// At most the node's spawn budget had begun before the scale-down.
+	if n := len(h.eventsOf(EventSpawn)) - before; n > h.sup.spawns.size()+2 {
+		t.Fatalf("%d agents spawned for a scale to 200 undone at once, want at most the spawn budget %d", n, h.sup.spawns.size())
+	}
+	if s := p.Status(); s.Active != 1 || s.Spares != 1 || s.Starting != 0 {
+		t.Fatalf("pool settled at %+v", s)
+	}
+}

@@ -69,12 +69,19 @@ func (p *Pool) run(sl *slot, delay time.Duration, urgent bool, pc config.Pool, c
 		p.retire(sl)
 		return
 	}
+	if p.calledOff(sl) {
+		p.sup.spawns.release()
+		close(sl.up)
+		return
+	}
 	err := p.spawn(sl, pc, cred)
 	ok := err == nil && p.ready(sl, asked)
 	p.sup.spawns.release()
 	close(sl.up)
 	if err != nil {
-		p.spawnFailed(sl, err)
+		if !p.calledOff(sl) {
+			p.spawnFailed(sl, err)
+		}
 		return
 	}
 	if !ok {
@@ -232,6 +239,10 @@ func (p *Pool) spawnFailed(sl *slot, err error) {
 func (p *Pool) ready(sl *slot, asked time.Time) bool {
 	now := p.sup.opts.Now()
 	p.mu.Lock()
+	if sl.state == AgentDead { // called off while it started
+		p.mu.Unlock()
+		return false
+	}
 	if sl.epoch != p.epoch || p.state == PoolStopped || p.state == PoolFailed {
 		p.mustTransitionLocked(sl, AgentDead, now)
 		p.ensureLocked(0, false) // this stale spawn no longer counts as starting
@@ -416,6 +427,13 @@ func (p *Pool) destroy(sl *slot) {
 }
 
 // retire drops a slot that never started.
+// calledOff reports whether a scale-down called off sl's start.
+func (p *Pool) calledOff(sl *slot) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return sl.state == AgentDead
+}
+
 func (p *Pool) retire(sl *slot) {
 	p.mu.Lock()
 	if sl.state == AgentStarting {

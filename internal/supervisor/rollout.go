@@ -44,6 +44,17 @@ func (p *Pool) resizeLocked(why string) ([]Event, []*slot) {
 			extra = append(extra, sl)
 		}
 	}
+	// Starts that a larger size ordered and this one does not need are
+	// called off (`scale 1000` then `scale 2` must not bring up 1,000):
+	// newest first, as they are the furthest from ready.
+	surplus := active + spares + p.starting - (p.effectiveReplicas() + p.spareTargetLocked())
+	ids := sortedSlotIDs(p.slots)
+	for i := len(ids) - 1; i >= 0 && surplus > 0; i-- {
+		if sl := p.slots[ids[i]]; sl.state == AgentStarting {
+			p.mustTransitionLocked(sl, AgentDead, now)
+			surplus--
+		}
+	}
 	p.ensureLocked(0, false)
 	evs = append(evs, p.recoveredLocked(now)...)
 	return evs, extra

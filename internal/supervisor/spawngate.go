@@ -92,3 +92,10 @@ func (g *spawnGate) starting() int {
 	defer g.mu.Unlock()
 	return g.n
 }
+
+// size returns the budget.
+func (g *spawnGate) size() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.max
+}

@@ -317,22 +317,30 @@ func restartCmd(g *globals) *cobra.Command {
 }
 
 func scaleCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "scale POOL N",
+	var req api.ScaleRequest
+	c := &cobra.Command{
+		Use:   "scale POOL N [--force] [--allow-zero]",
 		Short: "Set a pool's number of active agents",
-		Args:  args(cobra.ExactArgs(2)),
+		Long: "Set a pool's number of active agents until the next restart or a change of replicas in the file.\n" +
+			"A newer scale calls off the starts an older one ordered. Over the pool's bound (max_replicas, by default\n" +
+			"from the node's CPUs and memory) it is refused without --force; 0 without --allow-zero.",
+		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			n, err := strconv.Atoi(a[1])
 			if err != nil || n < 0 {
 				return usageError{fmt.Errorf("scale: %q is not a number of replicas", a[1])}
 			}
-			if err := g.client().Scale(cmd.Context(), a[0], n); err != nil {
+			req.Replicas = n
+			if err := g.client().Scale(cmd.Context(), a[0], req); err != nil {
 				return err
 			}
 			fmt.Printf("pool %s scaled to %d\n", a[0], n)
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&req.Force, "force", false, "go over the pool's bound (max_replicas)")
+	c.Flags().BoolVar(&req.AllowZero, "allow-zero", false, "allow 0 replicas: the pool stops serving")
+	return c
 }
 
 func drainCmd(g *globals) *cobra.Command {

@@ -185,8 +185,8 @@ func (c *Client) Drain(ctx context.Context, id string) error {
 }
 
 // Scale sets a pool's replicas.
-func (c *Client) Scale(ctx context.Context, pool string, n int) error {
-	return c.do(ctx, "POST", "/v1/pools/"+url.PathEscape(pool)+"/scale", ScaleRequest{Replicas: n}, nil)
+func (c *Client) Scale(ctx context.Context, pool string, req ScaleRequest) error {
+	return c.do(ctx, "POST", "/v1/pools/"+url.PathEscape(pool)+"/scale", req, nil)
 }
 
 // Ring describes a pool's ring.

@@ -393,7 +393,7 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 	if !DecodeBody(w, r, &req) {
 		return
 	}
-	if err := s.opts.Supervisor.Scale(r.PathValue("pool"), req.Replicas); err != nil {
+	if err := s.opts.Supervisor.Scale(r.PathValue("pool"), req.Replicas, supervisor.ScaleOptions{Force: req.Force, AllowZero: req.AllowZero}); err != nil {
 		WriteError(w, err)
 		return
 	}
@@ -652,6 +652,8 @@ func classify(err error) *Error {
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Message: msg}
 	case errors.Is(err, supervisor.ErrDependencyUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDependencyUnavailable, Message: msg}
+	case errors.Is(err, supervisor.ErrScaleRefused):
+		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: msg}
 	case errors.Is(err, supervisor.ErrIdempotencyConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeIdempotencyConflict, Message: msg}
 	case errors.Is(err, supervisor.ErrPoolFailed), errors.Is(err, supervisor.ErrPoolStopped):

@@ -82,6 +82,10 @@ func (a *StreamAnswer) Err() error {
 // ScaleRequest is the body of POST /v1/pools/{pool}/scale.
 type ScaleRequest struct {
 	Replicas int `json:"replicas"`
+	// Force goes over the pool's bound (max_replicas or the node's).
+	Force bool `json:"force,omitempty"`
+	// AllowZero allows 0 replicas.
+	AllowZero bool `json:"allow_zero,omitempty"`
 }
 
 // RingMember is one member of a pool's ring.

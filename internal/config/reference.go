@@ -43,6 +43,7 @@ var Reference = []Field{
 	{"pools[].replicas", "integer", "1", "agents serving calls; at least 1"},
 	{"pools[].spares", "integer", "1", "warm agents, started and handshaken, promoted when an active one fails"},
 	{"pools[].max_spares", "integer", "spares", "the Arbiter may raise the spares up to this"},
+	{"pools[].max_replicas", "integer", "0 (from the node: 256 per CPU, and no more agents than memory holds at the pool's memory limit, 16 MiB if none)", "`resilientctl scale` refuses more without --force; replicas in the file may exceed it"},
 	{"pools[].protocol", "jsonrpc | mcp", "jsonrpc", "what the agent speaks on stdin/stdout"},
 	{"pools[].method", "string", "task/run", "JSON-RPC method of a call"},
 	{"pools[].tool", "string", `""`, "the MCP tool to call; required when protocol is mcp, refused otherwise"},

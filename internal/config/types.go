@@ -37,21 +37,24 @@ type Mesh struct {
 
 // Pool is a named set of identical agents.
 type Pool struct {
-	Name            string            `yaml:"name"`
-	Command         []string          `yaml:"command"`
-	Env             map[string]string `yaml:"env"`
-	Dir             string            `yaml:"dir"`
-	User            string            `yaml:"user"`
-	Group           string            `yaml:"group"`
-	Replicas        int               `yaml:"replicas"`
-	Spares          int               `yaml:"spares"`
-	MaxSpares       int               `yaml:"max_spares"`
-	Protocol        Protocol          `yaml:"protocol"`
-	Method          string            `yaml:"method"`
-	Tool            string            `yaml:"tool"`
-	Restart         RestartType       `yaml:"restart"`
-	ShutdownTimeout time.Duration     `yaml:"shutdown_timeout"`
-	StartTimeout    time.Duration     `yaml:"start_timeout"`
+	Name      string            `yaml:"name"`
+	Command   []string          `yaml:"command"`
+	Env       map[string]string `yaml:"env"`
+	Dir       string            `yaml:"dir"`
+	User      string            `yaml:"user"`
+	Group     string            `yaml:"group"`
+	Replicas  int               `yaml:"replicas"`
+	Spares    int               `yaml:"spares"`
+	MaxSpares int               `yaml:"max_spares"`
+	// MaxReplicas bounds `resilientctl scale` (0: from the node, see
+	// [NodeMaxReplicas]); replicas in the file may go over it.
+	MaxReplicas     int           `yaml:"max_replicas"`
+	Protocol        Protocol      `yaml:"protocol"`
+	Method          string        `yaml:"method"`
+	Tool            string        `yaml:"tool"`
+	Restart         RestartType   `yaml:"restart"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	StartTimeout    time.Duration `yaml:"start_timeout"`
 	// MinUptime: an agent that ends or fails before it has served its
 	// first valid call within this long after it started is a start
 	// failure, which alone grows the backoff and counts toward intensity.

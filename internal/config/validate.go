@@ -220,6 +220,7 @@ func (v *validator) pool(path string, p *Pool) {
 	}
 	v.atLeast(at("replicas"), int64(p.Replicas), 1)
 	v.atLeast(at("spares"), int64(p.Spares), 0)
+	v.atLeast(at("max_replicas"), int64(p.MaxReplicas), 0)
 	if p.MaxSpares < p.Spares {
 		v.errorf(at("max_spares"), "must be at least spares (%d), got %d", p.Spares, p.MaxSpares)
 	}

@@ -220,7 +220,7 @@ func TestScaleThenReloadKeepsThePoolConsistent(t *testing.T) {
 	pc := testPool(t, "sc", func(pc *config.Pool) { pc.Spares = 0; pc.MaxSpares = 1 })
 	h := newHarness(t, cfgOf(pc))
 	h.ready()
-	if err := h.sup.Scale("sc", 3); err != nil {
+	if err := h.sup.Scale("sc", 3, ScaleOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	h.ready()
@@ -269,10 +269,10 @@ func TestScaleDownCallsOffPendingStarts(t *testing.T) {
 	h := newHarness(t, cfgOf(pc))
 	h.ready()
 	before := len(h.eventsOf(EventSpawn))
-	if err := h.sup.Scale("typo", 200); err != nil {
+	if err := h.sup.Scale("typo", 200, ScaleOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.sup.Scale("typo", 1); err != nil {
+	if err := h.sup.Scale("typo", 1, ScaleOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := h.sup.Pool("typo")
@@ -288,4 +288,32 @@ func TestScaleDownCallsOffPendingStarts(t *testing.T) {
 	if s := p.Status(); s.Active != 1 || s.Spares != 1 || s.Starting != 0 {
 		t.Fatalf("pool settled at %+v", s)
 	}
+}
+
+// scale refuses what is likely a typo: over the pool's bound, or 0,
+// unless told; the pool is untouched by a refused scale.
+func TestScaleRefusesOverTheBoundAndZero(t *testing.T) {
+	pc := testPool(t, "bound", func(pc *config.Pool) { pc.MaxReplicas = 2 })
+	h := newHarness(t, cfgOf(pc))
+	h.ready()
+	p, _ := h.sup.Pool("bound")
+	before := p.Status().Replicas
+	for _, n := range []int{3, 0} {
+		if err := h.sup.Scale("bound", n, ScaleOptions{}); !errors.Is(err, ErrScaleRefused) {
+			t.Fatalf("scale to %d: %v, want ErrScaleRefused", n, err)
+		} else {
+			t.Logf("scale to %d: %v", n, err)
+		}
+	}
+	if s := p.Status(); s.Replicas != before {
+		t.Fatalf("a refused scale changed the pool: %+v", s)
+	}
+	if err := h.sup.Scale("bound", 3, ScaleOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("3 active agents", func() bool { return p.Status().Active == 3 })
+	if err := h.sup.Scale("bound", 0, ScaleOptions{AllowZero: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("no active agent", func() bool { return p.Status().Active == 0 })
 }

@@ -28,6 +28,9 @@ var (
 	// result for another request (another input or session). Nothing
 	// ran; the caller must use a new key. It wraps session.ErrConflict.
 	ErrIdempotencyConflict = errors.New("idempotency key conflict")
+	// ErrScaleRefused: a scale beyond what the pool allows without being
+	// told (over its bound, or to 0).
+	ErrScaleRefused = errors.New("scale refused")
 	// ErrDependencyUnavailable: on every attempt the agent answered that
 	// something it depends on is unavailable (JSON-RPC -32030); no agent
 	// was replaced. The error also wraps the last agent's *agent.RPCError.

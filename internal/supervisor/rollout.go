@@ -12,9 +12,15 @@ import (
 // apart from the pool's configuration (as SetSpares's): a reload with the
 // file unchanged leaves it, one that changes replicas in the file replaces
 // it.
-func (p *Pool) scale(n int) error {
+func (p *Pool) scale(n int, o ScaleOptions) error {
 	if n < 0 {
-		return fmt.Errorf("pool %s: replicas must be >= 0, got %d", p.name, n)
+		return fmt.Errorf("%w: pool %s: replicas must be >= 0, got %d", ErrScaleRefused, p.name, n)
+	}
+	if n == 0 && !o.AllowZero {
+		return fmt.Errorf("%w: pool %s: 0 replicas stops serving it (its file says at least 1); say so with --allow-zero", ErrScaleRefused, p.name)
+	}
+	if bound := p.config().ScaleBound(); n > bound && !o.Force {
+		return fmt.Errorf("%w: pool %s: %d replicas is over its bound of %d (max_replicas, or from this node: 256 per CPU and what memory holds at the pool's memory limit); use --force to go over it", ErrScaleRefused, p.name, n, bound)
 	}
 	p.mu.Lock()
 	p.replicas = n
@@ -117,7 +123,7 @@ func (p *Pool) update(ctx context.Context, pc config.Pool) error {
 // sizeOnly reports whether two configurations of a pool differ at most in
 // replicas and spares.
 func sizeOnly(a, b config.Pool) bool {
-	a.Replicas, a.Spares, a.MaxSpares = b.Replicas, b.Spares, b.MaxSpares
+	a.Replicas, a.Spares, a.MaxSpares, a.MaxReplicas = b.Replicas, b.Spares, b.MaxSpares, b.MaxReplicas
 	return a.Equal(b)
 }
 

@@ -372,12 +372,20 @@ func (s *Supervisor) Drain(id, reason string) error {
 }
 
 // Scale sets the pool's active replicas.
-func (s *Supervisor) Scale(name string, n int) error {
+func (s *Supervisor) Scale(name string, n int, o ScaleOptions) error {
 	p, err := s.Pool(name)
 	if err != nil {
 		return err
 	}
-	return p.scale(n)
+	return p.scale(n, o)
+}
+
+// ScaleOptions allow what Scale refuses by default.
+type ScaleOptions struct {
+	// Force goes over the pool's bound (config.Pool.ScaleBound).
+	Force bool
+	// AllowZero allows 0 replicas: the pool stops serving.
+	AllowZero bool
 }
 
 // Kill kills an agent as evidence of kind (a chaos fault, an Arbiter

@@ -308,14 +308,14 @@ func TestDrainAndScale(t *testing.T) {
 	}
 	h.waitFor("drained agent exits", func() bool { return !alive(victim.PID) })
 	h.ready()
-	if err := h.sup.Scale("d", 4); err != nil {
+	if err := h.sup.Scale("d", 4, ScaleOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	h.ready()
 	if n := len(h.agentsIn("d", AgentActive)); n != 4 {
 		t.Fatalf("%d active after scale 4", n)
 	}
-	if err := h.sup.Scale("d", 1); err != nil {
+	if err := h.sup.Scale("d", 1, ScaleOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor("scaled down", func() bool { return len(h.agentsIn("d", AgentActive)) == 1 })

@@ -289,17 +289,20 @@ func agentsCmd(g *globals) *cobra.Command {
 }
 
 func restartCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "restart AGENT|POOL",
-		Short: "Replace one agent, or restart every agent of a pool (clears a failed pool)",
-		Args:  args(cobra.ExactArgs(1)),
+	var allAtOnce bool
+	c := &cobra.Command{
+		Use:   "restart AGENT|POOL [--all-at-once]",
+		Short: "Replace one agent, or every agent of a pool one by one (clears a failed pool)",
+		Long: "Replace one agent, or every agent of a pool. A pool rolls: each agent is replaced once a new one\n" +
+			"is ready to take its place, so its replicas keep serving. --all-at-once stops them all first.",
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c := g.client()
 			err := c.RestartAgent(cmd.Context(), a[0])
 			var e *api.Error
 			if errors.As(err, &e) && e.Code == api.CodeUnknownAgent {
-				if perr := c.RestartPool(cmd.Context(), a[0]); perr == nil {
-					fmt.Printf("pool %s restarted\n", a[0])
+				if perr := c.RestartPool(cmd.Context(), a[0], allAtOnce); perr == nil {
+					fmt.Printf("pool %s restarting\n", a[0])
 					return nil
 				} else if errors.As(perr, &e) && e.Code == api.CodeUnknownPool {
 					return fmt.Errorf("%q is neither an agent nor a pool (see `resilientctl agents`)", a[0])
@@ -314,6 +317,8 @@ func restartCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&allAtOnce, "all-at-once", false, "stop every agent of the pool first (no capacity until new ones are ready)")
+	return c
 }
 
 func scaleCmd(g *globals) *cobra.Command {

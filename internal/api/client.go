@@ -169,9 +169,14 @@ func (c *Client) Call(ctx context.Context, pool string, req CallRequest) (*CallR
 	return &out, nil
 }
 
-// RestartPool restarts every agent of the pool.
-func (c *Client) RestartPool(ctx context.Context, pool string) error {
-	return c.do(ctx, "POST", "/v1/pools/"+url.PathEscape(pool)+"/restart", nil, nil)
+// RestartPool replaces every agent of the pool, one by one keeping its
+// replicas serving, or with allAtOnce all of them at once.
+func (c *Client) RestartPool(ctx context.Context, pool string, allAtOnce bool) error {
+	path := "/v1/pools/" + url.PathEscape(pool) + "/restart"
+	if allAtOnce {
+		path += "?all_at_once=1"
+	}
+	return c.do(ctx, "POST", path, nil, nil)
 }
 
 // RestartAgent replaces one agent.

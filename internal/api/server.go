@@ -381,7 +381,8 @@ func plainString(s string) bool {
 }
 
 func (s *Server) restartPool(w http.ResponseWriter, r *http.Request) {
-	if err := s.opts.Supervisor.RestartPool(r.Context(), r.PathValue("pool")); err != nil {
+	all := r.URL.Query().Get("all_at_once")
+	if err := s.opts.Supervisor.RestartPool(r.Context(), r.PathValue("pool"), all == "1" || all == "true"); err != nil {
 		WriteError(w, err)
 		return
 	}

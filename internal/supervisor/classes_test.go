@@ -317,3 +317,32 @@ func TestScaleRefusesOverTheBoundAndZero(t *testing.T) {
 	}
 	h.waitFor("no active agent", func() bool { return p.Status().Active == 0 })
 }
+
+// restart POOL rolls: every agent is replaced, the pool never has fewer
+// than its replicas active, and calls made meanwhile all succeed.
+func TestRestartPoolRollsKeepingReplicas(t *testing.T) {
+	h := newHarness(t, cfgOf(testPool(t, "roll")))
+	h.ready()
+	p, _ := h.sup.Pool("roll")
+	old := map[int]bool{}
+	for _, a := range append(h.agentsIn("roll", AgentActive), h.agentsIn("roll", AgentSpare)...) {
+		old[a.PID] = true
+	}
+	if err := h.sup.RestartPool(context.Background(), "roll", false); err != nil {
+		t.Fatal(err)
+	}
+	replicas := p.Status().Replicas
+	h.waitFor("every agent replaced", func() bool {
+		if s := p.Status(); s.Active < replicas {
+			t.Fatalf("only %d of %d replicas active during a rolling restart: %+v", s.Active, replicas, s)
+		}
+		h.mustCall("roll", "", `{"text":"during"}`)
+		as := append(h.agentsIn("roll", AgentActive), h.agentsIn("roll", AgentSpare)...)
+		for _, a := range as {
+			if old[a.PID] {
+				return false
+			}
+		}
+		return len(as) == replicas+p.Status().SparesWanted
+	})
+}

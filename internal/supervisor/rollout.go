@@ -116,8 +116,40 @@ func (p *Pool) update(ctx context.Context, pc config.Pool) error {
 	for _, sl := range spares {
 		p.drain(sl, "config changed", false)
 	}
-	p.goTracked(func() { p.roll(ctx, actives) })
+	p.goTracked(func() { p.roll(ctx, actives, "config changed") })
 	return nil
+}
+
+// rollingRestart replaces every agent of a serving pool one by one, each
+// only once a new one is ready to take its place, so that the pool keeps
+// its replicas serving throughout. A failed pool has nothing serving to
+// keep: it is restarted at once, which also clears its failed state.
+func (p *Pool) rollingRestart(ctx context.Context, reason string) {
+	p.mu.Lock()
+	if p.state == PoolFailed || p.state == PoolStopped {
+		p.mu.Unlock()
+		p.restart(ctx, reason)
+		return
+	}
+	p.epoch++ // spawns in flight are of the old generation
+	p.intensity.reset()
+	p.backoff.reset()
+	var actives, spares []*slot
+	for _, sl := range p.slots {
+		switch sl.state {
+		case AgentActive:
+			actives = append(actives, sl)
+		case AgentSpare:
+			spares = append(spares, sl)
+		}
+	}
+	p.ensureLocked(0, false)
+	p.mu.Unlock()
+	p.sup.emit(Event{Kind: EventRestart, Pool: p.name, Reason: reason + " (rolling)"})
+	for _, sl := range spares {
+		p.drain(sl, reason, false)
+	}
+	p.goTracked(func() { p.roll(ctx, actives, reason) })
 }
 
 // sizeOnly reports whether two configurations of a pool differ at most in
@@ -143,7 +175,7 @@ func (p *Pool) applySizeLocked(old, pc config.Pool) {
 	p.sparesWanted = max(p.sparesWanted, pc.Spares)
 }
 
-func (p *Pool) roll(ctx context.Context, old []*slot) {
+func (p *Pool) roll(ctx context.Context, old []*slot, reason string) {
 	for _, sl := range old {
 		// Wait for a new-generation spare (or room) before draining.
 		for {
@@ -168,6 +200,6 @@ func (p *Pool) roll(ctx context.Context, old []*slot) {
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		p.drain(sl, "config changed", false)
+		p.drain(sl, reason, false)
 	}
 }

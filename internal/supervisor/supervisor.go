@@ -350,13 +350,20 @@ func (s *Supervisor) RestartAgent(id string) error {
 	return nil
 }
 
-// RestartPool restarts every agent of the pool, and clears a failed state.
-func (s *Supervisor) RestartPool(ctx context.Context, name string) error {
+// RestartPool replaces every agent of the pool. By default it rolls, agent
+// by agent, keeping the pool's replicas serving; allAtOnce stops them all
+// first. Either way it clears a failed state.
+func (s *Supervisor) RestartPool(ctx context.Context, name string, allAtOnce bool) error {
 	p, err := s.Pool(name)
 	if err != nil {
 		return err
 	}
-	p.restart(ctx, "restarted by operator")
+	if allAtOnce {
+		p.restart(ctx, "restarted by operator")
+		return nil
+	}
+	// The roll outlives the request that asked for it.
+	p.rollingRestart(context.WithoutCancel(ctx), "restarted by operator")
 	return nil
 }
 

@@ -272,7 +272,7 @@ func TestGroupEscalatesPastItsIntensity(t *testing.T) {
 		pb, _ := h.sup.Pool("b")
 		return pa.Status().State == PoolFailed && pb.Status().State == PoolFailed
 	})
-	if err := h.sup.RestartPool(context.Background(), "b"); err != nil {
+	if err := h.sup.RestartPool(context.Background(), "b", false); err != nil {
 		t.Fatal(err)
 	}
 	h.ready2("b")

@@ -100,8 +100,17 @@ func (p *Pool) update(ctx context.Context, pc config.Pool) error {
 		p.mu.Unlock()
 		return err
 	}
-	p.epoch++ // spawns in flight with the old config retire
-	var actives, spares []*slot
+	actives, spares := p.newGenerationLocked()
+	p.mu.Unlock()
+	p.rollOut(ctx, actives, spares, "config changed")
+	return nil
+}
+
+// newGenerationLocked begins a new generation of the pool's agents: spawns
+// in flight retire, new ones start, and it returns the agents to replace.
+// Called with p.mu held.
+func (p *Pool) newGenerationLocked() (actives, spares []*slot) {
+	p.epoch++
 	for _, sl := range p.slots {
 		switch sl.state {
 		case AgentActive:
@@ -111,13 +120,16 @@ func (p *Pool) update(ctx context.Context, pc config.Pool) error {
 		}
 	}
 	p.ensureLocked(0, false)
-	p.mu.Unlock()
-	// Old spares go at once; their replacements start with the new config.
+	return actives, spares
+}
+
+// rollOut replaces an old generation: spares at once (their replacements
+// are of the new one), active agents one by one.
+func (p *Pool) rollOut(ctx context.Context, actives, spares []*slot, reason string) {
 	for _, sl := range spares {
-		p.drain(sl, "config changed", false)
+		p.drain(sl, reason, false)
 	}
-	p.goTracked(func() { p.roll(ctx, actives, "config changed") })
-	return nil
+	p.goTracked(func() { p.roll(ctx, actives, reason) })
 }
 
 // rollingRestart replaces every agent of a serving pool one by one, each
@@ -131,25 +143,12 @@ func (p *Pool) rollingRestart(ctx context.Context, reason string) {
 		p.restart(ctx, reason)
 		return
 	}
-	p.epoch++ // spawns in flight are of the old generation
 	p.intensity.reset()
 	p.backoff.reset()
-	var actives, spares []*slot
-	for _, sl := range p.slots {
-		switch sl.state {
-		case AgentActive:
-			actives = append(actives, sl)
-		case AgentSpare:
-			spares = append(spares, sl)
-		}
-	}
-	p.ensureLocked(0, false)
+	actives, spares := p.newGenerationLocked()
 	p.mu.Unlock()
 	p.sup.emit(Event{Kind: EventRestart, Pool: p.name, Reason: reason + " (rolling)"})
-	for _, sl := range spares {
-		p.drain(sl, reason, false)
-	}
-	p.goTracked(func() { p.roll(ctx, actives, reason) })
+	p.rollOut(ctx, actives, spares, reason)
 }
 
 // sizeOnly reports whether two configurations of a pool differ at most in

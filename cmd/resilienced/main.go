@@ -70,7 +70,11 @@ func run() int {
 
 	cfg := config.Default()
 	if *configPath != "" {
-		cfg, err = config.Load(*configPath)
+		load := config.Load
+		if *check {
+			load = config.Check // also against this host: dirs, users, commands
+		}
+		cfg, err = load(*configPath)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "resilienced: invalid config:\n%v\n", err)
 			return 2

@@ -28,11 +28,24 @@ const maxSchemaFileBytes = 16 << 20
 // An invalid file gives an [Errors] listing every problem; a file that
 // cannot be read gives the os error, wrapped.
 func Load(path string) (*Config, error) {
+	return load(path, false)
+}
+
+// Check is [Load] that also checks the file against this host, as
+// `resilienced --check` does: every pool's dir exists, its user and group
+// exist, its command resolves to an executable. A pool that fails them
+// would be refused or fail at its first start, far from the file; here
+// the problems come with their line, column and key path, all at once.
+func Check(path string) (*Config, error) {
+	return load(path, true)
+}
+
+func load(path string, host bool) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := parse(path, data, filepath.Dir(path))
+	c, err := parse(path, data, filepath.Dir(path), host)
 	if err != nil {
 		return nil, err
 	}
@@ -45,11 +58,11 @@ func Load(path string) (*Config, error) {
 // file: a pool's schema_file is left unread (Contract.Schema stays empty),
 // which is the one thing [Load] does in addition.
 func Parse(name string, data []byte) (*Config, error) {
-	return parse(name, data, "")
+	return parse(name, data, "", false)
 }
 
 // parse reads schema files relative to dir unless dir is "".
-func parse(name string, data []byte, dir string) (*Config, error) {
+func parse(name string, data []byte, dir string, host bool) (*Config, error) {
 	d := &decoder{
 		file:   name,
 		nodes:  map[string]*yaml.Node{},
@@ -80,6 +93,11 @@ func parse(name string, data []byte, dir string) (*Config, error) {
 	// the validator skips the key paths that failed to decode.
 	v := &validator{file: name, nodes: d.nodes, keys: d.keys, bad: d.bad}
 	v.config(c)
+	if host && len(v.errs) == 0 {
+		for i := range c.Pools {
+			v.host(joinIndex("pools", i), &c.Pools[i])
+		}
+	}
 	d.errs = append(d.errs, v.errs...)
 	if len(d.errs) > 0 {
 		d.errs.sort()

@@ -54,7 +54,7 @@ func newRoot() *cobra.Command {
 
 	root.AddCommand(
 		statusCmd(g), callCmd(g), agentsCmd(g), restartCmd(g), scaleCmd(g), drainCmd(g),
-		eventsCmd(g), sessionsCmd(g), sessionCmd(g), ringCmd(g), versionCmd(g),
+		eventsCmd(g), logsCmd(g), sessionsCmd(g), sessionCmd(g), ringCmd(g), versionCmd(g),
 	)
 	for _, add := range extraCommands {
 		root.AddCommand(add(g))
@@ -396,6 +396,30 @@ func eventsCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&q.Agent, "agent", "", "only the events of this agent")
 	c.Flags().StringSliceVar(&q.Kinds, "kind", nil, "only events of these kinds (comma-separated: violation,hang,...)")
 	c.Flags().IntVarP(&q.Tail, "tail", "n", 0, "only the last N remembered events (then --follow goes on from there)")
+	return c
+}
+
+func logsCmd(g *globals) *cobra.Command {
+	var tail int
+	c := &cobra.Command{
+		Use:   "logs AGENT|POOL [--tail N]",
+		Short: "Show the last stderr lines of an agent, or of a pool's agents (the latest dead ones too)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			lines, err := g.client().Logs(cmd.Context(), a[0], tail)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(lines)
+			}
+			for _, l := range lines {
+				fmt.Printf("%s  %-14s %s\n", l.Time.Format("15:04:05.000"), l.Agent, l.Line)
+			}
+			return nil
+		},
+	}
+	c.Flags().IntVarP(&tail, "tail", "n", 0, "only the last N lines")
 	return c
 }
 

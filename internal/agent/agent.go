@@ -93,6 +93,7 @@ type Agent struct {
 	waitErr  error
 
 	readDone chan struct{} // closed when the stdout reader stops
+	errDone  chan struct{} // closed when the stderr reader stops
 	readErr  error
 
 	closeOnce sync.Once
@@ -186,6 +187,7 @@ func Start(cfg Config) (*Agent, error) {
 		replies:  make(chan reply, 1),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
+		errDone:  make(chan struct{}),
 		started:  cfg.Now(),
 		log:      cfg.Logger.With("agent", cfg.ID, "pool", cfg.Pool),
 		logLimit: newRateLimiter(cfg.StderrRate, cfg.Now),
@@ -311,6 +313,7 @@ func (a *Agent) readStdout() {
 }
 
 func (a *Agent) readStderr() {
+	defer close(a.errDone)
 	sc := bufio.NewScanner(a.stderr)
 	sc.Buffer(make([]byte, 4096), 4096)
 	sc.Split(scanLinesTruncating)
@@ -329,6 +332,11 @@ func (a *Agent) readStderr() {
 		}
 	}
 }
+
+// StderrDone is closed once the agent's stderr has been read to its end
+// (every writer closed it: the agent and any child it left), so that
+// its last lines can be quoted when it dies.
+func (a *Agent) StderrDone() <-chan struct{} { return a.errDone }
 
 // Initialize performs the protocol handshake.
 func (a *Agent) Initialize(ctx context.Context) error {

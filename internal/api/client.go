@@ -179,6 +179,17 @@ func (c *Client) RestartPool(ctx context.Context, pool string, allAtOnce bool) e
 	return c.do(ctx, "POST", path, nil, nil)
 }
 
+// Logs returns the last stderr lines of an agent, or of a pool's agents
+// (tail > 0: the last tail of them).
+func (c *Client) Logs(ctx context.Context, target string, tail int) ([]LogLine, error) {
+	var out []LogLine
+	path := "/v1/logs/" + url.PathEscape(target)
+	if tail > 0 {
+		path += "?tail=" + strconv.Itoa(tail)
+	}
+	return out, c.do(ctx, "GET", path, nil, &out)
+}
+
 // RestartAgent replaces one agent.
 func (c *Client) RestartAgent(ctx context.Context, id string) error {
 	return c.do(ctx, "POST", "/v1/agents/"+url.PathEscape(id)+"/restart", nil, nil)

@@ -189,6 +189,7 @@ func (s *Server) routes() {
 	})
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("GET /v1/agents", s.agents)
+	s.mux.HandleFunc("GET /v1/logs/{target}", s.logs)
 	s.mux.HandleFunc("POST /v1/pools/{pool}/call", s.call)
 	s.mux.HandleFunc("POST /v1/pools/{pool}/call/stream", s.callStream)
 	s.mux.HandleFunc("POST /v1/pools/{pool}/restart", s.restartPool)
@@ -510,6 +511,28 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// logs answers the last stderr lines of an agent or of a pool's agents
+// (?tail=N: the last N).
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	n := 0
+	if v := r.URL.Query().Get("tail"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 0 {
+			WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("tail: %q is not a count of lines", v)})
+			return
+		}
+	}
+	lines, err := s.opts.Supervisor.Logs(r.PathValue("target"), n)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	if lines == nil {
+		lines = []supervisor.LogLine{}
+	}
+	WriteJSON(w, http.StatusOK, lines)
 }
 
 func (s *Server) sessions(w http.ResponseWriter, r *http.Request) {

@@ -132,6 +132,9 @@ type SessionDetail struct {
 // Event is one event as the API streams it.
 type Event = supervisor.Event
 
+// LogLine is one line of an agent's stderr.
+type LogLine = supervisor.LogLine
+
 // EventFilter selects events (GET /v1/events?pool=&agent=&kind=): an
 // empty field matches every event.
 type EventFilter struct {

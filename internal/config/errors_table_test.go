@@ -563,6 +563,12 @@ groups:
           a: {type: string, pattern: "("}`, []string{
 		"t.yaml:7:38: pools[0].contract.schema.properties.a.pattern: invalid schema: '(' is not valid regex: error parsing regexp: missing closing ): `(`",
 	}},
+	{"memory limit in bytes by mistake", `pools:
+  - name: a
+    command: [x]
+    limits: {memory: 100}`, []string{
+		`t.yaml:4:22: pools[0].limits.memory: 100 bytes is under 1 MiB: no agent runs in that (a bare number is bytes; write 100MiB)`,
+	}},
 	{"inline schema keyword typo", `pools:
   - name: a
     command: [x]

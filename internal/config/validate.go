@@ -272,6 +272,11 @@ func (v *validator) pool(path string, p *Pool) {
 
 	l := at("limits")
 	v.atLeast(joinKey(l, "memory"), p.Limits.Memory, 0)
+	if m := p.Limits.Memory; m > 0 && m < 1<<20 {
+		// A bare number is bytes: "memory: 100" is 100 bytes, in which
+		// nothing starts, and the kernel's OOM kill would be all it said.
+		v.errorf(joinKey(l, "memory"), "%d bytes is under 1 MiB: no agent runs in that (a bare number is bytes; write 100MiB)", m)
+	}
 	v.atLeast(joinKey(l, "pids"), p.Limits.Pids, 0)
 	if w := p.Limits.CPUWeight; w != 0 && (w < 1 || w > 10000) {
 		v.errorf(joinKey(l, "cpu_weight"), "must be between 1 and 10000, got %d", w)

@@ -156,6 +156,25 @@ func TestStartFailuresBackOffAndGiveUp(t *testing.T) {
 			t.Fatalf("spawn_failed of class %q: %+v", ev.Class, ev)
 		}
 	}
+	// The failures explain themselves: the agent's last stderr lines are
+	// in the events, the pool's reason, and its logs.
+	const why = "can't open file '/srv/agents/agent.py'"
+	if last := evs[len(evs)-1]; !strings.Contains(last.Reason, why) {
+		t.Errorf("spawn_failed reason %q does not quote the agent's stderr", last.Reason)
+	}
+	if s := p.Status(); !strings.Contains(s.Reason, why) {
+		t.Errorf("failed pool's reason %q does not quote the agent's stderr", s.Reason)
+	}
+	lines, err := h.sup.Logs("sf", 0)
+	if err != nil || len(lines) < 2 || !strings.Contains(lines[len(lines)-1].Line, why) {
+		t.Errorf("Logs(sf) = %v, %v", lines, err)
+	}
+	if one, err := h.sup.Logs(lines[0].Agent, 1); err != nil || len(one) != 1 || one[0].Agent != lines[0].Agent {
+		t.Errorf("Logs of a dead agent %s = %v, %v", lines[0].Agent, one, err)
+	}
+	if _, err := h.sup.Logs("no-such-thing", 0); !errors.Is(err, ErrUnknownAgent) {
+		t.Errorf("Logs(no-such-thing): %v", err)
+	}
 }
 
 // Every output violates (the model's upstream is down): the breaker opens

@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 
 func runTestAgent() {
 	if os.Getenv("TEST_EXIT_AT_START") != "" {
+		fmt.Fprintln(os.Stderr, "starting")
+		fmt.Fprintln(os.Stderr, "can't open file '/srv/agents/agent.py': [Errno 2] No such file or directory")
 		os.Exit(7)
 	}
 	if os.Getenv("TEST_IGNORE_TERM") != "" {

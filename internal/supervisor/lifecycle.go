@@ -40,6 +40,7 @@ func (p *Pool) ensureLocked(delay time.Duration, urgent bool) []*slot {
 			promote:         make(chan struct{}, 1),
 			stopReq:         make(chan string, 1),
 			dead:            make(chan struct{}),
+			tail:            newLogTail(id),
 		}
 		p.starting++
 		p.slots[sl.id] = sl
@@ -135,9 +136,12 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		Logger:       p.sup.log,
 		Now:          p.sup.opts.Now,
 	}
-	if hook := p.sup.opts.OnStderr; hook != nil {
-		id := sl.id
-		cfg.OnStderr = func(line string) { hook(id, line) }
+	hook, id, tail, now := p.sup.opts.OnStderr, sl.id, sl.tail, p.sup.opts.Now
+	cfg.OnStderr = func(line string) {
+		tail.add(now(), line)
+		if hook != nil {
+			hook(id, line)
+		}
 	}
 	for k, v := range pc.Env {
 		cfg.Env = append(cfg.Env, k+"="+v)
@@ -204,6 +208,9 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 // spawnFailed handles an agent that failed before its handshake: a start
 // failure, which backs off and counts toward the restart intensity.
 func (p *Pool) spawnFailed(sl *slot, err error) {
+	if sl.a != nil {
+		awaitStderr(sl.a)
+	}
 	now := p.sup.opts.Now()
 	p.mu.Lock()
 	p.mustTransitionLocked(sl, AgentDead, now)
@@ -224,10 +231,10 @@ func (p *Pool) spawnFailed(sl *slot, err error) {
 	in := p.intensity
 	p.mu.Unlock()
 
-	p.sup.emit(Event{Kind: EventSpawnFail, Pool: p.name, Agent: sl.id, Reason: err.Error(), Class: fault.Start})
+	p.sup.emit(Event{Kind: EventSpawnFail, Pool: p.name, Agent: sl.id, Reason: sl.tail.withStderr(err.Error()), Class: fault.Start})
 	p.log.Warn("agent failed to start", "agent", sl.id, "err", err, "next_delay", delay)
 	if exceeded {
-		why := fmt.Sprintf("restart intensity exceeded (%d start failures in %s); last: %s failed to start: %v", in.max, in.period, sl.id, err)
+		why := sl.tail.withStderr(fmt.Sprintf("restart intensity exceeded (%d start failures in %s); last: %s failed to start: %v", in.max, in.period, sl.id, err))
 		p.goTracked(func() { p.giveUp(why) })
 	}
 }
@@ -300,6 +307,10 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	now := p.sup.opts.Now()
 	if ev.kind == EventExit {
 		ev = p.oomOrExit(sl, ev)
+		if sl.a != nil {
+			awaitStderr(sl.a)
+		}
+		ev.reason = sl.tail.withStderr(ev.reason)
 	}
 	p.mu.Lock()
 	if sl.state == AgentDead || sl.state == AgentStarting {
@@ -407,6 +418,7 @@ func (p *Pool) destroy(sl *slot) {
 		<-sl.a.Done() // stopSlot kills it after the shutdown timeout
 	}
 	p.awaitReplacements(sl)
+	p.gone.add(sl.tail)
 	p.sup.emit(Event{Kind: EventKill, Pool: p.name, Agent: sl.id})
 	if hook := p.sup.opts.OnAgentGone; hook != nil {
 		defer hook(sl.id, sl.sb)

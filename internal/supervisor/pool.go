@@ -96,7 +96,8 @@ type Pool struct {
 	sup  *Supervisor
 	name string
 	log  *slog.Logger
-	lend lender // free agents and the callers waiting for one
+	lend lender    // free agents and the callers waiting for one
+	gone goneTails // the stderr tails of its latest dead agents
 
 	// live counts the slots (and sandboxes being made) until their process
 	// and sandbox are gone; bg the pool's other goroutines (giving up,
@@ -171,6 +172,7 @@ type slot struct {
 	dead            chan struct{} // closed once the slot is dead or stopping
 	deadOnce        sync.Once
 	started         time.Time
+	tail            *logTail // its last stderr lines
 	activeSince     time.Time
 	retries         int                      // failed starts before this one
 	graceful        atomic.Bool              // a SIGTERM stop is under way; destroy waits for it

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,15 +34,19 @@ func init() { chaos.MaybeRunHelper() }
 
 // daemon is the wiring of one running resilienced.
 type daemon struct {
-	log    *slog.Logger
-	name   string // its cgroup subtree's and bpffs pins' directory name
-	cfg    atomic.Pointer[config.Config]
-	cg     *cgroup.Manager
-	store  *session.Store
-	sup    *supervisor.Supervisor
-	server *api.Server
-	sock   *api.Socket
-	fatal  chan error
+	log *slog.Logger
+	// The running config's generation and reload outcome, for status.
+	reloadMu sync.Mutex // one reload at a time
+	confMu   sync.Mutex
+	conf     api.ConfigStatus
+	name     string // its cgroup subtree's and bpffs pins' directory name
+	cfg      atomic.Pointer[config.Config]
+	cg       *cgroup.Manager
+	store    *session.Store
+	sup      *supervisor.Supervisor
+	server   *api.Server
+	sock     *api.Socket
+	fatal    chan error
 
 	metrics  *metrics.Metrics
 	ks       *killSwitch
@@ -153,8 +158,11 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		Sessions:   store,
 		Version:    version,
 		Mode:       func() api.Mode { return d.mode },
+		Config:     d.configStatus,
 		Logger:     log,
 	})
+	d.conf = api.ConfigStatus{Path: configPath, Generation: 1, LoadedAt: time.Now()}
+	d.server.Handle("POST /v1/reload", d.reloadRoute(configPath))
 	d.ks.routes(d.server)
 	d.tel.routes(d.server)
 	if a := d.arb.Load(); a != nil {
@@ -372,17 +380,25 @@ func (d *daemon) expire() {
 	}
 }
 
-func (d *daemon) reload(path string) {
+// reload applies the config file again (SIGHUP, POST /v1/reload). An
+// invalid file is refused whole, the running config kept, and the refusal
+// is an event, a metric (events_total{kind="reload_failed"}) and the
+// status's last_reload_error.
+func (d *daemon) reload(path string) (api.ReloadResult, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	if path == "" {
-		d.log.Warn("SIGHUP ignored: started without --config")
-		return
+		d.log.Warn("reload ignored: started without --config")
+		return api.ReloadResult{}, errors.New("the daemon was started without --config: there is no file to reload")
 	}
 	sddaemon.SdNotify(false, fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
 	cfg, err := config.Load(path)
 	if err != nil {
 		d.log.Error("reload refused: invalid config; keeping the running one", "err", err)
-		return
+		d.setReloadError(err.Error())
+		d.sup.Emit(supervisor.Event{Kind: supervisor.EventReloadFailed, Reason: err.Error()})
+		return api.ReloadResult{}, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidConfig, Message: err.Error()}
 	}
 	old := d.cfg.Load()
 	cfg.Socket, cfg.StateDir = old.Socket, old.StateDir // these need a restart
@@ -390,11 +406,63 @@ func (d *daemon) reload(path string) {
 		d.log.Warn("reload: the mcp front door's settings change at the next restart")
 		cfg.MCP = old.MCP
 	}
-	if err := d.sup.Apply(context.Background(), cfg); err != nil {
-		d.log.Error("reload: some pools did not start", "err", err)
+	res := api.ReloadResult{Added: []string{}, Removed: []string{}, Changed: []string{}}
+	for _, p := range cfg.Pools {
+		if was := old.Pool(p.Name); was == nil {
+			res.Added = append(res.Added, p.Name)
+		} else if !was.Equal(p) {
+			res.Changed = append(res.Changed, p.Name)
+		}
+	}
+	for _, p := range old.Pools {
+		if cfg.Pool(p.Name) == nil {
+			res.Removed = append(res.Removed, p.Name)
+		}
+	}
+	applyErr := d.sup.Apply(context.Background(), cfg)
+	if applyErr != nil {
+		d.log.Error("reload: some pools did not start", "err", applyErr)
 	}
 	d.cfg.Store(cfg)
-	d.log.Info("reloaded", "pools", len(cfg.Pools))
+	d.confMu.Lock()
+	d.conf.Generation++
+	d.conf.LoadedAt = time.Now()
+	d.conf.LastReloadError = ""
+	if applyErr != nil {
+		d.conf.LastReloadError = applyErr.Error()
+	}
+	res.ConfigStatus = d.conf
+	d.confMu.Unlock()
+	d.log.Info("reloaded", "pools", len(cfg.Pools), "generation", res.Generation, "added", res.Added, "removed", res.Removed, "changed", res.Changed)
+	return res, nil
+}
+
+func (d *daemon) setReloadError(msg string) {
+	d.confMu.Lock()
+	d.conf.LastReloadError = msg
+	d.confMu.Unlock()
+}
+
+func (d *daemon) configStatus() api.ConfigStatus {
+	d.confMu.Lock()
+	defer d.confMu.Unlock()
+	return d.conf
+}
+
+// reloadRoute serves POST /v1/reload.
+func (d *daemon) reloadRoute(path string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		res, err := d.reload(path)
+		if err != nil {
+			var e *api.Error
+			if !errors.As(err, &e) {
+				e = &api.Error{Status: http.StatusConflict, Code: api.CodeBadRequest, Message: err.Error()}
+			}
+			api.WriteError(w, e)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, res)
+	}
 }
 
 func (d *daemon) shutdown() {

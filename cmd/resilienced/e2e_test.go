@@ -288,3 +288,54 @@ func TestSighupReloadStartsNewPool(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// resilientctl reload applies the file and says what changed; an invalid
+// file exits 2 with every error and its location, keeps the running
+// config, and shows in status until a good reload.
+func TestReloadCommandReportsChangesAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	bin := binaries(t)
+	cfg := writeConfig(t, dir, "pools:"+poolYAML(bin, "one"))
+	d := startDaemon(t, cfg, filepath.Join(dir, "state"))
+	ctl := func(args ...string) (string, int) {
+		cmd := exec.Command(resilientctl(t), append([]string{"--socket", d.socket}, args...)...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+
+	writeConfig(t, dir, "pools:"+poolYAML(bin, "one")+poolYAML(bin, "two"))
+	out, code := ctl("reload")
+	if code != 0 || !strings.Contains(out, "generation 2") || !strings.Contains(out, "added: two") {
+		t.Fatalf("reload adding pool two: exit %d\n%s", code, out)
+	}
+
+	writeConfig(t, dir, "pools:"+poolYAML(bin, "one")+"\n  - name: bad\n    command: [x]\n    replicaz: 2\n")
+	out, code = ctl("reload")
+	if code != 2 || !strings.Contains(out, "replicaz: unknown key") || !strings.Contains(out, "config.yaml:") {
+		t.Fatalf("reload of an invalid file: exit %d, want 2 with the error and its location\n%s", code, out)
+	}
+	st, err := d.client.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Config == nil || st.Config.Generation != 2 || !strings.Contains(st.Config.LastReloadError, "replicaz") {
+		t.Fatalf("status after a failed reload: %+v", st.Config)
+	}
+	if len(st.Pools) != 2 {
+		t.Fatalf("the failed reload changed the pools: %+v", st.Pools)
+	}
+	out, _ = ctl("status")
+	if !strings.Contains(out, "the last reload failed") {
+		t.Errorf("status does not show the failed reload:\n%s", out)
+	}
+	out, _ = ctl("events", "--kind", "reload_failed", "-o", "json")
+	if !strings.Contains(out, "replicaz") {
+		t.Errorf("no reload_failed event:\n%s", out)
+	}
+}

@@ -138,7 +138,7 @@ func run() int {
 			log.Info("stopped")
 			return 0
 		case <-hup:
-			d.reload(*configPath)
+			d.reload(*configPath) // errors are logged, evented and in status
 		case err := <-d.fatal:
 			log.Error("fatal", "err", err)
 			d.shutdown()

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,7 +55,7 @@ func newRoot() *cobra.Command {
 
 	root.AddCommand(
 		statusCmd(g), callCmd(g), agentsCmd(g), restartCmd(g), scaleCmd(g), drainCmd(g),
-		eventsCmd(g), logsCmd(g), sessionsCmd(g), sessionCmd(g), ringCmd(g), versionCmd(g),
+		eventsCmd(g), logsCmd(g), reloadCmd(g), sessionsCmd(g), sessionCmd(g), ringCmd(g), versionCmd(g),
 	)
 	for _, add := range extraCommands {
 		root.AddCommand(add(g))
@@ -109,6 +110,12 @@ func statusCmd(g *globals) *cobra.Command {
 				return printJSON(st)
 			}
 			fmt.Printf("node %s  version %s  cgroup %s  ebpf %v\n", st.Node, st.Version, st.Mode.Cgroup, st.Mode.EBPF)
+			if c := st.Config; c != nil {
+				fmt.Printf("config %s  generation %d  loaded %s\n", cmp.Or(c.Path, "(defaults)"), c.Generation, c.LoadedAt.Local().Format(time.DateTime))
+				if c.LastReloadError != "" {
+					fmt.Printf("  the last reload failed (the config above still runs):\n    %s\n", strings.ReplaceAll(c.LastReloadError, "\n", "\n    "))
+				}
+			}
 			for _, n := range st.Mode.Notes {
 				fmt.Printf("  note: %s\n", n)
 			}
@@ -397,6 +404,43 @@ func eventsCmd(g *globals) *cobra.Command {
 	c.Flags().StringSliceVar(&q.Kinds, "kind", nil, "only events of these kinds (comma-separated: violation,hang,...)")
 	c.Flags().IntVarP(&q.Tail, "tail", "n", 0, "only the last N remembered events (then --follow goes on from there)")
 	return c
+}
+
+func reloadCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Apply the daemon's config file again; print what changed, or every error (exit 2)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := g.client().Reload(cmd.Context())
+			var e *api.Error
+			if errors.As(err, &e) && e.Code == api.CodeInvalidConfig {
+				return usageError{fmt.Errorf("the config file is invalid; the running config is kept:\n%s", e.Message)}
+			}
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(res)
+			}
+			fmt.Printf("config %s: generation %d\n", res.Path, res.Generation)
+			for _, c := range []struct {
+				what  string
+				pools []string
+			}{{"added", res.Added}, {"removed", res.Removed}, {"changed", res.Changed}} {
+				if len(c.pools) > 0 {
+					fmt.Printf("  %s: %s\n", c.what, strings.Join(c.pools, ", "))
+				}
+			}
+			if len(res.Added)+len(res.Removed)+len(res.Changed) == 0 {
+				fmt.Println("  no pool changed")
+			}
+			if res.LastReloadError != "" {
+				fmt.Printf("  but: %s\n", res.LastReloadError)
+			}
+			return nil
+		},
+	}
 }
 
 func logsCmd(g *globals) *cobra.Command {

@@ -190,6 +190,13 @@ func (c *Client) Logs(ctx context.Context, target string, tail int) ([]LogLine, 
 	return out, c.do(ctx, "GET", path, nil, &out)
 }
 
+// Reload makes the daemon apply its config file again, and returns what
+// changed; an invalid file is an *Error with code CodeInvalidConfig.
+func (c *Client) Reload(ctx context.Context) (*ReloadResult, error) {
+	var r ReloadResult
+	return &r, c.do(ctx, "POST", "/v1/reload", nil, &r)
+}
+
 // RestartAgent replaces one agent.
 func (c *Client) RestartAgent(ctx context.Context, id string) error {
 	return c.do(ctx, "POST", "/v1/agents/"+url.PathEscape(id)+"/restart", nil, nil)

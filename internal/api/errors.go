@@ -19,17 +19,20 @@ const (
 	// CodeDependencyUnavailable: the pool's agents answered that what
 	// they depend on is unavailable (503).
 	CodeDependencyUnavailable = "dependency_unavailable"
-	CodeNotFound              = "not_found"
-	CodeUnknownPool           = "unknown_pool"
-	CodeUnknownAgent          = "unknown_agent"
-	CodeForbidden             = "forbidden"
-	CodeTooLarge              = "too_large"
-	CodePoolFailed            = "pool_failed"
-	CodeBreakerOpen           = "breaker_open"
-	CodeCallFailed            = "call_failed"
-	CodeTimeout               = "timeout"
-	CodeUnavailable           = "unavailable"
-	CodeInternal              = "internal"
+	// CodeInvalidConfig: a reload found the config file invalid; the
+	// message has every error, one per line (400).
+	CodeInvalidConfig = "invalid_config"
+	CodeNotFound      = "not_found"
+	CodeUnknownPool   = "unknown_pool"
+	CodeUnknownAgent  = "unknown_agent"
+	CodeForbidden     = "forbidden"
+	CodeTooLarge      = "too_large"
+	CodePoolFailed    = "pool_failed"
+	CodeBreakerOpen   = "breaker_open"
+	CodeCallFailed    = "call_failed"
+	CodeTimeout       = "timeout"
+	CodeUnavailable   = "unavailable"
+	CodeInternal      = "internal"
 )
 
 // Error is an error answered by the daemon.

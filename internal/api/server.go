@@ -38,7 +38,9 @@ type Options struct {
 	Version    string
 	Node       string      // default: hostname
 	Mode       func() Mode // the daemon's current mode
-	Logger     *slog.Logger
+	// Config, if set, describes the running config in the status.
+	Config func() ConfigStatus
+	Logger *slog.Logger
 	// Authorize decides whether a peer may use the API; default: root, the
 	// daemon's own uid, or a member of the socket's group.
 	Authorize func(cred PeerCred) error
@@ -218,7 +220,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if mode.Notes == nil {
 		mode.Notes = []string{}
 	}
-	WriteJSON(w, http.StatusOK, Status{Node: s.opts.Node, Version: s.opts.Version, Mode: mode, Pools: pools, Agents: agents})
+	st := Status{Node: s.opts.Node, Version: s.opts.Version, Mode: mode, Pools: pools, Agents: agents}
+	if s.opts.Config != nil {
+		cs := s.opts.Config()
+		st.Config = &cs
+	}
+	WriteJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) agents(w http.ResponseWriter, r *http.Request) {

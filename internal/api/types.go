@@ -21,8 +21,28 @@ type Status struct {
 	Node    string                   `json:"node"`
 	Version string                   `json:"version"`
 	Mode    Mode                     `json:"mode"`
+	Config  *ConfigStatus            `json:"config,omitempty"`
 	Pools   []supervisor.PoolStatus  `json:"pools"`
 	Agents  []supervisor.AgentStatus `json:"agents"`
+}
+
+// ConfigStatus is the running config: its generation (1 at start, one
+// more at each applied reload), when it was loaded, and the last reload's
+// error, if the last reload failed.
+type ConfigStatus struct {
+	Path            string    `json:"path,omitempty"`
+	Generation      int       `json:"generation"`
+	LoadedAt        time.Time `json:"loaded_at"`
+	LastReloadError string    `json:"last_reload_error,omitempty"`
+}
+
+// ReloadResult is the answer to POST /v1/reload: the config applied, and
+// what changed in it.
+type ReloadResult struct {
+	ConfigStatus
+	Added   []string `json:"added"`   // pools
+	Removed []string `json:"removed"` // pools
+	Changed []string `json:"changed"` // pools whose config changed
 }
 
 // VersionInfo is the answer to GET /v1/version.

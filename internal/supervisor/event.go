@@ -35,6 +35,9 @@ const (
 	EventChaos      EventKind = "chaos"
 	EventScale      EventKind = "scale"
 	EventReload     EventKind = "reload"
+	// EventReloadFailed: the daemon refused an invalid config file and
+	// kept the running config (reason: the errors). It has no pool.
+	EventReloadFailed EventKind = "reload_failed"
 
 	// EventBreach: the Kill Switch saw an agent breach its egress policy.
 	EventBreach EventKind = "breach"

@@ -42,6 +42,10 @@ const (
 	EventToolError EventKind = "tool_error"
 	// EventInvalidInput: an agent refused a call's input (class caller).
 	EventInvalidInput EventKind = "invalid_input"
+	// EventCancel: a call's caller cancelled it while an agent ran it
+	// (class caller); the reason says whether the agent was kept or
+	// replaced.
+	EventCancel EventKind = "cancel"
 )
 
 // Event is one thing that happened, with its timestamps. For a recovered

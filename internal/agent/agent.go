@@ -91,6 +91,9 @@ type Agent struct {
 	// reply, whose late replies the reader drops.
 	current atomic.Pointer[Pending]
 	stale   staleIDs
+	// reports counts the progress notifications of calls in flight;
+	// reportsSeen is the count at the last look of [Agent.Progress].
+	reports, reportsSeen atomic.Uint64
 
 	done     chan struct{} // closed when the process has exited
 	exitTime time.Time
@@ -631,7 +634,9 @@ func InvalidJSONError(line []byte) error {
 
 // Progress reports whether an agent that has not answered yet is visibly
 // making progress rather than hung: its reply is already on its way (bytes
-// in the pipe, or a line read and not yet taken), or its process is
+// in the pipe, or a line read and not yet taken), it reported progress on
+// its call since the last look (an MCP tool waiting on a timer or a
+// remote service uses no CPU, but says it is at work), or its process is
 // running, waiting for a CPU, or in uninterruptible I/O. It also returns
 // the CPU time the process has used (its own and its reaped children's, in
 // clock ticks): a caller that sees no progress now can look again a moment
@@ -641,6 +646,9 @@ func InvalidJSONError(line []byte) error {
 // them apart keeps the hang detector from killing healthy agents.
 func (a *Agent) Progress() (progressing bool, cpuTicks uint64) {
 	if len(a.replies) > 0 {
+		return true, 0
+	}
+	if n := a.reports.Load(); a.reportsSeen.Swap(n) != n {
 		return true, 0
 	}
 	if n, err := unix.IoctlGetInt(int(a.stdout.Fd()), unix.TIOCINQ); err == nil && n > 0 {

@@ -400,3 +400,30 @@ func TestNativeCallCannotBeCancelled(t *testing.T) {
 		t.Fatalf("reply after a refused cancel: %s %v", out, err)
 	}
 }
+
+// A server that reports progress on its call is at work, though it sleeps:
+// Progress says so once per report.
+func TestProgressReportIsEvidenceOfWork(t *testing.T) {
+	reported := make(chan struct{}, 1)
+	a := startMCP(t, "mcp", "*")
+	pc, err := a.Send(json.RawMessage(in(`{"name":"slow","arguments":{}}`)), func(ProgressReport) { reported <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	select {
+	case <-reported:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no progress report")
+	}
+	if working, _ := a.Progress(); !working {
+		t.Fatal("an agent that just reported progress is not at work")
+	}
+	// The server now sleeps 300 ms before it answers: no new report, no
+	// reply in the pipe, a sleeping process (given a moment to fall
+	// asleep after its write).
+	time.Sleep(50 * time.Millisecond)
+	if working, _ := a.Progress(); working {
+		t.Fatal("the same report counted twice")
+	}
+}

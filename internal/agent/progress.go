@@ -37,6 +37,7 @@ func (a *Agent) routeProgress(params json.RawMessage) {
 	if json.Unmarshal(params, &p) != nil || !tokenIs(p.Token, pc.id) {
 		return
 	}
+	a.reports.Add(1)
 	if pc.cancelled.Load() {
 		pc.runningOnce.Do(func() { close(pc.running) })
 		return

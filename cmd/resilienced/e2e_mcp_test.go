@@ -141,6 +141,8 @@ type step struct {
 	Text    string   `json:"text"`
 	IsError bool     `json:"isError"`
 	MS      int      `json:"ms"`
+	// Progress is the progress values the client saw, in order.
+	Progress []float64 `json:"progress"`
 }
 
 // TestMCPFrontDoorWithOfficialClient runs the official TypeScript SDK's
@@ -214,7 +216,12 @@ func TestMCPFrontDoorWithOfficialClient(t *testing.T) {
 	if s := steps["long"]; s.IsError || !strings.Contains(s.Text, "Long running operation completed") {
 		t.Errorf("the call whose agent was killed: %+v\n%s", s, d.log)
 	}
-	t.Logf("the long call took %d ms with its agent killed at 1.5 s", steps["long"].MS)
+	t.Logf("the long call took %d ms with its agent killed at 1.5 s; progress seen: %v", steps["long"].MS, steps["long"].Progress)
+	// The spare that took the call over counted again from 1: the client
+	// saw its progress only go up, to the end.
+	if p := steps["long"].Progress; len(p) == 0 || p[len(p)-1] != 4 || !slices.IsSorted(p) || len(slices.Compact(slices.Clone(p))) != len(p) {
+		t.Errorf("progress of the call retried on a spare: %v, want increasing to 4", p)
+	}
 	if s := steps["after"]; s.Text != "Echo: after" || s.IsError {
 		t.Errorf("after: %+v", s)
 	}

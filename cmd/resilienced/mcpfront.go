@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/resilienced/resilienced/internal/agent"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/mcp"
 	"github.com/resilienced/resilienced/internal/supervisor"
@@ -70,7 +69,7 @@ func (m mcpPools) List() []mcp.Pool {
 			out = append(out, mcp.Pool{Name: p.Name, OutputSchema: p.Contract.Schema})
 			continue
 		}
-		listed, _ := agent.PoolTools(p.Name)
+		listed, _ := m.d.sup.Tools(p.Name)
 		mp := mcp.Pool{Name: p.Name, Every: p.Tool == "*"}
 		for _, t := range listed {
 			if mp.Every || t.Name == p.Tool {
@@ -90,7 +89,7 @@ func (m mcpPools) List() []mcp.Pool {
 
 // Call is the supervisor's call path, as the unix socket API's calls take it.
 func (m mcpPools) Call(ctx context.Context, c mcp.Call) (json.RawMessage, error) {
-	res, err := m.d.sup.Call(ctx, c.Pool, supervisor.CallRequest{Input: c.Input, Session: c.Session})
+	res, err := m.d.sup.Call(ctx, c.Pool, supervisor.CallRequest{Input: c.Input, Session: c.Session, Progress: c.Progress})
 	if err != nil {
 		return nil, err
 	}

@@ -86,6 +86,14 @@ type Agent struct {
 	wbuf     []byte // the request being written; guarded by callMu
 	nextID   atomic.Uint64
 	replies  chan reply // the reader hands the reply to the call in flight
+	// current is the request in flight, for the reader to route its
+	// progress notifications; stale are requests closed without their
+	// reply, whose late replies the reader drops.
+	current atomic.Pointer[Pending]
+	stale   staleIDs
+	// reports counts the progress notifications of calls in flight;
+	// reportsSeen is the count at the last look of [Agent.Progress].
+	reports, reportsSeen atomic.Uint64
 
 	done     chan struct{} // closed when the process has exited
 	exitTime time.Time
@@ -308,6 +316,9 @@ func (a *Agent) readStdout() {
 			a.handleIncoming(m)
 			continue
 		}
+		if a.stale.drop(line) {
+			continue // the late reply to a request given up on
+		}
 		a.replies <- reply{line: line}
 	}
 }
@@ -365,7 +376,7 @@ func (a *Agent) Ping(ctx context.Context) error {
 // [MCPContextMeta] for the rest) and the result is the tool's output (see
 // mcpOutput); a tool's own error is a [*ToolError].
 func (a *Agent) Call(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
-	pc, err := a.Send(params)
+	pc, err := a.Send(params, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -376,8 +387,10 @@ func (a *Agent) Call(ctx context.Context, params json.RawMessage) (json.RawMessa
 // Send writes a call, as [Agent.Call] does, and returns it in flight
 // without waiting for its reply: the caller takes the reply with
 // [Pending.Wait] and then closes it. It lets a caller stop waiting (its own
-// client went away) while the call goes on, to be finished elsewhere.
-func (a *Agent) Send(params json.RawMessage) (*Pending, error) {
+// client went away) while the call goes on, to be finished elsewhere, or
+// cancel it ([Pending.Cancel]). onProgress, when not nil, sees the call's
+// progress notifications (see [ProgressReport]).
+func (a *Agent) Send(params json.RawMessage, onProgress func(ProgressReport)) (*Pending, error) {
 	if a.cfg.Protocol == ProtocolMCP {
 		// The progress token is the request's id, which send takes next
 		// (callMu makes sends one at a time).
@@ -385,22 +398,24 @@ func (a *Agent) Send(params json.RawMessage) (*Pending, error) {
 		if err != nil {
 			return nil, err
 		}
-		pc, err := a.send("tools/call", p)
-		if pc != nil {
-			pc.tool = tool
-		}
-		return pc, err
+		return a.send("tools/call", p, tool, onProgress)
 	}
-	return a.send(a.cfg.Method, params)
+	return a.send(a.cfg.Method, params, "", onProgress)
 }
 
 // Pending is a request written to the agent whose reply has not been taken
 // yet. The agent takes no other request until it is closed.
 type Pending struct {
-	a      *Agent
-	id     uint64
-	tool   string // MCP: the reply is this tool's tools/call result
-	closed bool
+	a          *Agent
+	id         uint64
+	tool       string // MCP: the reply is this tool's tools/call result
+	onProgress func(ProgressReport)
+	closed     bool
+	answered   bool // its reply was taken
+
+	cancelled   atomic.Bool
+	runningOnce sync.Once
+	running     chan struct{} // closed at progress after Cancel
 }
 
 // Wait waits for the reply, ctx, or the process's death, whichever comes
@@ -409,8 +424,12 @@ type Pending struct {
 // waiting. Wait and Close are not safe for concurrent use with each other.
 func (pc *Pending) Wait(ctx context.Context, leave <-chan struct{}) (json.RawMessage, error) {
 	a := pc.a
+again:
 	select {
 	case r := <-a.replies:
+		if r.err == nil && a.stale.drop(r.line) {
+			goto again // a request given up on answered late, just now
+		}
 		return pc.result(r)
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -421,7 +440,7 @@ func (pc *Pending) Wait(ctx context.Context, leave <-chan struct{}) (json.RawMes
 		// still be in the pipe.
 		select {
 		case r := <-a.replies:
-			if r.err == nil {
+			if r.err == nil && !a.stale.drop(r.line) {
 				return pc.result(r)
 			}
 		case <-time.After(time.Millisecond):
@@ -434,6 +453,7 @@ func (pc *Pending) result(r reply) (json.RawMessage, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	pc.answered = true
 	res, err := decodeReply(r.line, pc.id)
 	if err != nil || pc.tool == "" {
 		return res, err
@@ -442,11 +462,15 @@ func (pc *Pending) result(r reply) (json.RawMessage, error) {
 }
 
 // Close ends the request: the agent takes the next one. A reply to a
-// request closed before it came arrives out of step, and fails the next
-// request as unsolicited.
+// request closed before it came (cancelled, or given up on) is dropped
+// when it comes, so the agent stays in step.
 func (pc *Pending) Close() {
 	if !pc.closed {
 		pc.closed = true
+		if !pc.answered {
+			pc.a.stale.add(pc.id)
+		}
+		pc.a.current.CompareAndSwap(pc, nil)
 		pc.a.callMu.Unlock()
 	}
 }
@@ -474,7 +498,7 @@ func (a *Agent) write(b []byte) error {
 // request sends one request and waits for its reply, the context, or the
 // process's death, whichever comes first.
 func (a *Agent) request(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
-	pc, err := a.send(method, params)
+	pc, err := a.send(method, params, "", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +508,7 @@ func (a *Agent) request(ctx context.Context, method string, params json.RawMessa
 
 // send writes one request and returns it in flight, holding callMu until
 // it is closed.
-func (a *Agent) send(method string, params json.RawMessage) (*Pending, error) {
+func (a *Agent) send(method string, params json.RawMessage, tool string, onProgress func(ProgressReport)) (*Pending, error) {
 	if !a.callMu.TryLock() {
 		return nil, ErrBusy
 	}
@@ -492,6 +516,9 @@ func (a *Agent) send(method string, params json.RawMessage) (*Pending, error) {
 	// one's: the agent is out of step.
 	select {
 	case r := <-a.replies:
+		if r.err == nil && a.stale.drop(r.line) {
+			break // the late reply to a request given up on
+		}
 		a.callMu.Unlock()
 		if r.err != nil {
 			return nil, r.err
@@ -500,6 +527,11 @@ func (a *Agent) send(method string, params json.RawMessage) (*Pending, error) {
 	default:
 	}
 	id := a.nextID.Add(1)
+	pc := &Pending{a: a, id: id, tool: tool, onProgress: onProgress}
+	if onProgress != nil || a.cfg.Protocol == ProtocolMCP {
+		pc.running = make(chan struct{})
+		a.current.Store(pc) // before the request: progress may follow at once
+	}
 	// The request is built in a buffer kept between calls (callMu is
 	// held): a session's context makes it kilobytes, every call.
 	buf := appendRequest(a.wbuf[:0], id, method, params)
@@ -508,10 +540,11 @@ func (a *Agent) send(method string, params json.RawMessage) (*Pending, error) {
 		a.wbuf = buf
 	}
 	if err != nil {
+		a.current.CompareAndSwap(pc, nil)
 		a.callMu.Unlock()
 		return nil, err
 	}
-	return &Pending{a: a, id: id}, nil
+	return pc, nil
 }
 
 func decodeReply(line []byte, id uint64) (json.RawMessage, error) {
@@ -609,7 +642,9 @@ func InvalidJSONError(line []byte) error {
 
 // Progress reports whether an agent that has not answered yet is visibly
 // making progress rather than hung: its reply is already on its way (bytes
-// in the pipe, or a line read and not yet taken), or its process is
+// in the pipe, or a line read and not yet taken), it reported progress on
+// its call since the last look (an MCP tool waiting on a timer or a
+// remote service uses no CPU, but says it is at work), or its process is
 // running, waiting for a CPU, or in uninterruptible I/O. It also returns
 // the CPU time the process has used (its own and its reaped children's, in
 // clock ticks): a caller that sees no progress now can look again a moment
@@ -619,6 +654,9 @@ func InvalidJSONError(line []byte) error {
 // them apart keeps the hang detector from killing healthy agents.
 func (a *Agent) Progress() (progressing bool, cpuTicks uint64) {
 	if len(a.replies) > 0 {
+		return true, 0
+	}
+	if n := a.reports.Load(); a.reportsSeen.Swap(n) != n {
 		return true, 0
 	}
 	if n, err := unix.IoctlGetInt(int(a.stdout.Fd()), unix.TIOCINQ); err == nil && n > 0 {

@@ -34,6 +34,9 @@ func testAgent(mode string) {
 			Params json.RawMessage `json:"params"`
 		}
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil || req.ID == nil || req.Method == "" {
+			if req.Method == "notifications/cancelled" {
+				fmt.Fprintf(os.Stderr, "cancelled %s\n", req.Params) // for the test to see
+			}
 			continue // notifications, and the daemon's answers to our requests
 		}
 		reply := func(result string) {

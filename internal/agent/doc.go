@@ -29,6 +29,14 @@
 // logging at its level, through the agent's slog logger) and handed to
 // [Config.OnNotification]; its requests are answered (ping).
 //
+// A call's progress notifications (MCP's notifications/progress under the
+// call's progress token, its request id) go to the callback given to
+// [Agent.Send]. [Pending.Cancel] sends MCP's notifications/cancelled for
+// the call; progress the server still reports on it then closes
+// [Pending.Running], which tells its owner the server ignores the cancel.
+// A request closed before its reply came is remembered, and its late
+// reply dropped, so the agent stays in step.
+//
 // Every string written to an agent is quoted as JSON (appendJSONString or
 // encoding/json), never with Go's quoting, which is not JSON.
 package agent

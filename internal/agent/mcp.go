@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -115,7 +114,6 @@ func (a *Agent) initializeMCP(ctx context.Context) error {
 		return err
 	}
 	a.tools = tools
-	catalog.record(a.cfg.Pool, tools)
 	if a.cfg.Tool == "" || a.cfg.Tool == "*" {
 		return nil
 	}
@@ -155,34 +153,6 @@ func (a *Agent) listTools(ctx context.Context) ([]Tool, error) {
 		}
 	}
 	return all, nil
-}
-
-// catalog keeps, per pool, the tools its MCP servers listed at their
-// latest handshake, for the daemon's MCP front door, which re-exports them
-// and reaches pools only through the supervisor's call path. It is
-// process-wide because the supervisor does not hand out its agents; a pool
-// hook in the supervisor would replace it.
-var catalog = &toolCatalog{m: map[string][]Tool{}}
-
-type toolCatalog struct {
-	mu sync.Mutex
-	m  map[string][]Tool
-}
-
-func (c *toolCatalog) record(pool string, tools []Tool) {
-	c.mu.Lock()
-	c.m[pool] = tools
-	c.mu.Unlock()
-}
-
-// PoolTools returns the tools the MCP servers of pool listed at their
-// latest handshake in this process, or false if none has shaken hands yet.
-// The slice is shared: do not modify it.
-func PoolTools(pool string) ([]Tool, bool) {
-	catalog.mu.Lock()
-	defer catalog.mu.Unlock()
-	t, ok := catalog.m[pool]
-	return t, ok
 }
 
 // Tools returns the tools the MCP server listed at the handshake (nil for
@@ -354,6 +324,9 @@ func (a *Agent) handleIncoming(m message) {
 		// pipe while the agent blocks writing to us.
 		go a.answer(m)
 		return
+	}
+	if m.Method == "notifications/progress" {
+		a.routeProgress(m.Params)
 	}
 	if a.cfg.OnNotification != nil {
 		a.cfg.OnNotification(m.Method, m.Params)

@@ -40,11 +40,18 @@ func mcpTestAgent(mode string, id uint64, method string, params json.RawMessage,
 			} `json:"_meta"`
 		}
 		json.Unmarshal(params, &p)
+		if p.Name == "slow" {
+			time.Sleep(100 * time.Millisecond) // the test cancels first
+		}
 		fmt.Fprintln(out, `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"warning","logger":"t","data":"tool running"}}`)
 		fmt.Fprintf(out, `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%s,"progress":1,"total":2}}`+"\n", p.Meta.Token)
 		fmt.Fprintln(out, `{"jsonrpc":"2.0","id":"srv-1","method":"ping"}`)
 		out.Flush()
 		switch {
+		case p.Name == "slow":
+			// Ignores cancellation, and answers late.
+			time.Sleep(300 * time.Millisecond)
+			reply(`{"content":[{"type":"text","text":"late"}]}`)
 		case p.Name == "fail":
 			reply(`{"content":[{"type":"text","text":"no such file"},{"type":"text","text":"really"}],"isError":true}`)
 		case mode == "mcptext":
@@ -275,7 +282,7 @@ func TestWriteErrorKeepsCause(t *testing.T) {
 	// stay visible through the ErrExited wrapping.
 	var err error
 	for range 100 {
-		pc, e := a.Send(json.RawMessage(`{"input":1}`))
+		pc, e := a.Send(json.RawMessage(`{"input":1}`), nil)
 		if e != nil {
 			err = e
 			break
@@ -304,5 +311,119 @@ func TestMCPTerminateClosesStdinFirst(t *testing.T) {
 	}
 	if time.Since(start) > 9*time.Second {
 		t.Fatal("Terminate waited out its grace")
+	}
+}
+
+// A call's progress reaches its callback; after Cancel the server is sent
+// notifications/cancelled with the request's id, and the reply it sends
+// anyway, after the caller closed the request, is dropped: the next call
+// gets its own reply.
+func TestMCPProgressCancelAndLateReply(t *testing.T) {
+	stderr := make(chan string, 16)
+	a := startMCP(t, "mcp", "*", func(c *Config) {
+		c.OnStderr = func(l string) {
+			if strings.HasPrefix(l, "cancelled ") {
+				stderr <- l
+			}
+		}
+	})
+	var got []ProgressReport
+	pc, err := a.Send(json.RawMessage(in(`{"name":"answer","arguments":{}}`)), func(p ProgressReport) { got = append(got, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := pc.Wait(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	pc.Close()
+	if len(got) != 1 || got[0].Progress != 1 || got[0].Total != 2 {
+		t.Fatalf("progress seen: %+v, want one report 1 of 2", got)
+	}
+
+	pc, err = a.Send(json.RawMessage(in(`{"name":"slow","arguments":{}}`)), func(p ProgressReport) { t.Errorf("progress after cancel forwarded: %+v", p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := pc.id
+	if !pc.Cancel("the client went away") {
+		t.Fatal("Cancel on an MCP call reported false")
+	}
+	// The server reports progress on the call (before it reads the
+	// cancel): after Cancel that is the server going on.
+	select {
+	case <-pc.Running():
+	case <-time.After(10 * time.Second):
+		t.Fatal("progress after cancel did not close Running")
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	_, err = pc.Wait(wctx, nil)
+	wcancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting for the slow call: %v", err)
+	}
+	pc.Close() // before the late reply comes
+	select {
+	case l := <-stderr:
+		want := fmt.Sprintf(`cancelled {"requestId":%d,"reason":"the client went away"}`, id)
+		if l != want {
+			t.Errorf("server got %s, want %s", l, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server got no notifications/cancelled")
+	}
+	out, err := call(t, a, in(`{"name":"answer","arguments":{"n":2}}`))
+	if err != nil {
+		t.Fatalf("the call after a cancelled one: %v", err)
+	}
+	var r received
+	if err := json.Unmarshal(out, &r); err != nil || string(r.Got.Arguments) != `{"n":2}` {
+		t.Fatalf("the call after a cancelled one got %s (%v)", out, err)
+	}
+}
+
+// A native agent has no cancel message: Cancel says so and writes nothing.
+func TestNativeCallCannotBeCancelled(t *testing.T) {
+	a := startTestAgent(t, "echo")
+	pc, err := a.Send(json.RawMessage(`{"input":1}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if pc.Cancel("x") {
+		t.Fatal("Cancel on a native call reported true")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := pc.Wait(ctx, nil); err != nil || string(out) != `{"input":1}` {
+		t.Fatalf("reply after a refused cancel: %s %v", out, err)
+	}
+}
+
+// A server that reports progress on its call is at work, though it sleeps:
+// Progress says so once per report.
+func TestProgressReportIsEvidenceOfWork(t *testing.T) {
+	reported := make(chan struct{}, 1)
+	a := startMCP(t, "mcp", "*")
+	pc, err := a.Send(json.RawMessage(in(`{"name":"slow","arguments":{}}`)), func(ProgressReport) { reported <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	select {
+	case <-reported:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no progress report")
+	}
+	if working, _ := a.Progress(); !working {
+		t.Fatal("an agent that just reported progress is not at work")
+	}
+	// The server now sleeps 300 ms before it answers: no new report, no
+	// reply in the pipe, a sleeping process (given a moment to fall
+	// asleep after its write).
+	time.Sleep(50 * time.Millisecond)
+	if working, _ := a.Progress(); working {
+		t.Fatal("the same report counted twice")
 	}
 }

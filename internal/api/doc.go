@@ -58,6 +58,12 @@
 // shape are decoded by hand (package jsonscan), and anything else by
 // encoding/json, which their fuzz tests hold the hand-written decoders to.
 //
+// A call's context is its request's: a client that closes its connection
+// (or a stream's), or a call whose timeout passes, cancels the call in the
+// supervisor, which tells the agent to stop and keeps or replaces it,
+// charging the pool nothing (docs/PROTOCOL.md, "Progress and
+// cancellation").
+//
 // Other packages add routes with [Server.Handle] (isolation, telemetry,
 // chaos, the Arbiter).
 package api

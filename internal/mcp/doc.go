@@ -14,7 +14,11 @@
 // spare, sessions. The client's MCP session belongs to the daemon, not to
 // any agent: its Mcp-Session-Id is the daemon session "mcp-<id>", so when
 // the agent serving it dies mid-call the call is retried on another agent
-// and the session goes on, with its context.
+// and the session goes on, with its context. A client that asks for
+// progress (a progressToken) gets the agent's progress under its token
+// ([Call.Progress]); a client that cancels (notifications/cancelled, or a
+// closed stateless POST) ends the handler's context, which cancels the
+// call in the daemon down to the child server.
 //
 // The protocol itself (initialize, sessions, SSE or JSON answers, ping,
 // cancellation, the stateless 2026 revision) is github.com/modelcontextprotocol/go-sdk's

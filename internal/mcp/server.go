@@ -28,6 +28,9 @@ type Call struct {
 	// client's Mcp-Session-Id.
 	Session string
 	Input   json.RawMessage
+	// Progress, when the client asked for progress (a progressToken),
+	// takes the call's progress to the client under its token.
+	Progress func(agent.ProgressReport)
 }
 
 // Pools is what the front door needs of the daemon.
@@ -225,6 +228,18 @@ func (ep *endpoint) call(name string) sdk.ToolHandler {
 		c := Call{Pool: t.pool, Input: t.input(req.Params.Arguments)}
 		if req.Session != nil && req.Session.ID() != "" {
 			c.Session = "mcp-" + req.Session.ID()
+		}
+		if tok := req.Params.GetProgressToken(); tok != nil && req.Session != nil {
+			// The agent's progress, under the client's token. ctx ties the
+			// notification to this request's stream. The client's
+			// notifications/cancelled (or, stateless, its closed POST)
+			// ends ctx, which cancels the call in the daemon.
+			c.Progress = func(p agent.ProgressReport) {
+				err := req.Session.NotifyProgress(ctx, &sdk.ProgressNotificationParams{ProgressToken: tok, Progress: p.Progress, Total: p.Total, Message: p.Message})
+				if err != nil {
+					ep.s.log.Debug("progress notification", "tool", name, "err", err)
+				}
+			}
 		}
 		out, err := ep.s.opts.Pools.Call(ctx, c)
 		if err != nil {

@@ -23,6 +23,12 @@ type CallRequest struct {
 	// IdempotencyKey, when set, makes the call run at most once: a repeat
 	// returns the stored result.
 	IdempotencyKey string
+	// Progress, when set, sees the progress the agents report on the call
+	// (MCP notifications/progress), values only increasing: after a retry
+	// on another agent, which starts again from its beginning, reports
+	// are passed on only once they pass the last one passed on. It is
+	// called from one goroutine at a time, and not after Call returns.
+	Progress func(agent.ProgressReport)
 }
 
 // CallResult is a validated result.
@@ -186,15 +192,21 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBreakerOpen, err)
 	}
+	var progress func(agent.ProgressReport)
+	if req.Progress != nil {
+		r := newProgressRelay(req.Progress)
+		defer r.close()
+		progress = r.report
+	}
 	res = &CallResult{}
 	var lastFailure error // the last attempt's violation or unavailability
 	for res.Attempts <= pc.Retries {
 		raw := params.encode(make([]byte, 0, params.size()))
 		var r callResult
 		if pc.Hedge > 0 {
-			r, err = p.dispatchHedged(ctx, req.Session, raw, down, pc.Hedge)
+			r, err = p.dispatchHedged(ctx, req.Session, raw, down, pc.Hedge, progress)
 		} else {
-			r, err = p.dispatch(ctx, req.Session, raw, down)
+			r, err = p.dispatch(ctx, req.Session, raw, down, progress)
 		}
 		if err != nil {
 			bc.Abandoned() // the caller gave up, or the pool went down
@@ -308,16 +320,18 @@ func (p *Pool) storedResult(ctx context.Context, key string, digest []byte) (*Ca
 // travels with the call). The first valid answer wins; the other is
 // dropped when it comes. Hedging trades a little extra work for latency
 // that does not depend on the slowest agent.
-func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}, hedge time.Duration) (callResult, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}, hedge time.Duration, progress func(agent.ProgressReport)) (callResult, error) {
+	// The attempt that loses is not cancelled but finished in the
+	// background, and checked, as any other (errHedgeLost tells dispatch).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(errHedgeLost)
 	type outcome struct {
 		r   callResult
 		err error
 	}
 	results := make(chan outcome, 2)
 	go func() {
-		r, err := p.dispatch(ctx, sessionID, params, down)
+		r, err := p.dispatch(ctx, sessionID, params, down, progress)
 		results <- outcome{r, err}
 	}()
 	t := time.NewTimer(hedge)
@@ -329,7 +343,7 @@ func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json
 		case <-t.C:
 			pending++
 			go func() {
-				r, err := p.dispatch(ctx, "", params, down)
+				r, err := p.dispatch(ctx, "", params, down, progress)
 				results <- outcome{r, err}
 			}()
 			continue
@@ -350,9 +364,11 @@ func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json
 
 // dispatch runs one attempt on an agent lent to this goroutine: for a
 // session, the agent the ring assigns it. If ctx ends while the agent is
-// at work, dispatch returns at once and the attempt is finished on another
-// goroutine: the agent's deadline is the contract's, not the caller's.
-func (p *Pool) dispatch(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}) (callResult, error) {
+// at work, dispatch returns at once: the caller cancelled the call, and
+// the agent is told so and kept or replaced on another goroutine (see
+// abandon); a hedged attempt that lost is finished there instead, by the
+// contract's deadline at the latest.
+func (p *Pool) dispatch(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}, progress func(agent.ProgressReport)) (callResult, error) {
 	sl, err := p.acquire(ctx, sessionID, down)
 	if err != nil {
 		return callResult{}, err
@@ -362,15 +378,22 @@ func (p *Pool) dispatch(ctx context.Context, sessionID string, params json.RawMe
 		p.giveBack(sl)
 		return callResult{bounced: true}, nil
 	}
-	at := p.begin(sl, params)
+	at := p.begin(sl, params, progress)
 	if at.wait(ctx.Done()) {
 		return at.finish(), nil
 	}
-	// The caller left; the attempt ends by its deadline at the latest.
-	p.goTracked(func() {
-		at.wait(nil)
-		at.finish()
-	})
+	if context.Cause(ctx) == errHedgeLost {
+		p.goTracked(func() {
+			at.wait(nil)
+			at.finish()
+		})
+	} else {
+		why := "the caller cancelled the call"
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			why = "the caller's deadline passed"
+		}
+		p.goTracked(func() { at.abandon(why) })
+	}
 	return callResult{}, ctx.Err()
 }
 
@@ -488,7 +511,7 @@ type attempt struct {
 // deadline, unless the agent is visibly still at work (running, or its
 // reply already in the pipe): then it gets another stall period, up to the
 // deadline.
-func (p *Pool) begin(sl *slot, params json.RawMessage) *attempt {
+func (p *Pool) begin(sl *slot, params json.RawMessage, progress func(agent.ProgressReport)) *attempt {
 	c := sl.contract
 	deadline := c.Deadline()
 	at := &attempt{p: p, sl: sl, limit: deadline}
@@ -505,7 +528,7 @@ func (p *Pool) begin(sl *slot, params json.RawMessage) *attempt {
 	if at.fault != nil && at.fault.CorruptTokens {
 		params = at.fault.corruptTokens(params)
 	}
-	at.pending, at.err = sl.a.Send(params)
+	at.pending, at.err = sl.a.Send(params, progress)
 	return at
 }
 

@@ -21,6 +21,13 @@
 // feedback describing the violation), and record events with timestamps.
 // The `recovered` event carries detect_ms and recover_ms.
 //
+// A call's caller may follow its progress ([CallRequest.Progress], only
+// increasing across retries) and may cancel it by ending its context: the
+// caller gets its answer at once, and the agent is told to stop (MCP) and
+// kept or replaced after [Options.CancelGrace] as cancel.go says, with
+// nothing charged to the pool. [Supervisor.Tools] is the catalog of what
+// each MCP pool's servers listed at their latest handshake.
+//
 // When no spare is left, the replacement's start is the recovery, so
 // nothing else stands in its way: each pool keeps the next agent's cgroup
 // made ahead of need (limits set, [Options.OnSandbox] called), made in the

@@ -48,6 +48,10 @@ const (
 	// EventUnavailable: an agent answered that a dependency of its is
 	// unavailable (class dependency); the call goes to another agent.
 	EventUnavailable EventKind = "unavailable"
+	// EventCancel: a call's caller cancelled it while an agent ran it
+	// (class caller); the reason says whether the agent was kept or
+	// replaced.
+	EventCancel EventKind = "cancel"
 )
 
 // Event is one thing that happened, with its timestamps. For a recovered

@@ -80,7 +80,7 @@ func (p *fakeProcess) Initialize(ctx context.Context) error {
 	return nil
 }
 
-func (p *fakeProcess) Send(json.RawMessage) (pendingReply, error) {
+func (p *fakeProcess) Send(json.RawMessage, func(agent.ProgressReport)) (pendingReply, error) {
 	select {
 	case <-p.done:
 		return nil, errFakeExit
@@ -107,7 +107,9 @@ func (r fakeReply) Wait(ctx context.Context, leave <-chan struct{}) (json.RawMes
 	}
 }
 
-func (fakeReply) Close() {}
+func (fakeReply) Close()                   {}
+func (fakeReply) Cancel(string) bool       { return false }
+func (fakeReply) Running() <-chan struct{} { return nil }
 
 func (p *fakeProcess) Ping(context.Context) error {
 	select {
@@ -137,3 +139,4 @@ func (p *fakeProcess) SignalGroup(sig syscall.Signal) error {
 
 func (p *fakeProcess) Terminate(time.Duration) { p.exit(true) }
 func (p *fakeProcess) Close() error            { return nil }
+func (p *fakeProcess) Tools() []agent.Tool     { return nil }

@@ -23,7 +23,7 @@ import (
 // The test binary doubles as an agent when RESILIENT_TEST_AGENT is set.
 // What it does on a call is told by the call's input, so one agent binary
 // covers every misbehaviour: {"op": "echo" | "crash" | "hang" | "garbage" |
-// "bad" | "bad-unless-feedback" | "fork" | "slow"}.
+// "bad" | "bad-unless-feedback" | "fork" | "slow" | "progress"}.
 func TestMain(m *testing.M) {
 	if os.Getenv("RESILIENT_TEST_AGENT") != "" {
 		runTestAgent()
@@ -87,6 +87,13 @@ func runTestAgent() {
 			time.Sleep(time.Hour)
 		case "slow":
 			time.Sleep(300 * time.Millisecond)
+			good()
+		case "progress":
+			// Two progress reports under the request's id, as a native
+			// agent may send them, then the answer.
+			for i := 1; i <= 2; i++ {
+				fmt.Fprintf(out, `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%d,"progress":%d,"total":2}}`+"\n", *req.ID, i)
+			}
 			good()
 		case "garbage":
 			fmt.Fprintln(out, "{definitely not json")

@@ -199,6 +199,9 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 			}
 			return err
 		}
+		if ts := a.Tools(); len(ts) > 0 {
+			p.tools.Store(&ts)
+		}
 		return nil
 	case <-a.Done():
 		return fmt.Errorf("exited before its handshake: %s", a.ExitStatus())

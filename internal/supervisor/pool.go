@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/resilienced/resilienced/internal/agent"
 	"github.com/resilienced/resilienced/internal/breaker"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/contract"
@@ -144,6 +145,8 @@ type Pool struct {
 	cfgGen      int           // bumped by every configure: a sandbox made for an older one is stale
 	nextSandbox *spareSandbox // the next agent's cgroup, made ahead of need
 	preparing   bool          // nextSandbox is being made
+	// tools are what the pool's latest MCP server to shake hands listed.
+	tools atomic.Pointer[[]agent.Tool]
 }
 
 // slot is one agent incarnation and its worker goroutine.

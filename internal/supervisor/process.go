@@ -16,7 +16,7 @@ import (
 type process interface {
 	PID() int
 	Initialize(ctx context.Context) error
-	Send(params json.RawMessage) (pendingReply, error)
+	Send(params json.RawMessage, onProgress func(agent.ProgressReport)) (pendingReply, error)
 	Ping(ctx context.Context) error
 	// Done is closed once the process has exited; Broken once its stdout
 	// is closed (BrokenErr says why).
@@ -30,12 +30,19 @@ type process interface {
 	SignalGroup(sig syscall.Signal) error
 	Terminate(grace time.Duration)
 	Close() error
+	// Tools are what an MCP server listed at its handshake (nil for the
+	// native protocol).
+	Tools() []agent.Tool
 }
 
 // pendingReply is a call sent to a process, its reply to come.
 type pendingReply interface {
 	Wait(ctx context.Context, leave <-chan struct{}) (json.RawMessage, error)
 	Close()
+	// Cancel tells the process to stop the call, if its protocol can
+	// (MCP); Running is closed if it reports progress on it after that.
+	Cancel(reason string) bool
+	Running() <-chan struct{}
 }
 
 // startProcess starts an agent process; Options.startProcess replaces it
@@ -51,8 +58,8 @@ func startProcess(cfg agent.Config) (process, error) {
 // realProcess adapts *agent.Agent, whose Send returns its concrete type.
 type realProcess struct{ *agent.Agent }
 
-func (r realProcess) Send(params json.RawMessage) (pendingReply, error) {
-	p, err := r.Agent.Send(params)
+func (r realProcess) Send(params json.RawMessage, onProgress func(agent.ProgressReport)) (pendingReply, error) {
+	p, err := r.Agent.Send(params, onProgress)
 	if p == nil {
 		return nil, err
 	}

@@ -75,6 +75,10 @@ type Options struct {
 	// AgentNumbers, when set, numbers agents (pool-N) uniquely across
 	// daemon restarts; by default numbers restart from 1 with the process.
 	AgentNumbers interface{ Next() uint64 }
+	// CancelGrace is how long an agent whose call was cancelled has to
+	// show that it stopped before it is replaced (default 1s; see
+	// cancel.go).
+	CancelGrace time.Duration
 
 	// startProcess replaces startProcess in tests (a fake agent).
 	startProcess func(agent.Config) (process, error)
@@ -115,6 +119,9 @@ func New(opts Options) *Supervisor {
 	}
 	if opts.EventBuffer <= 0 {
 		opts.EventBuffer = 4096
+	}
+	if opts.CancelGrace <= 0 {
+		opts.CancelGrace = time.Second
 	}
 
 	s := &Supervisor{
@@ -277,6 +284,21 @@ func (s *Supervisor) Pool(name string) (*Pool, error) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownPool, name)
 	}
 	return p, nil
+}
+
+// Tools returns the tools that the named pool's latest MCP server to
+// shake hands listed (tools/list), or false if none has yet: the catalog
+// the MCP front door re-exports. The slice is shared: do not modify it.
+func (s *Supervisor) Tools(pool string) ([]agent.Tool, bool) {
+	p, err := s.Pool(pool)
+	if err != nil {
+		return nil, false
+	}
+	ts := p.tools.Load()
+	if ts == nil {
+		return nil, false
+	}
+	return *ts, true
 }
 
 // Pools returns the pools in start order.

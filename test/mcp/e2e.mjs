@@ -26,10 +26,15 @@ out({ step: "bad-args", session: transport.sessionId, text: text(r), isError: !!
 out({ step: "ready-long" });
 await lines.next(); // the test says go
 const started = Date.now();
-const long = client.callTool({ name: "trigger-long-running-operation", arguments: { duration: 4, steps: 4 } }, undefined, { timeout: 60000 });
+const progress = [];
+const long = client.callTool(
+  { name: "trigger-long-running-operation", arguments: { duration: 4, steps: 4 } },
+  undefined,
+  { timeout: 60000, onprogress: (p) => progress.push(p.progress) },
+);
 out({ step: "calling-long" });
 r = await long;
-out({ step: "long", session: transport.sessionId, text: text(r), isError: !!r.isError, ms: Date.now() - started });
+out({ step: "long", session: transport.sessionId, text: text(r), isError: !!r.isError, ms: Date.now() - started, progress });
 
 r = await client.callTool({ name: "ev.echo", arguments: { message: "after" } });
 out({ step: "after", session: transport.sessionId, text: text(r), isError: !!r.isError });

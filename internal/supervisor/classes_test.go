@@ -365,3 +365,41 @@ func TestRestartPoolRollsKeepingReplicas(t *testing.T) {
 		return len(as) == replicas+p.Status().SparesWanted
 	})
 }
+
+// A pool this host cannot run (its user does not exist) is listed, failed,
+// with the reason, and its calls say why; a reload that fixes it starts it.
+func TestPoolThatCannotStartIsListedFailed(t *testing.T) {
+	good := testPool(t, "good")
+	h := newHarness(t, cfgOf(good))
+	h.ready()
+	bad := testPool(t, "bad", func(pc *config.Pool) { pc.User = "no-such-user-for-resilienced" })
+	err := h.sup.Apply(context.Background(), cfgOf(good, bad))
+	if err == nil {
+		t.Fatal("Apply of a pool whose user does not exist: no error")
+	}
+	p, perr := h.sup.Pool("bad")
+	if perr != nil {
+		t.Fatalf("the pool that cannot start is not listed: %v", perr)
+	}
+	if s := p.Status(); s.State != PoolFailed || !strings.Contains(s.Reason, "no-such-user-for-resilienced") {
+		t.Fatalf("status of the pool that cannot start: %+v", s)
+	}
+	if _, err := h.call("bad", "", `{"text":"x"}`); !errors.Is(err, ErrPoolFailed) || !strings.Contains(err.Error(), "no-such-user") {
+		t.Fatalf("call to it: %v, want ErrPoolFailed with the reason", err)
+	}
+	if err := h.sup.RestartPool(context.Background(), "bad", false); !errors.Is(err, ErrPoolFailed) {
+		t.Fatalf("restart of it: %v, want ErrPoolFailed", err)
+	}
+	if err := h.sup.Scale("bad", 3, ScaleOptions{}); !errors.Is(err, ErrPoolFailed) {
+		t.Fatalf("scale of it: %v, want ErrPoolFailed", err)
+	}
+	if n := len(h.eventsOf(EventPoolFailed)); n != 1 {
+		t.Errorf("%d pool_failed events, want 1", n)
+	}
+	fixed := testPool(t, "bad")
+	if err := h.sup.Apply(context.Background(), cfgOf(good, fixed)); err != nil {
+		t.Fatal(err)
+	}
+	h.ready2("bad")
+	h.mustCall("bad", "", `{"text":"fixed"}`)
+}

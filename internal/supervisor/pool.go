@@ -99,6 +99,9 @@ type Pool struct {
 	log  *slog.Logger
 	lend lender    // free agents and the callers waiting for one
 	gone goneTails // the stderr tails of its latest dead agents
+	// broken: this host cannot run its config (see brokenPool); it is
+	// listed, failed, and never starts an agent.
+	broken bool
 
 	// live counts the slots (and sandboxes being made) until their process
 	// and sandbox are gone; bg the pool's other goroutines (giving up,

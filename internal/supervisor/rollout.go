@@ -13,6 +13,9 @@ import (
 // file unchanged leaves it, one that changes replicas in the file replaces
 // it.
 func (p *Pool) scale(n int, o ScaleOptions) error {
+	if p.broken {
+		return p.errBroken()
+	}
 	if n < 0 {
 		return fmt.Errorf("%w: pool %s: replicas must be >= 0, got %d", ErrScaleRefused, p.name, n)
 	}

@@ -41,6 +41,9 @@ func (p *Pool) restartNode(ctx context.Context, reason string) { p.restart(ctx, 
 // restart stops every agent and starts the pool afresh, clearing a failed
 // state and the restart history.
 func (p *Pool) restart(ctx context.Context, reason string) {
+	if p.broken {
+		return // nothing runs, nothing to restart: a reload tries it again
+	}
 	p.stopAgents(ctx)
 	p.mu.Lock()
 	p.intensity.reset()

@@ -178,13 +178,13 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 			delete(s.pools, name)
 		}
 	}
-	var start, roll []*Pool
+	var start, roll, failed []*Pool
 	var rollCfg []config.Pool
 	var errs []error
 	order := make([]string, 0, len(cfg.Pools))
 	for _, pc := range cfg.Pools {
 		order = append(order, pc.Name)
-		if p, ok := s.pools[pc.Name]; ok {
+		if p, ok := s.pools[pc.Name]; ok && !p.broken {
 			if !p.config().Equal(pc) {
 				roll = append(roll, p)
 				rollCfg = append(rollCfg, pc)
@@ -194,6 +194,9 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 		p, err := newPool(s, pc)
 		if err != nil {
 			errs = append(errs, err)
+			bp := brokenPool(s, pc, err)
+			s.pools[pc.Name] = bp
+			failed = append(failed, bp)
 			continue
 		}
 		s.pools[pc.Name] = p
@@ -209,6 +212,9 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	}
 	for _, p := range start {
 		p.start()
+	}
+	for _, p := range failed {
+		s.emit(Event{Kind: EventPoolFailed, Pool: p.name, Reason: p.reason})
 	}
 	for i, p := range roll {
 		if err := p.update(ctx, rollCfg[i]); err != nil {
@@ -379,6 +385,9 @@ func (s *Supervisor) RestartPool(ctx context.Context, name string, allAtOnce boo
 	p, err := s.Pool(name)
 	if err != nil {
 		return err
+	}
+	if p.broken {
+		return p.errBroken()
 	}
 	if allAtOnce {
 		p.restart(ctx, "restarted by operator")

@@ -31,6 +31,15 @@ func (g *globals) client() *api.Client {
 
 func (g *globals) json() bool { return g.output == "json" }
 
+// done reports what an action did: v as JSON with -o json, else the line.
+func (g *globals) done(v any, format string, args ...any) error {
+	if g.json() {
+		return printJSON(v)
+	}
+	fmt.Printf(format+"\n", args...)
+	return nil
+}
+
 func newRoot() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
@@ -309,8 +318,7 @@ func restartCmd(g *globals) *cobra.Command {
 			var e *api.Error
 			if errors.As(err, &e) && e.Code == api.CodeUnknownAgent {
 				if perr := c.RestartPool(cmd.Context(), a[0], allAtOnce); perr == nil {
-					fmt.Printf("pool %s restarting\n", a[0])
-					return nil
+					return g.done(map[string]any{"pool": a[0], "restarting": true, "all_at_once": allAtOnce}, "pool %s restarting", a[0])
 				} else if errors.As(perr, &e) && e.Code == api.CodeUnknownPool {
 					return fmt.Errorf("%q is neither an agent nor a pool (see `resilientctl agents`)", a[0])
 				} else {
@@ -320,8 +328,7 @@ func restartCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("agent %s restarted\n", a[0])
-			return nil
+			return g.done(map[string]any{"agent": a[0], "restarted": true}, "agent %s restarted", a[0])
 		},
 	}
 	c.Flags().BoolVar(&allAtOnce, "all-at-once", false, "stop every agent of the pool first (no capacity until new ones are ready)")
@@ -346,8 +353,7 @@ func scaleCmd(g *globals) *cobra.Command {
 			if err := g.client().Scale(cmd.Context(), a[0], req); err != nil {
 				return err
 			}
-			fmt.Printf("pool %s scaled to %d\n", a[0], n)
-			return nil
+			return g.done(map[string]any{"pool": a[0], "replicas": n}, "pool %s scaled to %d", a[0], n)
 		},
 	}
 	c.Flags().BoolVar(&req.Force, "force", false, "go over the pool's bound (max_replicas)")
@@ -364,8 +370,7 @@ func drainCmd(g *globals) *cobra.Command {
 			if err := g.client().Drain(cmd.Context(), a[0]); err != nil {
 				return err
 			}
-			fmt.Printf("agent %s draining\n", a[0])
-			return nil
+			return g.done(map[string]any{"agent": a[0], "draining": true}, "agent %s draining", a[0])
 		},
 	}
 }

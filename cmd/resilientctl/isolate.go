@@ -45,8 +45,7 @@ func isolateCmd(g *globals) *cobra.Command {
 			if err := c.Post(cmd.Context(), "/v1/agents/"+url.PathEscape(a[0])+"/isolate", body, nil); err != nil {
 				return err
 			}
-			fmt.Printf("agent %s isolated\n", a[0])
-			return nil
+			return g.done(map[string]any{"agent": a[0], "isolated": true}, "agent %s isolated", a[0])
 		},
 	}
 	c.Flags().BoolVar(&node, "node", false, "isolate this node from the mesh")
@@ -78,8 +77,7 @@ func releaseCmd(g *globals) *cobra.Command {
 			if err := c.Post(cmd.Context(), "/v1/agents/"+url.PathEscape(a[0])+"/release", nil, nil); err != nil {
 				return err
 			}
-			fmt.Printf("agent %s released\n", a[0])
-			return nil
+			return g.done(map[string]any{"agent": a[0], "released": true}, "agent %s released", a[0])
 		},
 	}
 	c.Flags().BoolVar(&node, "node", false, "bring this node back on the mesh")

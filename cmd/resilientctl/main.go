@@ -6,8 +6,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/resilienced/resilienced/internal/api"
@@ -37,14 +39,39 @@ func run(ctx context.Context, args []string) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(os.Stderr, "resilientctl:", err)
 	var ue usageError
 	var unreach *api.UnreachableError
+	code := exitFailed
 	switch {
 	case errors.As(err, &ue), isCobraUsage(err):
-		return exitUsage
+		code = exitUsage
 	case errors.As(err, &unreach):
-		return exitUnreachable
+		code = exitUnreachable
 	}
-	return exitFailed
+	if o := root.PersistentFlags().Lookup("output"); o != nil && o.Value.String() == "json" {
+		// One machine format: the error as the daemon's API gives it, on
+		// stdout, where a script reads the answer; the exit code as ever.
+		writeJSONError(os.Stdout, err, code)
+		return code
+	}
+	fmt.Fprintln(os.Stderr, "resilientctl:", err)
+	return code
+}
+
+// writeJSONError writes {"error": {"code", "message"}}: the daemon's own
+// error when it answered one, else a code for the exit's reason.
+func writeJSONError(w io.Writer, err error, exit int) {
+	e := &api.Error{Message: err.Error()}
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae):
+		e.Code, e.Message = ae.Code, ae.Message
+	case exit == exitUsage:
+		e.Code = "usage"
+	case exit == exitUnreachable:
+		e.Code = "unreachable"
+	default:
+		e.Code = "failed"
+	}
+	json.NewEncoder(w).Encode(map[string]*api.Error{"error": e})
 }

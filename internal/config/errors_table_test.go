@@ -563,6 +563,12 @@ groups:
           a: {type: string, pattern: "("}`, []string{
 		"t.yaml:7:38: pools[0].contract.schema.properties.a.pattern: invalid schema: '(' is not valid regex: error parsing regexp: missing closing ): `(`",
 	}},
+	{"retries beyond reason", `pools:
+  - name: a
+    command: [x]
+    retries: 1000`, []string{
+		`t.yaml:4:14: pools[0].retries: 1000 is more than 100: each failed attempt may replace an agent; a pool that needs more is broken, and its breaker should say so`,
+	}},
 	{"memory limit in bytes by mistake", `pools:
   - name: a
     command: [x]

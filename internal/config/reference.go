@@ -58,7 +58,7 @@ var Reference = []Field{
 	{"pools[].intensity", "mapping", "", "restart intensity (OTP): past it the pool gives up and escalates to its group"},
 	{"pools[].intensity.max_restarts", "integer", "10", "restarts allowed within period"},
 	{"pools[].intensity.period", "duration", "10s", "the window max_restarts counts in"},
-	{"pools[].retries", "integer", "5", "a failed call is retried this many times, each on another agent"},
+	{"pools[].retries", "integer", "5", "a failed call is retried this many times, each on another agent (at most 100)"},
 	{"pools[].on_violation", "retry | reask", "retry", "retry a violating call as it was, or with the violation as feedback"},
 	{"pools[].on_tool_error", "return | retry", "return", "MCP pools: a tool result with isError: true is returned to the caller as a tool error, or (retry) is a contract violation; retry is refused for other protocols"},
 	{"pools[].mcp_context", "none | meta", "none", "MCP pools: what a tool gets of a session besides the input: nothing (the daemon keeps the exchanges), or (meta) the session id, its exchanges and reask feedback in the request's _meta"},

@@ -88,6 +88,9 @@ func (v *validator) reportAt(path, posPath string, onKey bool, format string, ar
 	v.errs = append(v.errs, e)
 }
 
+// maxRetries bounds a pool's retries.
+const maxRetries = 100
+
 func (v *validator) errorf(path, format string, args ...any) {
 	v.report(path, false, format, args...)
 }
@@ -249,6 +252,11 @@ func (v *validator) pool(path string, p *Pool) {
 	v.intensity(at("intensity"), p.Intensity)
 
 	v.atLeast(at("retries"), int64(p.Retries), 0)
+	if p.Retries > maxRetries {
+		// Each failed attempt can cost an agent: a call that fails 1,000
+		// times is a broken pool, which the breaker is for.
+		v.errorf(at("retries"), "%d is more than %d: each failed attempt may replace an agent; a pool that needs more is broken, and its breaker should say so", p.Retries, maxRetries)
+	}
 	v.enum(at("on_violation"), p.OnViolation.Validate())
 	if err := p.OnToolError.Validate(); err != nil {
 		v.errorf(at("on_tool_error"), "%v", err)

@@ -67,7 +67,7 @@ func (m mcpPools) List() []mcp.Pool {
 	out := make([]mcp.Pool, 0, len(cfg.Pools))
 	for _, p := range cfg.Pools {
 		if p.Protocol != config.ProtocolMCP {
-			out = append(out, mcp.Pool{Name: p.Name, OutputSchema: p.Contract.Schema})
+			out = append(out, mcp.Pool{Name: p.Name, InputSchema: p.InputSchema, OutputSchema: p.Contract.Schema})
 			continue
 		}
 		listed, _ := agent.PoolTools(p.Name)

@@ -16,6 +16,10 @@
 // the agent serving it dies mid-call the call is retried on another agent
 // and the session goes on, with its context.
 //
+// A [Server] is an http.Handler: cmd/resilienced serves one on the TCP
+// address of mcp.listen, and another on the API's unix socket under /v1,
+// which `resilientctl mcp` (package mcprelay) relays to stdio hosts.
+//
 // The protocol itself (initialize, sessions, SSE or JSON answers, ping,
 // cancellation, the stateless 2026 revision) is github.com/modelcontextprotocol/go-sdk's
 // server: the official SDK, kept to its spec by its own conformance tests,

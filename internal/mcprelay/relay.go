@@ -417,7 +417,7 @@ func (r *relay) messages(resp *http.Response, fn func(msg []byte, m *envelope)) 
 // lines joined) until the stream ends.
 func readSSE(body io.Reader, max int, fn func(id string, data []byte)) (string, error) {
 	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 0, 64<<10), max+64)
+	sc.Buffer(make([]byte, 0, 4<<10), max+64) // grows to max as a message needs
 	var data bytes.Buffer
 	var id, lastID string
 	for sc.Scan() {

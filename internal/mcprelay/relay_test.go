@@ -33,7 +33,7 @@ type server struct {
 	requests []string // "METHOD jsonrpc-method session"
 }
 
-func startServer(t *testing.T) *server {
+func startServer(t testing.TB) *server {
 	t.Helper()
 	s := &server{srv: sdk.NewServer(&sdk.Implementation{Name: "test", Version: "1"}, nil)}
 	type in struct {
@@ -112,7 +112,7 @@ type relayed struct {
 	done   chan error
 }
 
-func startRelay(t *testing.T, client Doer, url string, maxLine int) *relayed {
+func startRelay(t testing.TB, client Doer, url string, maxLine int) *relayed {
 	t.Helper()
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
@@ -140,7 +140,7 @@ func (r *relayed) wait(t *testing.T) {
 }
 
 // connect is the host: the go-sdk's client over the relay's stdio.
-func connect(t *testing.T, r *relayed, opts *sdk.ClientOptions) *sdk.ClientSession {
+func connect(t testing.TB, r *relayed, opts *sdk.ClientOptions) *sdk.ClientSession {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -151,7 +151,7 @@ func connect(t *testing.T, r *relayed, opts *sdk.ClientOptions) *sdk.ClientSessi
 	return cs
 }
 
-func echo(t *testing.T, cs *sdk.ClientSession, msg string, progress bool) string {
+func echo(t testing.TB, cs *sdk.ClientSession, msg string, progress bool) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

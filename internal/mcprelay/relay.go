@@ -163,14 +163,18 @@ type relay struct {
 	initialized []byte // and its notifications/initialized
 	stopStream  context.CancelFunc
 	streams     sync.WaitGroup
-	closed      bool // close began: no stream starts
-	unreachable bool // the last request did not reach the daemon
+	closed      bool            // close began: no stream starts
+	cancelled   map[string]bool // ids of requests the host cancelled
+	unreachable bool            // the last request did not reach the daemon
 }
 
 // envelope is what the relay reads of a message.
 type envelope struct {
 	ID     json.RawMessage `json:"id"`
 	Method string          `json:"method"`
+	Params *struct {
+		RequestID json.RawMessage `json:"requestId"` // notifications/cancelled
+	} `json:"params"`
 	Result *struct {
 		ProtocolVersion string `json:"protocolVersion"`
 	} `json:"result"`
@@ -207,11 +211,19 @@ func (r *relay) handle(line []byte) {
 		r.calls.Add(1)
 		go func() { defer r.calls.Done(); r.forward(line, m.ID) }()
 	default:
-		if m.Method == "notifications/initialized" {
-			r.mu.Lock()
+		r.mu.Lock()
+		switch {
+		case m.Method == "notifications/initialized":
 			r.initialized = line
-			r.mu.Unlock()
+		case m.Method == "notifications/cancelled" && m.Params != nil && len(m.Params.RequestID) > 0:
+			// The server answers a cancelled request with nothing, and
+			// the host wants nothing: no error for the missing reply.
+			if r.cancelled == nil {
+				r.cancelled = map[string]bool{}
+			}
+			r.cancelled[string(m.Params.RequestID)] = true
 		}
+		r.mu.Unlock()
 		r.forward(line, nil)
 	}
 }
@@ -225,17 +237,19 @@ func (r *relay) initialize(line, id json.RawMessage) {
 	r.init, r.initialized = line, nil
 	old, oldVersion := r.session, r.version
 	r.mu.Unlock()
-	if err := r.open(func(msg []byte) { r.write(msg) }); err != nil {
+	// The session is current before the host reads the reply, and sends
+	// what follows it.
+	if err := r.open(r.setSession, r.write); err != nil {
 		r.replyError(id, codeInternal, err.Error())
 		return
 	}
 	r.deleteSession(old, oldVersion) // the host began again: its old session is done
 }
 
-// open sends the remembered initialize without a session and makes the
-// session it opens current; each message of the answer goes to deliver,
-// after the session is set.
-func (r *relay) open(deliver func([]byte)) error {
+// open sends the remembered initialize without a session; opened gets the
+// session it opens (its id and protocol version), then deliver each
+// message of the answer.
+func (r *relay) open(opened func(session, version string), deliver func([]byte)) error {
 	r.mu.Lock()
 	init := r.init
 	r.mu.Unlock()
@@ -247,13 +261,11 @@ func (r *relay) open(deliver func([]byte)) error {
 	if resp.StatusCode != http.StatusOK {
 		return statusError(resp)
 	}
-	session := resp.Header.Get(headerSession)
-	var version string
 	var set bool
 	_, err = r.messages(resp, func(msg []byte, m *envelope) {
 		if !set && m.Method == "" && m.Result != nil {
-			set, version = true, m.Result.ProtocolVersion
-			r.setSession(session, version)
+			set = true
+			opened(resp.Header.Get(headerSession), m.Result.ProtocolVersion)
 		}
 		deliver(msg)
 	})
@@ -303,17 +315,21 @@ func (r *relay) renewSession(gen int) error {
 	if init == nil {
 		return errors.New("the daemon does not know the session, and the host has not initialized one")
 	}
-	if err := r.open(func([]byte) {}); err != nil { // the host had its answer long ago
+	var session, version string
+	opened := func(s, v string) { session, version = s, v }
+	if err := r.open(opened, func([]byte) {}); err != nil { // the host had its answer long ago
 		return fmt.Errorf("opening a new session: %w", err)
 	}
 	r.mu.Lock()
-	initialized, session, version := r.initialized, r.session, r.version
+	initialized := r.initialized
 	r.mu.Unlock()
+	// Initialized before any request of the host's sees the new session.
 	if initialized != nil {
 		if resp, err := r.send(r.ctx, http.MethodPost, initialized, session, version); err == nil {
 			drain(resp)
 		}
 	}
+	r.setSession(session, version)
 	r.o.Log.Warn("the daemon did not know the MCP session (it restarted, or the session idled out): opened a new one", "session", session)
 	return nil
 }
@@ -365,7 +381,11 @@ func (r *relay) answer(resp *http.Response, id json.RawMessage) {
 		}
 		r.write(msg)
 	})
-	if id != nil && !replied {
+	r.mu.Lock()
+	cancelled := r.cancelled[string(id)]
+	delete(r.cancelled, string(id))
+	r.mu.Unlock()
+	if id != nil && !replied && !cancelled {
 		why := "the daemon's answer ended without the reply"
 		if err != nil && r.ctx.Err() == nil {
 			why += ": " + err.Error()

@@ -45,6 +45,10 @@ func startServer(t testing.TB) *server {
 		}
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "Echo: " + in.Message}}}, nil, nil
 	})
+	s.srv.AddTool(&sdk.Tool{Name: "block", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, _ *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+		<-ctx.Done() // until the call is cancelled
+		return nil, ctx.Err()
+	})
 	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.srv }, nil)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct{ Method string }
@@ -180,7 +184,7 @@ func TestRelayCallsAndEnds(t *testing.T) {
 		progress <- req.Params.Message
 	}})
 	tools, err := cs.ListTools(context.Background(), nil)
-	if err != nil || len(tools.Tools) != 1 || tools.Tools[0].Name != "echo" {
+	if err != nil || len(tools.Tools) != 2 {
 		t.Fatalf("tools: %+v %v", tools, err)
 	}
 	if got := echo(t, cs, "hello", true); got != "Echo: hello" {
@@ -231,7 +235,7 @@ func TestRelayReopensLostSession(t *testing.T) {
 		t.Errorf("%d initialize requests, want the host's and one replayed", n)
 	}
 	if n := len(s.seen("POST notifications/initialized")); n != 2 {
-		t.Errorf("%d notifications/initialized, want 2", n)
+		t.Errorf("%d notifications/initialized, want 2: %q\n%s", n, s.seen(""), r.log)
 	}
 	calls := s.seen("POST tools/call")
 	if last := calls[len(calls)-1]; strings.HasSuffix(last, first) {
@@ -342,5 +346,95 @@ func TestRelayBadLines(t *testing.T) {
 	}
 	if n := len(s.seen("POST ping")); n != 0 {
 		t.Errorf("the over-long line was sent")
+	}
+}
+
+// A request the host cancels gets no reply of the relay's making: a
+// server that answers it (the go-sdk's says "context canceled") is
+// relayed, one that does not, as the spec allows, leaves the host
+// expecting none.
+func TestRelayCancelledRequest(t *testing.T) {
+	s := startServer(t)
+	r := startRelay(t, http.DefaultClient, s.URL, 0)
+	go func() {
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"h","version":"1"}}}`+"\n")
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","method":"notifications/initialized"}`+"\n")
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"block","arguments":{}}}`+"\n")
+		for len(s.seen("POST tools/call")) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // the call is at work
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c1","reason":"user"}}`+"\n")
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":2,"method":"ping"}`+"\n")
+		r.stdin.Close()
+	}()
+	sc := bufio.NewScanner(r.stdout)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	r.wait(t)
+	var ping bool
+	for _, l := range lines {
+		if strings.Contains(l, "without the reply") {
+			t.Errorf("the relay made up a reply to the cancelled request: %s", l)
+		}
+		ping = ping || strings.Contains(l, `"id":2,"result"`)
+	}
+	if !ping {
+		t.Errorf("stdout %q: no answer to the ping after the cancellation", lines)
+	}
+	if len(s.seen("POST notifications/cancelled")) != 1 {
+		t.Errorf("the cancellation did not reach the server: %v", s.seen("POST"))
+	}
+}
+
+// A server whose answer ends without the reply (a daemon that died
+// mid-call): the host gets an error for its request, unless it had
+// cancelled it. A bare handler, since a well-behaved server does neither.
+func TestRelayAnswerEndsWithoutReply(t *testing.T) {
+	cancelled := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m envelope
+		json.NewDecoder(r.Body).Decode(&m)
+		switch {
+		case r.Method != http.MethodPost:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		case m.Method == "initialize":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set(headerSession, "s1")
+			io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}`)
+		case m.Method == "notifications/cancelled":
+			close(cancelled)
+			w.WriteHeader(http.StatusAccepted)
+		case m.isRequest():
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			if string(m.ID) == `"c1"` {
+				<-cancelled
+			}
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	defer ts.Close()
+	r := startRelay(t, http.DefaultClient, ts.URL, 0)
+	go func() {
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`+"\n")
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{}}`+"\n")
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c1"}}`+"\n")
+		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":"c2","method":"tools/call","params":{}}`+"\n")
+		r.stdin.Close()
+	}()
+	sc := bufio.NewScanner(r.stdout)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	r.wait(t)
+	if len(lines) != 2 || !strings.Contains(lines[1], `"id":"c2","error"`) || !strings.Contains(lines[1], "ended without the reply") {
+		t.Fatalf("stdout %q, want the initialize answer and an error for c2 only", lines)
 	}
 }

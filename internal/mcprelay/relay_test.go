@@ -131,7 +131,7 @@ func startRelay(t testing.TB, client Doer, url string, maxLine int) *relayed {
 	return r
 }
 
-func (r *relayed) wait(t *testing.T) {
+func (r *relayed) wait(t testing.TB) {
 	t.Helper()
 	select {
 	case err := <-r.done:
@@ -141,6 +141,19 @@ func (r *relayed) wait(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the relay did not end with its input")
 	}
+}
+
+// output reads the relay's stdout to its end, one message a line, and
+// waits for Run to return.
+func (r *relayed) output(t *testing.T) []string {
+	t.Helper()
+	sc := bufio.NewScanner(r.stdout)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	r.wait(t)
+	return lines
 }
 
 // connect is the host: the go-sdk's client over the relay's stdio.
@@ -290,16 +303,14 @@ func TestRelayDaemonUnreachable(t *testing.T) {
 		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`+"\n")
 		r.stdin.Close()
 	}()
-	sc := bufio.NewScanner(r.stdout)
 	var replies []errorReply
-	for sc.Scan() {
+	for _, l := range r.output(t) {
 		var e errorReply
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("stdout %q: %v", sc.Text(), err)
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("stdout %q: %v", l, err)
 		}
 		replies = append(replies, e)
 	}
-	r.wait(t)
 	if len(replies) != 2 {
 		t.Fatalf("replies %+v, want one per request", replies)
 	}
@@ -325,12 +336,7 @@ func TestRelayBadLines(t *testing.T) {
 		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"h","version":"1"}}}`+"\n")
 		r.stdin.Close()
 	}()
-	sc := bufio.NewScanner(r.stdout)
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	r.wait(t)
+	lines := r.output(t)
 	if len(lines) != 3 {
 		t.Fatalf("stdout: %q", lines)
 	}
@@ -368,12 +374,7 @@ func TestRelayCancelledRequest(t *testing.T) {
 		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":2,"method":"ping"}`+"\n")
 		r.stdin.Close()
 	}()
-	sc := bufio.NewScanner(r.stdout)
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	r.wait(t)
+	lines := r.output(t)
 	var ping bool
 	for _, l := range lines {
 		if strings.Contains(l, "without the reply") {
@@ -428,12 +429,7 @@ func TestRelayAnswerEndsWithoutReply(t *testing.T) {
 		io.WriteString(r.stdin, `{"jsonrpc":"2.0","id":"c2","method":"tools/call","params":{}}`+"\n")
 		r.stdin.Close()
 	}()
-	sc := bufio.NewScanner(r.stdout)
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	r.wait(t)
+	lines := r.output(t)
 	if len(lines) != 2 || !strings.Contains(lines[1], `"id":"c2","error"`) || !strings.Contains(lines[1], "ended without the reply") {
 		t.Fatalf("stdout %q, want the initialize answer and an error for c2 only", lines)
 	}

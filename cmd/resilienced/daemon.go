@@ -59,6 +59,8 @@ type daemon struct {
 	stopBG   chan struct{}
 	lastFail atomic.Pointer[supervisor.Event]
 	mcp      *mcp.Server // the MCP front door (mcpfront.go); nil when off
+	// closeLocalMCP ends the unix socket front door's streams.
+	closeLocalMCP context.CancelFunc
 }
 
 // startOptions are the daemon's command-line choices beyond the config.
@@ -181,6 +183,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 	d.chaos = chaos.New(co)
 	d.chaos.Register(d.server)
+	d.serveLocalMCP()
 	go func() {
 		if err := d.server.Serve(d.sock); err != nil {
 			d.fatal <- fmt.Errorf("api: %w", err)
@@ -470,8 +473,8 @@ func (d *daemon) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d.chaos.Close() // undoes the faults of a running experiment, which then reports
+	d.stopMCP(ctx)  // first: its streams would hold the API's shutdown
 	d.server.Shutdown(ctx)
-	d.stopMCP(ctx)
 	d.sup.Stop(ctx)
 	d.saveKept(d.cfg.Load().StateDir, d.sup.KeptAgents())
 	close(d.stopBG)

@@ -5,11 +5,38 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/mcp"
 	"github.com/resilienced/resilienced/internal/supervisor"
 )
+
+// serveLocalMCP serves the MCP front door on the API's unix socket, at
+// /v1/mcp and /v1/pools/{pool}/mcp, whatever mcp.listen says: the socket's
+// peer check (its group) guards it as it guards the rest of the API, so no
+// TCP port needs opening for `resilientctl mcp`, the stdio relay. Its
+// sessions are its own, apart from the TCP front door's.
+func (d *daemon) serveLocalMCP() {
+	front := mcp.New(mcp.Options{Pools: mcpPools{d}, Version: version, Logger: d.log})
+	h := http.StripPrefix("/v1", front)
+	closing, closed := context.WithCancel(context.Background())
+	d.closeLocalMCP = closed
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			// A GET is a session's stream of the server's messages, open
+			// while the session lives: the API's shutdown ends it rather
+			// than wait for it. Calls (POST) finish as the API's do.
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			defer context.AfterFunc(closing, cancel)()
+			r = r.WithContext(ctx)
+		}
+		h.ServeHTTP(w, r)
+	}
+	d.server.Handle("/v1/mcp", serve)
+	d.server.Handle("/v1/pools/{pool}/mcp", serve)
+}
 
 // startMCP opens the MCP front door when the config asks for it (mcp.listen).
 func (d *daemon) startMCP(cfg *config.Config) error {
@@ -42,6 +69,9 @@ func (d *daemon) startMCP(cfg *config.Config) error {
 }
 
 func (d *daemon) stopMCP(ctx context.Context) {
+	if d.closeLocalMCP != nil {
+		d.closeLocalMCP()
+	}
 	if d.mcp != nil {
 		d.mcp.Shutdown(ctx)
 	}
@@ -66,7 +96,7 @@ func (m mcpPools) List() []mcp.Pool {
 	out := make([]mcp.Pool, 0, len(cfg.Pools))
 	for _, p := range cfg.Pools {
 		if p.Protocol != config.ProtocolMCP {
-			out = append(out, mcp.Pool{Name: p.Name, OutputSchema: p.Contract.Schema})
+			out = append(out, mcp.Pool{Name: p.Name, InputSchema: p.InputSchema, OutputSchema: p.Contract.Schema})
 			continue
 		}
 		listed, _ := m.d.sup.Tools(p.Name)

@@ -281,6 +281,18 @@ func (c *Client) Stream(ctx context.Context, method, path string, body any) (*ht
 	return c.send(ctx, method, path, body)
 }
 
+// Do sends req to the daemon over the socket (its URL's host is ignored)
+// and returns the answer whatever its status, for protocols the client
+// does not speak itself (the MCP relay). A daemon that does not listen is
+// an [*UnreachableError].
+func (c *Client) Do(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.sendError(err)
+	}
+	return resp, nil
+}
+
 // Get sends GET path and decodes the answer into out: for routes other
 // packages add.
 func (c *Client) Get(ctx context.Context, path string, out any) error {

@@ -27,6 +27,7 @@
 //	GET  /v1/events[?since=5m&follow=1]   (newline-delimited JSON)
 //	GET  /v1/sessions[?pool=P]
 //	GET  /v1/sessions/{id}[?pool=P]
+//	*    /v1/mcp, /v1/pools/{pool}/mcp   (the MCP front door, Streamable HTTP; added by cmd/resilienced)
 //
 // [Client] keeps its connections to the socket alive and, unlike
 // http.Transport, writes each request and reads its answer on the calling

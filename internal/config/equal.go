@@ -45,7 +45,8 @@ func (p Pool) Equal(q Pool) bool {
 	if !slices.Equal(p.Command, q.Command) ||
 		!maps.Equal(p.Env, q.Env) ||
 		!slices.Equal(p.Network.Allow, q.Network.Allow) ||
-		!sameJSON(p.Contract.Schema, q.Contract.Schema) {
+		!sameJSON(p.Contract.Schema, q.Contract.Schema) ||
+		!sameJSON(p.InputSchema, q.InputSchema) {
 		return false
 	}
 	// Everything else is comparable; blank what was compared above.
@@ -53,6 +54,7 @@ func (p Pool) Equal(q Pool) bool {
 	p.Env, q.Env = nil, nil
 	p.Network.Allow, q.Network.Allow = nil, nil
 	p.Contract.Schema, q.Contract.Schema = nil, nil
+	p.InputSchema, q.InputSchema = nil, nil
 	p.Contract.SchemaFile, q.Contract.SchemaFile = "", ""
 	return reflect.DeepEqual(p, q)
 }

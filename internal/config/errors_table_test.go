@@ -622,6 +622,33 @@ groups:
       schema: {$ref: "#/$defs/nope"}`, []string{
 		`t.yaml:5:15: pools[0].contract.schema: invalid schema: json-pointer in "#/$defs/nope" not found`,
 	}},
+	{"input schema does not compile", `pools:
+  - name: a
+    command: [x]
+    input_schema:
+      type: object
+      properties:
+        q: {type: strin}`, []string{
+		`t.yaml:7:19: pools[0].input_schema.properties.q.type: invalid schema: value must be one of 'array', 'boolean', 'integer', 'null', 'number', 'object', 'string'; or got string, want array`,
+	}},
+	{"input schema a list", `pools:
+  - name: a
+    command: [x]
+    input_schema: [1]`, []string{
+		`t.yaml:4:19: pools[0].input_schema: invalid schema: got array, want boolean or object`,
+	}},
+	{"input schema on an MCP pool", `pools:
+  - name: a
+    command: [x]
+    protocol: mcp
+    tool: echo
+    input_schema: {type: object}`, []string{
+		`t.yaml:6:19: pools[0].input_schema: only used when protocol is jsonrpc: an MCP server's tools carry their own input schemas`,
+	}},
+	{"input schema valid", `pools:
+  - name: a
+    command: [x]
+    input_schema: {type: object, required: [q], properties: {q: {type: string}}}`, nil},
 	{"inline schema infinity", `pools:
   - name: a
     command: [x]

@@ -400,6 +400,10 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value, size bool) 
 	case t == durationType:
 		d.duration(n, path, v)
 		return
+	case t == rawJSONType:
+		// A JSON Schema written inline in YAML (input_schema).
+		v.SetBytes(d.schemaJSON(n, path))
+		return
 	case size:
 		d.size(n, path, v)
 		return
@@ -560,10 +564,6 @@ func indexOf(t reflect.Type, name string) int {
 
 func (d *decoder) list(n *yaml.Node, path string, v reflect.Value) {
 	t := v.Type()
-	if t == rawJSONType {
-		d.fail(n, path, "internal error: cannot decode into %s", t)
-		return
-	}
 	elem := t.Elem()
 	if n.Kind != yaml.SequenceNode {
 		want := "a list"

@@ -47,6 +47,7 @@ var Reference = []Field{
 	{"pools[].protocol", "jsonrpc | mcp", "jsonrpc", "what the agent speaks on stdin/stdout"},
 	{"pools[].method", "string", "task/run", "JSON-RPC method of a call"},
 	{"pools[].tool", "string", `""`, "the MCP tool to call; required when protocol is mcp, refused otherwise"},
+	{"pools[].input_schema", "JSON Schema", "none (any input; any object for MCP clients)", "JSON Schema of a call's input, inline in YAML; every call's input is checked against it before an agent sees it (a failure is the caller's: invalid_input), and the MCP front door shows it as the pool's tool's inputSchema (when it describes an object). Native pools only"},
 	{"pools[].restart", "permanent | transient | temporary", "permanent", "when an agent that ended is replaced: always, unless it exited 0, or never (OTP)"},
 	{"pools[].shutdown_timeout", "duration", "2s", "from SIGTERM to killing the agent's cgroup"},
 	{"pools[].start_timeout", "duration", "10s", "from spawn to a finished handshake"},

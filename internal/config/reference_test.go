@@ -62,6 +62,8 @@ func typeName(t reflect.Type, size bool) string {
 	switch {
 	case t == durationType:
 		return "duration"
+	case t == rawJSONType:
+		return "JSON Schema"
 	case size:
 		return "size"
 	}

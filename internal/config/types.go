@@ -48,13 +48,18 @@ type Pool struct {
 	MaxSpares int               `yaml:"max_spares"`
 	// MaxReplicas bounds `resilientctl scale` (0: from the node, see
 	// [NodeMaxReplicas]); replicas in the file may go over it.
-	MaxReplicas     int           `yaml:"max_replicas"`
-	Protocol        Protocol      `yaml:"protocol"`
-	Method          string        `yaml:"method"`
-	Tool            string        `yaml:"tool"`
-	Restart         RestartType   `yaml:"restart"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	StartTimeout    time.Duration `yaml:"start_timeout"`
+	MaxReplicas int      `yaml:"max_replicas"`
+	Protocol    Protocol `yaml:"protocol"`
+	Method      string   `yaml:"method"`
+	Tool        string   `yaml:"tool"`
+	// InputSchema is the JSON Schema of a native pool's call input, as
+	// JSON (written inline in YAML); empty: any input. Every call's input
+	// is checked against it before an agent sees it, and the MCP front
+	// door advertises it as the pool's tool's inputSchema.
+	InputSchema     json.RawMessage `yaml:"input_schema"`
+	Restart         RestartType     `yaml:"restart"`
+	ShutdownTimeout time.Duration   `yaml:"shutdown_timeout"`
+	StartTimeout    time.Duration   `yaml:"start_timeout"`
 	// MinUptime: an agent that ends or fails before it has served its
 	// first valid call within this long after it started is a start
 	// failure, which alone grows the backoff and counts toward intensity.

@@ -237,6 +237,13 @@ func (v *validator) pool(path string, p *Pool) {
 	if p.Method == "" {
 		v.errorf(at("method"), "must not be empty")
 	}
+	if len(p.InputSchema) > 0 {
+		if p.Protocol == ProtocolMCP {
+			v.errorf(at("input_schema"), "only used when protocol is jsonrpc: an MCP server's tools carry their own input schemas")
+		} else {
+			v.schemaAt(at("input_schema"), p.InputSchema, schemaProblems(p.InputSchema))
+		}
+	}
 	v.enum(at("restart"), p.Restart.Validate())
 	v.nonNegative(at("shutdown_timeout"), p.ShutdownTimeout)
 	v.positive(at("start_timeout"), p.StartTimeout)
@@ -373,10 +380,16 @@ func (v *validator) schema(path string, c *Contract, inline bool) {
 		}
 		return
 	}
+	v.schemaAt(joinKey(path, "schema"), c.Schema, problems)
+}
+
+// schemaAt reports the problems of the inline schema at path, each at
+// its node.
+func (v *validator) schemaAt(path string, schema json.RawMessage, problems []schemaProblem) {
 	var doc any
-	_ = json.Unmarshal(c.Schema, &doc)
+	_ = json.Unmarshal(schema, &doc)
 	for _, p := range problems {
-		v.errorf(schemaPath(joinKey(path, "schema"), doc, p.at), "invalid schema: %s", p.msg)
+		v.errorf(schemaPath(path, doc, p.at), "invalid schema: %s", p.msg)
 	}
 }
 

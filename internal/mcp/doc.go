@@ -20,6 +20,10 @@
 // closed stateless POST) ends the handler's context, which cancels the
 // call in the daemon down to the child server.
 //
+// A [Server] is an http.Handler: cmd/resilienced serves one on the TCP
+// address of mcp.listen, and another on the API's unix socket under /v1,
+// which `resilientctl mcp` (package mcprelay) relays to stdio hosts.
+//
 // The protocol itself (initialize, sessions, SSE or JSON answers, ping,
 // cancellation, the stateless 2026 revision) is github.com/modelcontextprotocol/go-sdk's
 // server: the official SDK, kept to its spec by its own conformance tests,

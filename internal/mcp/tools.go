@@ -19,9 +19,12 @@ type Pool struct {
 	// Every: the pool serves every tool of its server; its call input is
 	// {"name": TOOL, "arguments": {…}}.
 	Every bool
-	// Description and OutputSchema describe a native pool's tool; the
-	// output schema is the contract's (used when it describes an object).
+	// Description, InputSchema and OutputSchema describe a native pool's
+	// tool: the input schema is the pool's input_schema, the output schema
+	// the contract's (each used when it describes an object, as MCP
+	// requires of a tool's input; else the input is shown as any object).
 	Description  string
+	InputSchema  json.RawMessage
 	OutputSchema json.RawMessage
 }
 
@@ -56,6 +59,9 @@ func toolsOf(pools []Pool) []exposed {
 				desc = "Pool " + p.Name + " of resilienced: the arguments are the call's input; the result is the pool's validated output."
 			}
 			def := &sdk.Tool{Name: p.Name, Description: desc, InputSchema: anyObject}
+			if isObjectSchema(p.InputSchema) {
+				def.InputSchema = p.InputSchema
+			}
 			if isObjectSchema(p.OutputSchema) {
 				def.OutputSchema = p.OutputSchema
 			}

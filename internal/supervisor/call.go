@@ -146,6 +146,13 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 	if !json.Valid(req.Input) {
 		return nil, fmt.Errorf("%w: input is not valid JSON", ErrInvalidInput)
 	}
+	if in := p.input.Load(); in != nil {
+		// Before anything else: no agent sees the input, and neither the
+		// breaker nor the session store hears of the call.
+		if v := in.Check(req.Input); v != nil {
+			return nil, fmt.Errorf("%w: pool %s: the input breaks the pool's input_schema: %s", ErrInvalidInput, p.name, v.Message)
+		}
+	}
 	store := p.sup.opts.Store
 	if req.Session != "" && store == nil {
 		return nil, fmt.Errorf("pool %s: sessions need a state store (the daemon runs without one)", p.name)

@@ -403,3 +403,37 @@ func TestPoolThatCannotStartIsListedFailed(t *testing.T) {
 	h.ready2("bad")
 	h.mustCall("bad", "", `{"text":"fixed"}`)
 }
+
+// Input that breaks the pool's input_schema is refused before any agent
+// sees it: ErrInvalidInput saying where, no agent called or replaced, the
+// breaker and the session untouched; valid input is served.
+func TestInputSchemaRefusesBeforeAnyAgent(t *testing.T) {
+	pc := defaultsPool(t, "in", func(pc *config.Pool) {
+		pc.InputSchema = []byte(`{"type":"object","required":["text"],"properties":{"text":{"type":"string"}}}`)
+	})
+	h := newHarness(t, cfgOf(pc))
+	h.ready()
+	for i, bad := range []string{`{"op":"x"}`, `{"text":5}`, `"text"`} {
+		res, err := h.sup.Call(context.Background(), "in", CallRequest{Input: []byte(bad), Session: "s1"})
+		if !errors.Is(err, ErrInvalidInput) {
+			t.Fatalf("bad input %d %s: %v (%+v), want ErrInvalidInput", i, bad, err, res)
+		}
+		t.Logf("%s: %v", bad, err)
+	}
+	_, err := h.call("in", "", `{"text":5}`)
+	if want := "input_schema: at /text: "; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not say where (%q)", err, want)
+	}
+	for _, a := range h.agentsIn("in", AgentActive) {
+		if a.Calls != 0 {
+			t.Fatalf("agent %s served %d calls of bad input", a.ID, a.Calls)
+		}
+	}
+	p, _ := h.sup.Pool("in")
+	if s := p.Status(); s.Restarts != 0 || s.Breaker != "closed" {
+		t.Fatalf("pool after bad input: %+v", s)
+	}
+	if got := h.mustCall("in", "s1", `{"text":"ok"}`); got["answer"] != "ok" || got["context_len"] != float64(0) {
+		t.Fatalf("valid input: %v, want the answer on an empty session context", got)
+	}
+}

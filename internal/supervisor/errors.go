@@ -20,8 +20,8 @@ var (
 	// The error also wraps a *breaker.OpenError, whose RetryAfter says
 	// when to try again.
 	ErrBreakerOpen = errors.New("circuit breaker open")
-	// ErrInvalidInput: the call's input is not valid JSON, or the agent
-	// rejected it (JSON-RPC -32602 Invalid params): a caller fault, which
+	// ErrInvalidInput: the call's input is not valid JSON, breaks the
+	// pool's input_schema, or the agent rejected it (JSON-RPC -32602 Invalid params): a caller fault, which
 	// is not retried and charges nothing to the pool.
 	ErrInvalidInput = errors.New("invalid input")
 	// ErrIdempotencyConflict: the call's idempotency key already has a

@@ -109,6 +109,9 @@ type Pool struct {
 	// for both.
 	live sync.WaitGroup
 	bg   tracker
+	// input checks every call's input (input_schema); nil: any input.
+	// Read without p.mu, on every call.
+	input atomic.Pointer[contract.Contract]
 
 	// mu guards the fields below it, and each slot's state.
 	//
@@ -242,10 +245,18 @@ func (p *Pool) configure(pc config.Pool) error {
 	if err != nil {
 		return fmt.Errorf("pool %s: contract: %w", pc.Name, err)
 	}
+	var input *contract.Contract
+	if len(pc.InputSchema) > 0 {
+		// The input's contract is its schema alone: no size or token limit.
+		if input, err = contract.Compile(contract.Spec{Schema: pc.InputSchema}); err != nil {
+			return fmt.Errorf("pool %s: input_schema: %w", pc.Name, err)
+		}
+	}
 	cred, err := p.sup.opts.Credentials(pc.User, pc.Group)
 	if err != nil {
 		return fmt.Errorf("pool %s: %w", pc.Name, err)
 	}
+	p.input.Store(input)
 	old, first := p.cfg, p.breaker == nil
 	p.cfg, p.contract, p.cred = pc, c, cred
 	p.cfgGen++

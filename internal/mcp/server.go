@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -153,7 +154,7 @@ func (s *Server) endpoint(pool string) *endpoint {
 		// Only tools: no logging capability the daemon would not honour.
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}},
 	})
-	ep.srv.AddReceivingMiddleware(ep.observe)
+	ep.srv.AddReceivingMiddleware(ep.observe, checkArguments)
 	serve := func(stateless bool) *sdk.StreamableHTTPHandler {
 		return sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server {
 			ep.sync(true)
@@ -305,6 +306,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many requests in flight", http.StatusServiceUnavailable)
 		return
 	}
+	if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(protocolVersions, v) {
+		// The SDK compares versions as strings: "latest" would pass for
+		// a revision after 2026-07-28.
+		http.Error(w, fmt.Sprintf("unsupported MCP-Protocol-Version %.40q (supported: %s)", v, strings.Join(protocolVersions, ", ")), http.StatusBadRequest)
+		return
+	}
 	var ep *endpoint
 	switch p := r.URL.Path; {
 	case p == s.opts.Path:
@@ -380,12 +387,14 @@ func initializes(body []byte) bool {
 	return false
 }
 
+// protocolVersions are the revisions the front door speaks: the SDK's.
+var protocolVersions = sdk.SupportedProtocolVersions()
+
 // statelessEra reports whether r speaks the 2026-07-28 revision, which
 // requires its MCP-Protocol-Version header on every request (dates
 // compare as strings).
 func statelessEra(r *http.Request) bool {
-	v := r.Header.Get("MCP-Protocol-Version")
-	return len(v) == len("2026-07-28") && v >= "2026-07-28"
+	return r.Header.Get("MCP-Protocol-Version") >= "2026-07-28"
 }
 
 func (s *Server) known(pool string) bool {

@@ -52,6 +52,9 @@ func (f *fakePools) Call(ctx context.Context, c Call) (json.RawMessage, error) {
 		return nil, errors.Join(errors.New("call failed"), &agent.RPCError{Code: agent.CodeInvalidParams, Message: "expected string at message"})
 	case "down":
 		return nil, errors.New("pool native: call failed on every attempt")
+	case "block": // until the caller gives up
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	switch c.Pool {
 	case "native":

@@ -29,9 +29,26 @@ echo
 go test -run '^$' -bench BenchmarkMCPFrontDoor -benchtime "${CALLS}x" -count "$COUNT" -timeout 60m ./internal/api/ \
 	-args -callpath.c="$C" -callpath.agent="$AGENT" | tee "$out" | grep -E '^(--- |FAIL|panic:)' || true
 
+# The paired row: one caller, the four ways by turns (the fair latency).
+awk '
+/^BenchmarkMCPFrontDoor\/paired/ {
+	delete m
+	for (i = 3; i < NF; i += 2) m[$(i+1)] = $i
+	printf "\npaired (one caller, the ways by turns; load moves them together):\n"
+	printf "%-22s %9s %9s %12s %12s\n", "way", "p50-µs", "p99-µs", "added-p50-µs", "added-p99-µs"
+	split("direct socket mcp mcp-stateless", ways, " ")
+	for (w = 1; w <= 4; w++) {
+		k = ways[w]
+		printf "%-22s %9.0f %9.0f %12s %12s\n", k, m[k "-p50-µs"], m[k "-p99-µs"],
+			((k "-added-p50-µs") in m) ? sprintf("%.0f", m[k "-added-p50-µs"]) : "-",
+			((k "-added-p99-µs") in m) ? sprintf("%.0f", m[k "-added-p99-µs"]) : "-"
+	}
+	print ""
+}' "$out"
+
 # One line per row: the metrics by name, whatever order go test printed them in.
 awk '
-/^BenchmarkMCPFrontDoor\// {
+/^BenchmarkMCPFrontDoor\// && !/paired/ {
 	name = $1; sub(/^BenchmarkMCPFrontDoor\//, "", name); sub(/-[0-9]+$/, "", name)
 	delete m
 	for (i = 3; i < NF; i += 2) m[$(i+1)] = $i

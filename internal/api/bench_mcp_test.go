@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,8 +29,11 @@ import (
 //   - mcp-stateless: the same in the 2026-07-28 revision: no session, the
 //     revision's per-request _meta and headers on every call.
 //
-// c=1 is one caller and one agent (the latency: added-p50-µs and
-// added-p99-µs are the row's p50 and p99 minus direct/c=1's); c=C
+// paired/c=1 is one caller calling the four ways by turns: the fair
+// measure of the latency each way adds to the direct call (WAY-added-p50-µs,
+// WAY-added-p99-µs). c=1 is one caller and one agent (added-p50-µs and
+// added-p99-µs are the row's p50 and p99 minus direct/c=1's, which a
+// busy machine moves between rows); c=C
 // (-callpath.c, default 8) is C callers, sessions and agents (the
 // throughput). Calls carry no daemon session in any row (the MCP adapter
 // drops the client's, as the socket rows send none), so every row does
@@ -40,6 +44,7 @@ import (
 //	make bench-mcp
 func BenchmarkMCPFrontDoor(b *testing.B) {
 	bin := benchAgent(b)
+	b.Run("paired/c=1", func(b *testing.B) { benchMCPPaired(b, bin) })
 	var direct1 stats
 	row := func(name string, conc int, run func(b *testing.B) stats) {
 		b.Run(fmt.Sprintf("%s/c=%d", name, conc), func(b *testing.B) {
@@ -70,8 +75,17 @@ func BenchmarkMCPFrontDoor(b *testing.B) {
 // benchMCP: conc callers, each with its own Go SDK client in the given
 // protocol revision, calling the pool's tool through the front door.
 func benchMCP(b *testing.B, bin []string, conc int, version string) stats {
-	d := startDaemon(b, bin, daemonRow{callers: conc, agents: conc, schema: true})
+	d, call := startMCP(b, bin, conc, version)
 	defer d.unsubscribe()
+	st := drive(b, conc, call, d.agentCPU)
+	st.extra = map[string]float64{"restarts": float64(d.replaced(b))}
+	return st
+}
+
+// startMCP starts a pool of conc agents behind the front door, and conc
+// Go SDK clients in version; call(i) is a tools/call by the i-th.
+func startMCP(b *testing.B, bin []string, conc int, version string) (*benchPool, func(i int) error) {
+	d := startDaemon(b, bin, daemonRow{callers: conc, agents: conc, schema: true})
 	front := mcp.New(mcp.Options{Pools: benchMCPPools{d.sup}, Version: "bench", Logger: quiet})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -101,15 +115,67 @@ func benchMCP(b *testing.B, bin []string, conc int, version string) stats {
 	}
 	var input map[string]any
 	json.Unmarshal(benchMCPInput, &input)
-	st := drive(b, conc, func(i int) error {
+	return d, func(i int) error {
 		res, err := sessions[i].CallTool(context.Background(), &sdk.CallToolParams{Name: "bench", Arguments: input})
 		if err == nil && res.IsError {
 			err = fmt.Errorf("tool error: %v", res.Content)
 		}
 		return err
-	}, d.agentCPU)
-	st.extra = map[string]float64{"restarts": float64(d.replaced(b))}
-	return st
+	}
+}
+
+// benchMCPPaired measures the latency each way in adds in turns: one
+// caller calls the agent directly, through the socket and through the
+// front door (both eras), one after the other in a rotating order, so
+// that every way sees the machine as it is at the same moments, which
+// separate rows on a busy machine do not.
+func benchMCPPaired(b *testing.B, bin []string) {
+	direct, _ := startDirect(b, bin, 1)
+	sock := startDaemon(b, bin, daemonRow{callers: 1, agents: 1, schema: true, http: true})
+	defer sock.unsubscribe()
+	mcpPool, viaMCP := startMCP(b, bin, 1, "2025-11-25")
+	defer mcpPool.unsubscribe()
+	slPool, viaStateless := startMCP(b, bin, 1, "2026-07-28")
+	defer slPool.unsubscribe()
+	ways := []struct {
+		name string
+		call func(int) error
+	}{{"direct", direct}, {"socket", sock.call}, {"mcp", viaMCP}, {"mcp-stateless", viaStateless}}
+	lat := make([][]time.Duration, len(ways))
+	for range 100 { // warm-up
+		for _, w := range ways {
+			if err := w.call(0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		for k := range ways {
+			w := (i + k) % len(ways)
+			t0 := time.Now()
+			if err := ways[w].call(0); err != nil {
+				b.Fatal(err)
+			}
+			lat[w] = append(lat[w], time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	q := func(s []time.Duration, f float64) float64 {
+		slices.Sort(s)
+		return float64(s[int(f*float64(len(s)-1))]) / 1e3
+	}
+	d50, d99 := q(lat[0], 0.5), q(lat[0], 0.99)
+	for w, way := range ways {
+		b.ReportMetric(q(lat[w], 0.5), way.name+"-p50-µs")
+		b.ReportMetric(q(lat[w], 0.99), way.name+"-p99-µs")
+		if w > 0 {
+			b.ReportMetric(q(lat[w], 0.5)-d50, way.name+"-added-p50-µs")
+			b.ReportMetric(q(lat[w], 0.99)-d99, way.name+"-added-p99-µs")
+		}
+	}
+	b.ReportMetric(float64(sock.replaced(b)+mcpPool.replaced(b)+slPool.replaced(b)), "restarts")
+	b.ReportMetric(0, "ns/op")
 }
 
 // benchMCPInput is the MCP rows' input: arguments are an object, where

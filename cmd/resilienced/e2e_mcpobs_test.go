@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,6 +218,31 @@ func TestMCPFrontDoorEras(t *testing.T) {
 		}
 	}
 	cs.CallTool(ctx, &sdk.CallToolParams{Name: "no-such-tool", Arguments: map[string]any{}})
+	// The Prometheus endpoint.
+	resp, err = http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	exposition := string(b)
+	for _, want := range []string{
+		`mcp_server_operation_duration_seconds_bucket{error_type="",gen_ai_tool_name="",mcp_method_name="server/discover",mcp_protocol_version="2026-07-28",le="0.01"}`,
+		`mcp_server_operation_duration_seconds_count{error_type="",gen_ai_tool_name="echo",mcp_method_name="tools/call",mcp_protocol_version="2026-07-28"} 1`,
+		`mcp_server_operation_duration_seconds_count{error_type="",gen_ai_tool_name="echo",mcp_method_name="tools/call",mcp_protocol_version="2025-06-18"} 2`,
+		`mcp_server_operation_duration_seconds_count{error_type="",gen_ai_tool_name="shaky",mcp_method_name="tools/call",mcp_protocol_version="2025-11-25"} 12`,
+		`mcp_server_operation_duration_seconds_count{error_type="-32602",gen_ai_tool_name="_OTHER",mcp_method_name="tools/call",mcp_protocol_version="2025-11-25"} 1`,
+		`mcp_server_operation_duration_seconds_count{error_type="",gen_ai_tool_name="",mcp_method_name="initialize",mcp_protocol_version="2025-11-25"} 2`,
+		`mcp_server_operation_duration_seconds_bucket{error_type="",gen_ai_tool_name="",mcp_method_name="tools/list",mcp_protocol_version="2025-06-18",le="300"} 1`,
+		`resilienced_mcp_sessions 3`,
+	} {
+		if !strings.Contains(exposition, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// The daemon's log, read once it has stopped writing it.
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
 	var frontLines, retried int
 	traceRe := regexp.MustCompile(`trace_id=([0-9a-f]{32})`)
 	for _, l := range strings.Split(d.log.String(), "\n") {
@@ -240,28 +266,6 @@ func TestMCPFrontDoorEras(t *testing.T) {
 	}
 	t.Logf("12 traced calls, %d of them retried; each line carries its trace_id", retried)
 
-	// The Prometheus endpoint.
-	resp, err = http.Get("http://" + metrics + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	exposition := string(b)
-	for _, want := range []string{
-		`mcp_server_operation_duration_seconds_bucket{error_type="",gen_ai_tool_name="",mcp_method_name="server/discover",mcp_protocol_version="2026-07-28",le="0.01"}`,
-		`mcp_server_operation_duration_seconds_count{error_type="",gen_ai_tool_name="echo",mcp_method_name="tools/call",mcp_protocol_version="2026-07-28"} 1`,
-		`mcp_server_operation_duration_seconds_count{error_type="",gen_ai_tool_name="echo",mcp_method_name="tools/call",mcp_protocol_version="2025-06-18"} 2`,
-		`mcp_server_operation_duration_seconds_count{error_type="",gen_ai_tool_name="shaky",mcp_method_name="tools/call",mcp_protocol_version="2025-11-25"} 12`,
-		`mcp_server_operation_duration_seconds_count{error_type="-32602",gen_ai_tool_name="_OTHER",mcp_method_name="tools/call",mcp_protocol_version="2025-11-25"} 1`,
-		`mcp_server_operation_duration_seconds_count{error_type="",gen_ai_tool_name="",mcp_method_name="initialize",mcp_protocol_version="2025-11-25"} 2`,
-		`mcp_server_operation_duration_seconds_bucket{error_type="",gen_ai_tool_name="",mcp_method_name="tools/list",mcp_protocol_version="2025-06-18",le="300"} 1`,
-		`resilienced_mcp_sessions 3`,
-	} {
-		if !strings.Contains(exposition, want) {
-			t.Errorf("metrics lack %s", want)
-		}
-	}
 	if t.Failed() {
 		for _, l := range strings.Split(exposition, "\n") {
 			if strings.HasPrefix(l, "mcp_") && strings.Contains(l, "_count") || strings.HasPrefix(l, "resilienced_mcp") {

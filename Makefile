@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin
 
-.PHONY: all build test test-short demo soak generate check-generate bench arbiter-bench deb vm-test clean
+.PHONY: all build test test-short demo soak generate check-generate bench bench-mcp arbiter-bench deb vm-test clean
 
 all: build
 
@@ -37,6 +37,11 @@ check-generate: generate
 
 bench:
 	scripts/bench.sh
+
+# The MCP front door against the unix socket API and the agent called
+# directly, in one run (issue #12; not part of `make test`).
+bench-mcp:
+	scripts/bench-mcp.sh
 
 # The Arbiter, live (issue #7): slow-burn and sudden faults under load, the
 # same schedule with the Arbiter acting, watching only, and off (root).

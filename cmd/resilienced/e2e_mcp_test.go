@@ -295,12 +295,17 @@ pools:
 	d := startOwnDaemon(t, cfg, filepath.Join(dir, "state"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cs, err := sdk.NewClient(&sdk.Implementation{Name: "soak", Version: "1"}, nil).Connect(ctx, &sdk.StreamableClientTransport{Endpoint: "http://" + addr + "/mcp"}, nil)
+	// The session era (the Go SDK's default is the stateless 2026 one):
+	// the test is about keeping one Mcp-Session-Id.
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "soak", Version: "1"}, nil).Connect(ctx, &sdk.StreamableClientTransport{Endpoint: "http://" + addr + "/mcp"}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cs.Close()
 	session := cs.ID()
+	if session == "" {
+		t.Fatal("no Mcp-Session-Id in the session era")
+	}
 
 	stop := make(chan struct{})
 	var kills int

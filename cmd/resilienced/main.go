@@ -23,6 +23,7 @@ import (
 
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/tracectx"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -172,13 +173,15 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		}
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	// Every handler adds the trace context a call carries (an MCP
+	// client's traceparent) to the lines logged with its context.
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(tracectx.NewHandler(slog.NewTextHandler(os.Stderr, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(tracectx.NewHandler(slog.NewJSONHandler(os.Stderr, opts))), nil
 	case "journal":
-		return slog.New(newJournalHandler(os.Stderr, opts)), nil
+		return slog.New(tracectx.NewHandler(newJournalHandler(os.Stderr, opts))), nil
 	}
 	return nil, fmt.Errorf("--log-format: %q is not one of text, json, journal, auto", format)
 }

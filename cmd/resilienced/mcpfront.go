@@ -58,7 +58,7 @@ func (d *daemon) startMCP(cfg *config.Config) error {
 	if host, _, _ := net.SplitHostPort(fc.Listen); len(tokens) == 0 && !isLoopback(host) {
 		d.log.Warn("the MCP front door listens beyond this host without tokens: anyone who reaches it can call every pool", "listen", fc.Listen)
 	}
-	d.mcp = mcp.New(mcp.Options{Pools: mcpPools{d}, Path: fc.MCPPath(), Tokens: tokens, Version: version, Logger: d.log})
+	d.mcp = mcp.New(mcp.Options{Pools: mcpPools{d}, Path: fc.MCPPath(), Tokens: tokens, Version: version, Logger: d.log, Observer: d.metrics})
 	go func() {
 		if err := d.mcp.Serve(ln); err != nil {
 			d.fatal <- fmt.Errorf("mcp: %w", err)
@@ -117,11 +117,19 @@ func (m mcpPools) List() []mcp.Pool {
 	return out
 }
 
-// Call is the supervisor's call path, as the unix socket API's calls take it.
+// Call is the supervisor's call path, as the unix socket API's calls take
+// it. A call that cost more than one attempt, or failed, is logged with
+// ctx: the MCP client's trace context (tracectx) marks those lines.
 func (m mcpPools) Call(ctx context.Context, c mcp.Call) (json.RawMessage, error) {
 	res, err := m.d.sup.Call(ctx, c.Pool, supervisor.CallRequest{Input: c.Input, Session: c.Session, Progress: c.Progress})
 	if err != nil {
+		if ctx.Err() == nil {
+			m.d.log.InfoContext(ctx, "MCP call failed", "pool", c.Pool, "session", c.Session, "err", err)
+		}
 		return nil, err
+	}
+	if res.Attempts > 1 {
+		m.d.log.InfoContext(ctx, "MCP call retried", "pool", c.Pool, "session", c.Session, "attempts", res.Attempts, "agent", res.Agent, "violations", len(res.Violations))
 	}
 	return res.Output, nil
 }

@@ -27,7 +27,17 @@
 // The protocol itself (initialize, sessions, SSE or JSON answers, ping,
 // cancellation, the stateless 2026 revision) is github.com/modelcontextprotocol/go-sdk's
 // server: the official SDK, kept to its spec by its own conformance tests,
-// rather than a second implementation here. This package adds the tools,
-// the call mapping and the edge: Origin checks, bearer tokens, a bound on
-// requests in flight.
+// rather than a second implementation here. The SDK's HTTP handler serves
+// one era or the other, so each endpoint has both and routes a request by
+// its MCP-Protocol-Version; a session-era client that dropped its session
+// id is served statelessly. This package adds the tools, the call mapping
+// and the edge: Origin checks, bearer tokens, a bound on requests in
+// flight, protocol versions the SDK speaks, tool arguments that are
+// objects.
+//
+// Every MCP operation is measured for an [Observer] under the
+// OpenTelemetry MCP semantic conventions (method, tool, error type,
+// protocol version), and runs with the caller's W3C trace context from
+// params._meta.traceparent (package tracectx), so the daemon's log lines
+// of a call carry its trace_id.
 package mcp

@@ -1,16 +1,19 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +61,8 @@ type Options struct {
 	SessionTimeout time.Duration
 	Version        string
 	Logger         *slog.Logger
+	// Observer, when set, takes the OpenTelemetry MCP measurements.
+	Observer Observer
 }
 
 // Server is the MCP front door, an http.Handler.
@@ -124,7 +129,11 @@ type endpoint struct {
 	s       *Server
 	pool    string // "" for the aggregate
 	srv     *sdk.Server
-	handler *sdk.StreamableHTTPHandler
+	handler *sdk.StreamableHTTPHandler // the session era (up to 2025-11-25)
+	// stateless serves the 2026-07-28 revision (server/discover,
+	// per-request _meta, no session): the SDK's stateful handler refuses
+	// it, its stateless one serves nothing else.
+	stateless *sdk.StreamableHTTPHandler
 
 	mu     sync.Mutex
 	tools  map[string]exposed
@@ -148,17 +157,23 @@ func (s *Server) endpoint(pool string) *endpoint {
 		// Only tools: no logging capability the daemon would not honour.
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}},
 	})
-	ep.handler = sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server {
-		ep.sync(true)
-		return ep.srv
-	}, &sdk.StreamableHTTPOptions{
-		Logger:              s.sdkLog,
-		SessionTimeout:      s.opts.SessionTimeout,
-		MaxRequestBodyBytes: s.opts.MaxBodyBytes,
-		// Stateless-era requests (2026-07-28) end with their POST: a
-		// client that goes away cancels its call.
-		PropagateRequestCancellation: true,
-	})
+	ep.srv.AddReceivingMiddleware(ep.observe, checkArguments)
+	serve := func(stateless bool) *sdk.StreamableHTTPHandler {
+		return sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server {
+			ep.sync(true)
+			return ep.srv
+		}, &sdk.StreamableHTTPOptions{
+			Logger:              s.sdkLog,
+			SessionTimeout:      s.opts.SessionTimeout,
+			MaxRequestBodyBytes: s.opts.MaxBodyBytes,
+			Stateless:           stateless,
+			// Stateless-era requests (2026-07-28) end with their POST: a
+			// client that goes away cancels its call.
+			PropagateRequestCancellation: true,
+		})
+	}
+	ep.handler = serve(false)
+	ep.stateless = serve(true)
 	s.endpoints[pool] = ep
 	return ep
 }
@@ -281,7 +296,7 @@ func (s *Server) errorResult(ctx context.Context, tool string, err error) (*sdk.
 	if errors.As(err, &te) && te.Text != "" {
 		text = te.Text
 	}
-	s.log.Debug("tool call failed", "tool", tool, "err", err)
+	s.log.DebugContext(ctx, "tool call failed", "tool", tool, "err", err)
 	return &sdk.CallToolResult{IsError: true, Content: []sdk.Content{&sdk.TextContent{Text: text}}}, nil
 }
 
@@ -306,6 +321,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many requests in flight", http.StatusServiceUnavailable)
 		return
 	}
+	if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(protocolVersions, v) {
+		// The SDK compares versions as strings: "latest" would pass for
+		// a revision after 2026-07-28.
+		http.Error(w, fmt.Sprintf("unsupported MCP-Protocol-Version %.40q (supported: %s)", v, strings.Join(protocolVersions, ", ")), http.StatusBadRequest)
+		return
+	}
 	var ep *endpoint
 	switch p := r.URL.Path; {
 	case p == s.opts.Path:
@@ -322,7 +343,73 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ep.sync(false)
+	stateless, err := s.stateless(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		return
+	}
+	if stateless {
+		ep.stateless.ServeHTTP(w, r)
+		return
+	}
 	ep.handler.ServeHTTP(w, r)
+}
+
+// stateless reports whether r is served without a session: a request of
+// the 2026-07-28 revision, or a session-era POST that carries no
+// Mcp-Session-Id and is not an initialize (a client that dropped its
+// session id, or never kept one). The SDK's stateful handler would open a
+// session for it that no initialize ever readies; served statelessly, it
+// is answered. Its body is read here to tell, within MaxBodyBytes.
+func (s *Server) stateless(r *http.Request) (bool, error) {
+	if statelessEra(r) {
+		return true, nil
+	}
+	if r.Method != http.MethodPost || r.Header.Get("Mcp-Session-Id") != "" || r.Body == nil {
+		return false, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.opts.MaxBodyBytes+1))
+	r.Body.Close()
+	if int64(len(body)) > s.opts.MaxBodyBytes {
+		return false, fmt.Errorf("request body exceeds %d bytes", s.opts.MaxBodyBytes)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return false, nil // the handler reads the rest of the error
+	}
+	return !initializes(body), nil
+}
+
+// initializes reports whether a JSON-RPC message or batch holds an
+// initialize request; what does not parse is left to the SDK to refuse.
+func initializes(body []byte) bool {
+	type msg struct {
+		Method string `json:"method"`
+	}
+	var one msg
+	if json.Unmarshal(body, &one) == nil {
+		return one.Method == "initialize"
+	}
+	var batch []msg
+	if json.Unmarshal(body, &batch) != nil {
+		return true // not JSON-RPC: the stateful handler says so
+	}
+	for _, m := range batch {
+		if m.Method == "initialize" {
+			return true
+		}
+	}
+	return false
+}
+
+// protocolVersions are the revisions the front door speaks: the SDK's.
+var protocolVersions = sdk.SupportedProtocolVersions()
+
+// statelessEra reports whether r speaks the 2026-07-28 revision, which
+// requires its MCP-Protocol-Version header on every request (dates
+// compare as strings).
+func statelessEra(r *http.Request) bool {
+	return r.Header.Get("MCP-Protocol-Version") >= "2026-07-28"
 }
 
 func (s *Server) known(pool string) bool {

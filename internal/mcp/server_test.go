@@ -52,6 +52,9 @@ func (f *fakePools) Call(ctx context.Context, c Call) (json.RawMessage, error) {
 		return nil, errors.Join(errors.New("call failed"), &agent.RPCError{Code: agent.CodeInvalidParams, Message: "expected string at message"})
 	case "down":
 		return nil, errors.New("pool native: call failed on every attempt")
+	case "block": // until the caller gives up
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	switch c.Pool {
 	case "native":
@@ -84,12 +87,16 @@ func startFront(t *testing.T, mod ...func(*Options)) (*httptest.Server, *fakePoo
 	return ts, fp
 }
 
-func connect(t *testing.T, url string) *sdk.ClientSession {
+// connect connects the Go SDK's client in its default revision (the
+// stateless 2026-07-28 one); connectVersion in the one given.
+func connect(t *testing.T, url string) *sdk.ClientSession { return connectVersion(t, url, "") }
+
+func connectVersion(t *testing.T, url, version string) *sdk.ClientSession {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil)
-	cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: url}, nil)
+	cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: url}, &sdk.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +166,8 @@ func TestPoolEndpoint(t *testing.T) {
 
 func TestCallsMapOntoPoolCalls(t *testing.T) {
 	ts, fp := startFront(t)
-	cs := connect(t, ts.URL+"/mcp")
+	// The session era: the client's session is the calls' daemon session.
+	cs := connectVersion(t, ts.URL+"/mcp", "2025-11-25")
 	res, err := callTool(t, cs, "native", map[string]any{"q": 1})
 	if err != nil || res.IsError {
 		t.Fatalf("native: %+v %v", res, err)

@@ -2,10 +2,13 @@ package mcp
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -137,4 +140,19 @@ func fingerprint(ts []exposed) string {
 		b.WriteByte(0)
 	}
 	return b.String()
+}
+
+// checkArguments refuses a tools/call whose arguments are not a JSON
+// object (MCP's type for them) with -32602, before any pool sees them: the
+// SDK checks no schema for tools added raw, as the front door's are.
+func checkArguments(next sdk.MethodHandler) sdk.MethodHandler {
+	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+		if p, ok := req.GetParams().(*sdk.CallToolParamsRaw); ok && p != nil && method == "tools/call" {
+			args := bytes.TrimSpace(p.Arguments)
+			if len(args) > 0 && args[0] != '{' && string(args) != "null" {
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("tool %.100q: arguments must be a JSON object, not %.40s", p.Name, args)}
+			}
+		}
+		return next(ctx, method, req)
+	}
 }

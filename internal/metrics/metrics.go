@@ -31,7 +31,15 @@ type Metrics struct {
 	latency    *prometheus.HistogramVec
 	recovery   *prometheus.HistogramVec
 	detection  *prometheus.HistogramVec
+
+	mcpOperation *prometheus.HistogramVec
+	mcpSession   *prometheus.HistogramVec
+	mcpSessions  prometheus.Gauge
 }
+
+// mcpBuckets are the bucket boundaries the OpenTelemetry MCP semantic
+// conventions give the mcp.*.duration histograms, in seconds.
+var mcpBuckets = []float64{0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300}
 
 // New registers the collectors; src backs the gauges.
 func New(src Source) *Metrics {
@@ -60,7 +68,23 @@ func New(src Source) *Metrics {
 		Name: "resilienced_detection_seconds", Help: "From a fault to the supervisor acting on it, by fault kind.",
 		Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 14),
 	}, []string{"pool", "cause"})
+	// The MCP front door's metrics carry the OpenTelemetry MCP semantic
+	// conventions' names as an OpenTelemetry Prometheus exporter spells
+	// them (dots as underscores, the unit as a suffix), so dashboards made
+	// for the conventions read them unchanged.
+	m.mcpOperation = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "mcp_server_operation_duration_seconds", Help: "MCP request or notification duration as observed on the receiver from the time it was received until the result or ack is sent (OpenTelemetry mcp.server.operation.duration).",
+		Buckets: mcpBuckets,
+	}, []string{"mcp_method_name", "gen_ai_tool_name", "error_type", "mcp_protocol_version"})
+	m.mcpSession = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "mcp_server_session_duration_seconds", Help: "The duration of the MCP session as observed on the MCP server (OpenTelemetry mcp.server.session.duration).",
+		Buckets: mcpBuckets,
+	}, []string{"mcp_protocol_version"})
+	m.mcpSessions = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "resilienced_mcp_sessions", Help: "MCP sessions open on the front door (the conventions define no such gauge).",
+	})
 	m.reg.MustRegister(m.restarts, m.violations, m.events, m.calls, m.latency, m.recovery, m.detection,
+		m.mcpOperation, m.mcpSession, m.mcpSessions,
 		&gauges{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -91,6 +115,21 @@ func (m *Metrics) Call(pool, outcome string, d time.Duration) {
 	if outcome == supervisor.OutcomeOK || outcome == supervisor.OutcomeRetried {
 		m.latency.WithLabelValues(pool).Observe(d.Seconds())
 	}
+}
+
+// MCPOperation feeds one operation of the MCP front door; labels left
+// empty are the attributes the conventions leave out in that case.
+func (m *Metrics) MCPOperation(method, tool, errorType, protocolVersion string, d time.Duration) {
+	m.mcpOperation.WithLabelValues(method, tool, errorType, protocolVersion).Observe(d.Seconds())
+}
+
+// MCPSessionOpened counts an MCP session opened.
+func (m *Metrics) MCPSessionOpened() { m.mcpSessions.Inc() }
+
+// MCPSessionClosed records an MCP session's end.
+func (m *Metrics) MCPSessionClosed(protocolVersion string, d time.Duration) {
+	m.mcpSessions.Dec()
+	m.mcpSession.WithLabelValues(protocolVersion).Observe(d.Seconds())
 }
 
 // Handler serves the metrics.

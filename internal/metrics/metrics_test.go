@@ -27,6 +27,11 @@ func TestMetricsExposition(t *testing.T) {
 	m.Event(supervisor.Event{Kind: supervisor.EventRecovered, Pool: "echo", Cause: "violation", RecoverMS: &ms, DetectMS: &ms})
 	m.Call("echo", supervisor.OutcomeOK, 3*time.Millisecond)
 	m.Call("echo", supervisor.OutcomeFailed, time.Second)
+	m.MCPOperation("tools/call", "echo", "", "2025-11-25", 30*time.Millisecond)
+	m.MCPOperation("tools/call", "_OTHER", "-32602", "2026-07-28", time.Millisecond)
+	m.MCPSessionOpened()
+	m.MCPSessionOpened()
+	m.MCPSessionClosed("2025-11-25", time.Minute)
 	w := httptest.NewRecorder()
 	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(w.Body)
@@ -41,6 +46,12 @@ func TestMetricsExposition(t *testing.T) {
 		`resilienced_call_duration_seconds_count{pool="echo"} 1`,
 		`resilienced_breaker_state{pool="echo",state="closed"} 1`,
 		`resilienced_pool_state{pool="echo",state="running"} 1`,
+		// The OpenTelemetry MCP conventions' buckets: 30 ms falls in 0.05.
+		`mcp_server_operation_duration_seconds_bucket{error_type="",gen_ai_tool_name="echo",mcp_method_name="tools/call",mcp_protocol_version="2025-11-25",le="0.02"} 0`,
+		`mcp_server_operation_duration_seconds_bucket{error_type="",gen_ai_tool_name="echo",mcp_method_name="tools/call",mcp_protocol_version="2025-11-25",le="0.05"} 1`,
+		`mcp_server_operation_duration_seconds_bucket{error_type="-32602",gen_ai_tool_name="_OTHER",mcp_method_name="tools/call",mcp_protocol_version="2026-07-28",le="300"} 1`,
+		`mcp_server_session_duration_seconds_bucket{mcp_protocol_version="2025-11-25",le="60"} 1`,
+		`resilienced_mcp_sessions 1`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)

@@ -138,7 +138,7 @@ func TestMCPFrontDoorHostile(t *testing.T) {
 	}
 	evctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	d.client.Events(evctx, 0, false, func(ev api.Event) error {
+	d.client.Events(evctx, api.EventQuery{}, func(ev api.Event) error {
 		switch ev.Kind {
 		case "exit", "kill", "violation", "deadline", "hang", "oom", "restart", "recovered":
 			t.Errorf("event %s of agent %s: %s", ev.Kind, ev.Agent, ev.Reason)

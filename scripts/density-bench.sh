@@ -43,7 +43,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 hz=$(getconf CLK_TCK)
 daemon=
 rsvd=
+follow=
 cleanup() {
+	[ -n "$follow" ] && kill "$follow" 2>/dev/null
 	[ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
 	[ -n "$rsvd" ] && stop_runit
 	rm -rf "$tmp/bin" "$tmp/sv" "$tmp/state"
@@ -57,18 +59,20 @@ nfds() { local s=0 p; for p in "$@"; do s=$((s + $(ls "/proc/$p/fd" 2>/dev/null 
 now() { date +%s.%N; }
 calc() { python3 -c "print($*)"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
-# events MARK: the daemon's events since the epoch time MARK, one JSON a line.
+# events MARK: the daemon's events since the epoch time MARK, one JSON a
+# line, from a subscription opened when the daemon started (its ring of
+# recent events is overrun at thousands of agents).
 events() {
-	ctl -o json events --since "$(calc "int($(now) - $1) + 2")s" 2>/dev/null | python3 -c '
+	python3 -c '
 import json, sys
 from datetime import datetime
 mark = float(sys.argv[1])
-for line in sys.stdin:
+for line in open(sys.argv[2]):
     try: ev = json.loads(line)
     except ValueError: continue
     t = ev["time"].rstrip("Z"); base, _, frac = t.partition(".")
     ts = datetime.fromisoformat(base + "+00:00").timestamp() + float("0." + (frac or "0"))
-    if ts >= mark: print(json.dumps(ev))' "$1"
+    if ts >= mark: print(json.dumps(ev))' "$1" "$evfile"
 }
 
 echo "resilienced density benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -98,6 +102,10 @@ run_resilienced() {
 	(cd "$tmp" && exec setsid bin/resilienced --config "$tmp/pool.yaml" --socket "$sock" --state-dir "$tmp/state" \
 		--log-level warn --cgroup-name "density-$$" "${pp[@]}" 2>"$log") &
 	daemon=$!
+	evfile=$out/events-$n.jsonl
+	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+	ctl -o json events --follow >"$evfile" 2>/dev/null &
+	follow=$!
 	local st ready=
 	for _ in $(seq 1200); do
 		st=$(ctl -o json status 2>/dev/null | python3 -c '
@@ -113,6 +121,7 @@ print(p["active"], p["state"])' 2>/dev/null)
 		echo "!!! resilienced, $n agents: not ready after 120 s (active, state: ${st:-no answer})"
 		rows+=("resilienced $n not-ready(${st// /,}) - - - - - - - - - -")
 		fail=1
+		kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
 		kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=
 		return
 	fi
@@ -151,41 +160,37 @@ print(n)')
 	# Kill 10 % of the active agents at once. Their recovered events are
 	# taken from a subscription opened before, not from the daemon's ring
 	# of recent events, which later events may overrun.
-	local victims k0 back= follow rec
+	local victims k0 back= rec
 	victims=$(ctl -o json agents echo 2>/dev/null | python3 -c '
 import json, random, sys
 a = [(x["id"], x["pid"]) for x in json.load(sys.stdin) if x["state"] == "active"]
 for id, pid in random.sample(a, min(int(sys.argv[1]), len(a))): print(id, pid)' "$kill_n")
-	ctl -o json events --follow >"$out/kill-$n.jsonl" 2>/dev/null &
-	follow=$!
-	sleep 0.5
 	k0=$(now)
 	# shellcheck disable=SC2046
 	kill -KILL $(cut -d' ' -f2 <<<"$victims")
 	for _ in $(seq 1200); do
-		rec=$(python3 -c '
+		rec=$(events "$k0" | python3 -c '
 import json, sys
 ids = set(l.split()[0] for l in sys.argv[1].splitlines() if l.strip())
 rs = []
-for line in open(sys.argv[2]):
+for line in sys.stdin:
     try: ev = json.loads(line)
     except ValueError: continue
     if ev.get("kind") == "recovered" and ev.get("agent") in ids: rs.append(ev.get("recover_ms", 0))
 rs.sort()
 if rs: print(len(rs), round(rs[min(len(rs) - 1, int(len(rs) * 0.99))], 1), round(rs[-1], 1))
-else: print(0, "-", "-")' "$victims" "$out/kill-$n.jsonl")
+else: print(0, "-", "-")' "$victims")
 		if [ "${rec%% *}" -ge "$kill_n" ]; then
 			st=$(ctl -o json status 2>/dev/null | python3 -c 'p = __import__("json").load(__import__("sys").stdin)["pools"][0]; print(p["active"], p["state"])')
 			if [ "${st%% *}" = "$n" ]; then back=$(calc "round(1000 * ($(now) - $k0))"); break; fi
 		fi
 		sleep 0.1
 	done
-	kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
 	[ -n "$back" ] || { back="not-back(${st// /,})"; fail=1; }
-	events "$since" >"$out/events-$n.jsonl"
 	rows+=("resilienced $n $ready $cpu $rss $thr $fd $kills ${cps:--} ${p99:--} ${rec// /\/} $back")
 	echo "resilienced $n agents: ready ${ready}s; idle ${cpu}% CPU, RSS ${rss} MB, ${thr} threads, ${fd} fds, ${kills} killed; ${cps:--} calls/s p99 ${p99:--} ms; killed ${kill_n}: recovered n/p99/max ${rec} ms, back at strength in ${back} ms   (load $(load))"
 	[ -n "$prof" ] && go tool pprof -top -nodecount 25 "$tmp/bin/resilienced" "$out/idle-$n.pprof" >"$out/idle-$n.top" 2>/dev/null
+	kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
 	kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=
 }
 

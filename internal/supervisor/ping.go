@@ -58,6 +58,10 @@ func (s *Supervisor) pingDue(now time.Time) time.Duration {
 			continue
 		}
 		sleep = min(sleep, pc.PingInterval)
+		// Agents due within slack are pinged now too: the pinger wakes
+		// about 20 times an interval, not once per agent (each wake-up
+		// scans the pool).
+		slack := pc.PingInterval / 20
 		var due []*slot
 		p.mu.Lock()
 		for _, sl := range p.slots {
@@ -65,8 +69,8 @@ func (s *Supervisor) pingDue(now time.Time) time.Duration {
 				continue
 			}
 			last := max(sl.lastCall.Load(), sl.lastPing.Load(), sl.started.UnixNano(), sl.activeSince.UnixNano())
-			if at := time.Unix(0, last).Add(pc.PingInterval); at.After(now) {
-				sleep = min(sleep, at.Sub(now))
+			if at := time.Unix(0, last).Add(pc.PingInterval); at.After(now.Add(slack)) {
+				sleep = min(sleep, max(at.Sub(now), slack))
 				continue
 			}
 			sl.pinging.Store(true)

@@ -232,19 +232,28 @@ run_runit() {
 	rss=$(calc "round($(field VmRSS "$rsvd" "${sv[@]}") / 1024, 1)")
 	thr=$(field Threads "$rsvd" "${sv[@]}")
 	fd=$(nfds "$rsvd" "${sv[@]}")
-	local pids k0 back=
-	pids=$(pgrep -x echo-runit | shuf -n "$kill_n" | paste -sd,)
-	k0=$(now)
-	# shellcheck disable=SC2086
-	kill -KILL ${pids//,/ }
-	sleep 0.01
-	for _ in $(seq 6000); do
-		# Back when every killed pid is gone and n agents run again.
-		if [ "$(pgrep -c -x echo-runit)" -ge "$n" ] && ! ps -o pid= -p "$pids" >/dev/null 2>&1; then back=$(calc "round(1000 * ($(now) - $k0))"); break; fi
-		sleep 0.005
-	done
-	rows+=("runit $n $ready $cpu $rss $thr $fd - - - - ${back:-not-back}")
-	echo "runit       $n agents: ready ${ready}s; idle ${cpu}% CPU (runsvdir + ${#sv[@]} runsv), RSS ${rss} MB, ${thr} threads, ${fd} fds; killed ${kill_n}: back at strength in ${back:-not-back} ms   (load $(load))"
+	# Kill 10 % of the agents; each is back once its runsv has started a
+	# new process (supervise/pid changed), polled every 5 ms.
+	local back
+	back=$(python3 -c '
+import glob, os, random, signal, sys, time
+n = int(sys.argv[2])
+def pid(d):
+    try: return open(d + "/supervise/pid").read().strip()
+    except OSError: return ""
+svs = [(d, pid(d)) for d in glob.glob(sys.argv[1] + "/sv/*")]
+victims = random.sample([v for v in svs if v[1]], n)
+t0 = time.time()
+for _, p in victims: os.kill(int(p), signal.SIGKILL)
+left = dict(victims)
+while left and time.time() - t0 < 60:
+    for d, old in list(left.items()):
+        p = pid(d)
+        if p and p != old: del left[d]
+    time.sleep(0.005)
+print(round(1000 * (time.time() - t0)) if not left else "not-back(%d)" % len(left))' "$tmp" "$kill_n")
+	rows+=("runit $n $ready $cpu $rss $thr $fd - - - - $back")
+	echo "runit       $n agents: ready ${ready}s; idle ${cpu}% CPU (runsvdir + ${#sv[@]} runsv), RSS ${rss} MB, ${thr} threads, ${fd} fds; killed ${kill_n}: back at strength in ${back} ms   (load $(load))"
 	stop_runit
 }
 

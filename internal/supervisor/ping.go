@@ -104,7 +104,10 @@ func (p *Pool) ping(sl *slot, timeout time.Duration) {
 	var excused atomic.Int64
 	var check func()
 	check = func() {
-		if ctx.Err() == nil && excused.Load() < pingStarvedLimit && p.sup.sched.starvedWithin(timeout) {
+		// An agent waiting for a CPU (runnable) or whose answer is in
+		// the pipe is slow, not stuck: on an overloaded node the agents
+		// starve too, not only the daemon.
+		if ctx.Err() == nil && excused.Load() < pingStarvedLimit && (p.sup.sched.starvedWithin(timeout) || progressing(sl.a)) {
 			excused.Add(1)
 			time.AfterFunc(timeout, check)
 			return
@@ -124,8 +127,13 @@ func (p *Pool) ping(sl *slot, timeout time.Duration) {
 	if errors.Is(err, context.Canceled) {
 		reason = "no answer to a ping within " + timeout.String()
 		if n := excused.Load(); n > 0 {
-			reason += " (after " + (time.Duration(n) * timeout).String() + " excused while the daemon was starved)"
+			reason += " (after " + (time.Duration(n) * timeout).String() + " excused while the daemon was starved or the agent runnable)"
 		}
 	}
 	p.fail(sl, evidence{kind: kind, reason: reason, at: p.sup.opts.Now()})
+}
+
+func progressing(a process) bool {
+	ok, _ := a.Progress()
+	return ok
 }

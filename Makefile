@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin
 
-.PHONY: all build test test-short demo soak generate check-generate bench bench-mcp arbiter-bench deb vm-test clean
+.PHONY: all build test test-short demo soak generate check-generate bench bench-mcp arbiter-bench bench-density deb vm-test clean
 
 all: build
 
@@ -47,6 +47,12 @@ bench-mcp:
 # same schedule with the Arbiter acting, watching only, and off (root).
 arbiter-bench:
 	scripts/arbiter-bench.sh
+
+# Issue #13: 100, 1,000 and 2,000 echo agents on one host: time to ready,
+# idle CPU, RSS, threads, fds, load, recovery after killing 10 %, beside
+# runit running the same agents (root; DENSITY_N, DENSITY_IDLE override).
+bench-density:
+	scripts/density-bench.sh
 
 # The Debian package (static binaries, units, config, man pages, completions)
 # in dist/, built with dpkg-deb.

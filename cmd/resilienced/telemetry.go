@@ -143,29 +143,44 @@ type AgentTelemetry struct {
 	Stats telemetry.Stats `json:"stats"`
 }
 
-// sample collects every agent's stats once a second, so that rates are
-// over a known interval and readers (resilientctl, the Arbiter) get the
-// latest without waiting.
+// sample collects agents' stats at a rate that follows their work: an
+// agent that served calls since its last sample is sampled every second,
+// so that rates are over a known, short interval and readers (resilientctl,
+// the Arbiter) see a busy agent's trend at once; an idle agent, whose
+// counters do not move, only every idleSampleEvery, which grows with the
+// number of idle agents so that reading them costs a bounded number of
+// samples a second however many there are.
 func (t *telemetryWiring) sample() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	type sampled struct {
+		at    time.Time
+		calls uint64
+	}
+	last := map[string]sampled{}
 	for {
 		select {
 		case <-t.d.stopBG:
 			return
 		case <-tick.C:
 		}
+		now := time.Now()
 		as, _ := t.d.sup.Agents("")
+		every := idleSampleEvery(len(as))
 		seen := make(map[string]bool, len(as))
 		for _, a := range as {
 			if a.PID == 0 {
 				continue
 			}
 			seen[a.ID] = true
+			if l, ok := last[a.ID]; ok && l.calls == a.Calls && now.Sub(l.at) < every {
+				continue
+			}
 			st, err := t.coll.Collect(telemetry.Agent{CgroupID: a.CgroupID, CgroupPath: a.Cgroup, PID: a.PID})
 			if err != nil {
 				continue
 			}
+			last[a.ID] = sampled{at: now, calls: a.Calls}
 			t.mu.Lock()
 			t.latest[a.ID] = st
 			t.mu.Unlock()
@@ -177,7 +192,21 @@ func (t *telemetryWiring) sample() {
 			}
 		}
 		t.mu.Unlock()
+		for id := range last {
+			if !seen[id] {
+				delete(last, id)
+			}
+		}
 	}
+}
+
+// idleSamplesPerSecond bounds the samples a second spent on idle agents.
+const idleSamplesPerSecond = 50
+
+// idleSampleEvery is how often each of n agents is sampled while idle: every
+// 10 s, or less often once there are more than idleSamplesPerSecond*10.
+func idleSampleEvery(n int) time.Duration {
+	return max(10*time.Second, time.Duration(n/idleSamplesPerSecond)*time.Second)
 }
 
 // Latest returns an agent's last sample.

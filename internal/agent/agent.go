@@ -70,6 +70,7 @@ type Config struct {
 type Agent struct {
 	cfg    Config
 	cmd    *exec.Cmd
+	pid    int // cmd.Process.Pid, which Release resets
 	stdin  *os.File
 	stdout *os.File
 	stderr *os.File
@@ -97,7 +98,7 @@ type Agent struct {
 
 	done     chan struct{} // closed when the process has exited
 	exitTime time.Time
-	state    *os.ProcessState
+	status   syscall.WaitStatus // valid when waitErr is nil
 	waitErr  error
 
 	readDone chan struct{} // closed when the stdout reader stops
@@ -188,6 +189,7 @@ func Start(cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:      cfg,
 		cmd:      cmd,
+		pid:      cmd.Process.Pid,
 		stdin:    inW,
 		stdout:   outR,
 		stderr:   errR,
@@ -229,7 +231,7 @@ next:
 func (a *Agent) ID() string { return a.cfg.ID }
 
 // PID returns the process id.
-func (a *Agent) PID() int { return a.cmd.Process.Pid }
+func (a *Agent) PID() int { return a.pid }
 
 // Started returns when the process was started.
 func (a *Agent) Started() time.Time { return a.started }
@@ -244,37 +246,42 @@ func (a *Agent) ExitTime() time.Time { <-a.done; return a.exitTime }
 // "signal: killed"; valid after Done.
 func (a *Agent) ExitStatus() string {
 	<-a.done
-	if a.state != nil {
-		return a.state.String()
-	}
 	if a.waitErr != nil {
 		return a.waitErr.Error()
 	}
-	return "exited"
+	return exitString(a.status)
 }
 
 // ExitedOK reports whether the process exited with status 0; valid after Done.
 func (a *Agent) ExitedOK() bool {
 	<-a.done
-	return a.state != nil && a.state.Success()
+	return a.waitErr == nil && a.status.Exited() && a.status.ExitStatus() == 0
 }
 
 func (a *Agent) wait() {
-	state, err := a.cmd.Process.Wait()
+	// Not cmd.Wait: that holds a thread per agent in waitid.
+	ws, err := waitExit(a.pid)
+	// Reaped here, so the handle os/exec keeps (a pidfd of its own) goes now.
+	a.cmd.Process.Release()
 	a.exitTime = a.cfg.Now()
-	a.state, a.waitErr = state, err
+	a.status, a.waitErr = ws, err
 	close(a.done)
 }
 
 // Signal sends sig to the process (not its tree; use the cgroup for that).
 func (a *Agent) Signal(sig syscall.Signal) error {
+	select {
+	case <-a.done:
+		return os.ErrProcessDone
+	default:
+	}
 	return a.cmd.Process.Signal(sig)
 }
 
 // SignalGroup sends sig to the agent's process group; meaningful only when
 // the agent was started without a cgroup.
 func (a *Agent) SignalGroup(sig syscall.Signal) error {
-	return syscall.Kill(-a.cmd.Process.Pid, sig)
+	return syscall.Kill(-a.pid, sig)
 }
 
 // Close closes the agent's pipes. It does not kill the process: the owner
@@ -659,7 +666,7 @@ func (a *Agent) Progress() (progressing bool, cpuTicks uint64) {
 	if n := a.reports.Load(); a.reportsSeen.Swap(n) != n {
 		return true, 0
 	}
-	if n, err := unix.IoctlGetInt(int(a.stdout.Fd()), unix.TIOCINQ); err == nil && n > 0 {
+	if a.pendingBytes() > 0 {
 		return true, 0
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(a.PID()) + "/stat")
@@ -679,4 +686,21 @@ func (a *Agent) Progress() (progressing bool, cpuTicks uint64) {
 		cpuTicks += v
 	}
 	return f[0][0] == 'R' || f[0][0] == 'D', cpuTicks
+}
+
+// pendingBytes is how many bytes wait in the stdout pipe. Not through
+// os.File.Fd, which would put the pipe in blocking mode for good and tie a
+// thread to its reader.
+func (a *Agent) pendingBytes() int {
+	rc, err := a.stdout.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
 }

@@ -228,6 +228,7 @@ func (c *Cgroup) Remove() error {
 	}
 	c.removed = true
 	c.m.forget(c)
+	c.m.forgetOOM(c)
 	return nil
 }
 

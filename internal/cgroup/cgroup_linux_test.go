@@ -416,26 +416,7 @@ func TestMemoryLimitOOM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), helperEnv+"=alloc")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: c.FD()}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Join(cmd.Process.Pid); err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(stdin, "go\n")
+	cmd, out := startAllocHelper(t, c)
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -766,4 +747,31 @@ func TestLogMode(t *testing.T) {
 	m := openTest(t)
 	t.Logf("mode %s root %s v2 %v v1 %v kill %v freeze %v cpu.stat %v notes %q",
 		m.Mode(), m.Root(), m.v2, m.v1, m.hasKill, m.hasFreeze, m.cpuStat, m.Notes())
+}
+
+// startAllocHelper starts the test binary in c allocating memory until the
+// OOM killer ends it.
+func startAllocHelper(t *testing.T, c *Cgroup) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), helperEnv+"=alloc")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: c.FD()}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &strings.Builder{}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Join(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, "go\n")
+	return cmd, out
 }

@@ -60,4 +60,5 @@ func (c *Cgroup) MemoryEvents() (MemoryEvents, error) { return MemoryEvents{}, e
 func CgroupIDOf(path string) (uint64, error) { return 0, errNotLinux }
 
 // Mount2 fails off Linux.
-func Mount2() (string, error) { return "", errNotLinux }
+func Mount2() (string, error)                      { return "", errNotLinux }
+func (c *Cgroup) NotifyOOM(func()) (func(), error) { return nil, errNotLinux }

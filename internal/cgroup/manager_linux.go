@@ -42,6 +42,7 @@ type Manager struct {
 
 	mu     sync.Mutex
 	live   map[string]*Cgroup // by "pool/agent"
+	oom    *oomWatch          // made by the first NotifyOOM
 	left   int                // cgroups left in place for the next instance (Cgroup.Leave)
 	closed bool
 }
@@ -564,6 +565,16 @@ func (m *Manager) forget(c *Cgroup) {
 	}
 }
 
+// forgetOOM ends the OOM notifications of c, if any.
+func (m *Manager) forgetOOM(c *Cgroup) {
+	m.mu.Lock()
+	w := m.oom
+	m.mu.Unlock()
+	if w != nil {
+		w.forget(c)
+	}
+}
+
 // Reap kills and removes agent cgroups under agents/ that this Manager did
 // not create: the orphans of a previous instance that died. Call it once at
 // start, before Create. It returns how many it removed.
@@ -653,7 +664,12 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	m.closed = true
 	live := slices.Collect(maps.Values(m.live))
+	oom := m.oom
+	m.oom = nil
 	m.mu.Unlock()
+	if oom != nil {
+		oom.close()
+	}
 
 	var errs []error
 	for _, c := range live {

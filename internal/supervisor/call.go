@@ -414,17 +414,10 @@ func (p *Pool) downErr() error {
 }
 
 // serve is an agent's worker loop. It takes no calls (they are lent the
-// agent, see lender): it watches the agent's process, pings it while it is
-// idle, and stops it when asked. Any failure ends the loop through p.fail.
+// agent, see lender) and no pings (see pingLoop): it watches the agent's
+// process and stops it when asked. Any failure ends the loop through p.fail.
 func (p *Pool) serve(sl *slot, pc config.Pool, down chan struct{}) {
 	a := sl.a
-	var ping <-chan time.Time
-	var pingTimer *time.Timer
-	if pc.PingInterval > 0 {
-		pingTimer = time.NewTimer(pc.PingInterval)
-		defer pingTimer.Stop()
-		ping = pingTimer.C
-	}
 	for {
 		select {
 		case <-sl.promote:
@@ -460,32 +453,6 @@ func (p *Pool) serve(sl *slot, pc config.Pool, down chan struct{}) {
 			return
 		case <-down:
 			return
-		case <-ping:
-			// Only an agent idle for a whole interval is pinged: a call
-			// is proof of life enough.
-			if idle := time.Duration(time.Now().UnixNano() - sl.lastCall.Load()); idle < pc.PingInterval {
-				pingTimer.Reset(pc.PingInterval - idle)
-				continue
-			}
-			if sl.isolated.Load() || !p.tryLease(sl) {
-				// Cut off on purpose (maybe frozen), or at work: not a hang.
-				pingTimer.Reset(pc.PingInterval)
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), pc.PingTimeout)
-			err := a.Ping(ctx)
-			cancel()
-			if err != nil {
-				kind := EventHang
-				if errors.Is(err, agent.ErrExited) {
-					kind = EventExit
-				}
-				p.fail(sl, evidence{kind: kind, reason: "ping failed: " + err.Error(), at: p.sup.opts.Now()})
-				p.giveBack(sl)
-				return
-			}
-			p.giveBack(sl)
-			pingTimer.Reset(pc.PingInterval)
 		}
 	}
 }
@@ -558,7 +525,9 @@ func (at *attempt) expire(started time.Time) {
 	case !at.confirming:
 		at.confirming, at.cpu = true, cpu
 		at.timer.Reset(min(stallConfirm, left))
-	case cpu != at.cpu:
+	case cpu != at.cpu, at.p.sup.sched.starvedWithin(at.stall + stallConfirm):
+		// Used CPU meanwhile, or the daemon itself was short of CPU
+		// and could not tell: look again after another stall period.
 		at.confirming = false
 		at.timer.Reset(min(at.stall, left))
 	default:

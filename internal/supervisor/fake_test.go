@@ -25,6 +25,9 @@ type fakeAgents struct {
 	// exitAfter, when > 0, makes each process exit this long after its
 	// handshake (a crash, whatever it is doing).
 	exitAfter atomic.Int64
+	// hangPings makes pings go unanswered; pings counts them.
+	hangPings atomic.Bool
+	pings     atomic.Int64
 
 	mu      sync.Mutex
 	nextPID int
@@ -111,7 +114,16 @@ func (fakeReply) Close()                   {}
 func (fakeReply) Cancel(string) bool       { return false }
 func (fakeReply) Running() <-chan struct{} { return nil }
 
-func (p *fakeProcess) Ping(context.Context) error {
+func (p *fakeProcess) Ping(ctx context.Context) error {
+	p.f.pings.Add(1)
+	if p.f.hangPings.Load() {
+		select {
+		case <-p.done:
+			return errFakeExit
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	select {
 	case <-p.done:
 		return errFakeExit

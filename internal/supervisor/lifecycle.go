@@ -88,6 +88,7 @@ func (p *Pool) run(sl *slot, delay time.Duration, urgent bool, pc config.Pool, c
 	if !ok {
 		return
 	}
+	p.oomDuringStart(sl)
 	p.serve(sl, pc, down)
 }
 
@@ -162,6 +163,8 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	}
 	if sl.sb != nil {
 		cfg.CgroupFD = sl.sb.FD()
+		// Watched before the process starts: no kill goes unseen.
+		sl.stopOOM = p.watchOOM(sl)
 	}
 	start := p.sup.opts.startProcess
 	if start == nil {
@@ -406,6 +409,9 @@ func (p *Pool) killNow(sl *slot) {
 // destroy kills the slot's process tree and removes its sandbox. It runs
 // once, at the end of the slot's worker goroutine.
 func (p *Pool) destroy(sl *slot) {
+	if sl.stopOOM != nil {
+		sl.stopOOM()
+	}
 	if sl.a == nil && sl.sb == nil {
 		return
 	}

@@ -187,6 +187,10 @@ type slot struct {
 	graceful        atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
 	inject          atomic.Pointer[injected] // chaos: misbehaviour in the message path
 	isolated        atomic.Bool              // out of service and cut off; not pinged
+	oomKilled       atomic.Bool              // an OOM kill hit its cgroup (see watchOOM)
+	pinging         atomic.Bool              // a ping is in flight (see pingLoop)
+	lastPing        atomic.Int64             // unix nanos of the start of its last ping
+	stopOOM         func()                   // ends watchOOM; set and called by its worker
 	// Isolated with action keep (guarded by pool.mu): at daemon stop it is
 	// frozen and left for the next daemon (kept), see kept.go.
 	keep          bool

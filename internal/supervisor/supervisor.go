@@ -103,7 +103,11 @@ type Supervisor struct {
 	bg     sync.WaitGroup // the background loops; Stop waits for them
 
 	spawns *spawnGate
-	kept   []KeptAgent // left by Stop; see KeptAgents
+	// The idle machinery: the daemon's own scheduling delay, and the one
+	// timer that pings idle agents.
+	sched    schedWatch
+	pingKick chan struct{}
+	kept     []KeptAgent // left by Stop; see KeptAgents
 }
 
 // New returns a supervisor with no pools; call Apply to start some.
@@ -132,10 +136,11 @@ func New(opts Options) *Supervisor {
 		groups: make(map[string]*group),
 		quit:   make(chan struct{}),
 		spawns: newSpawnGate(2 * runtime.NumCPU()),
+
+		pingKick: make(chan struct{}, 1),
 	}
-	if opts.Sandboxes != nil {
-		s.bg.Go(s.watchOOM)
-	}
+	s.bg.Go(func() { s.sched.run(s.quit) })
+	s.bg.Go(s.pingLoop)
 	return s
 }
 
@@ -221,6 +226,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 			errs = append(errs, err)
 		}
 	}
+	s.kickPings()
 	s.emit(Event{Kind: EventReload, Reason: fmt.Sprintf("%d pools: %d started, %d stopped, %d rolled", len(cfg.Pools), len(start), len(stop), len(roll))})
 	return errors.Join(errs...)
 }

@@ -1,0 +1,139 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/agent"
+)
+
+// pingLoop pings the idle agents of every pool from one timer: an agent
+// is due once ping_interval has passed since its last call or ping, and
+// every agent due at a wake-up is pinged then, so agents that went idle
+// together stay in step and a thousand idle agents cost one wake-up per
+// interval, not a timer each. An agent at work is not pinged: its calls
+// are proof of life enough.
+func (s *Supervisor) pingLoop() {
+	t := time.NewTimer(pingMaxSleep)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.pingKick:
+		case <-t.C:
+		}
+		next := s.pingDue(time.Now())
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(next)
+	}
+}
+
+// pingMaxSleep bounds the pinger's sleep, so an agent that becomes ready
+// while it sleeps is looked at in time.
+const pingMaxSleep = time.Second
+
+// kickPings wakes the pinger (a pool was added or changed).
+func (s *Supervisor) kickPings() {
+	select {
+	case s.pingKick <- struct{}{}:
+	default:
+	}
+}
+
+// pingDue starts a ping of every agent due at now and returns how long the
+// pinger may sleep.
+func (s *Supervisor) pingDue(now time.Time) time.Duration {
+	sleep := pingMaxSleep
+	for _, p := range s.Pools() {
+		pc := p.config()
+		if pc.PingInterval <= 0 {
+			continue
+		}
+		sleep = min(sleep, pc.PingInterval)
+		// Agents due within slack are pinged now too: the pinger wakes
+		// about 20 times an interval, not once per agent (each wake-up
+		// scans the pool).
+		slack := pc.PingInterval / 20
+		var due []*slot
+		p.mu.Lock()
+		for _, sl := range p.slots {
+			if sl.a == nil || (sl.state != AgentActive && sl.state != AgentSpare) || sl.isolated.Load() || sl.pinging.Load() {
+				continue
+			}
+			last := max(sl.lastCall.Load(), sl.lastPing.Load(), sl.started.UnixNano(), sl.activeSince.UnixNano())
+			if at := time.Unix(0, last).Add(pc.PingInterval); at.After(now.Add(slack)) {
+				sleep = min(sleep, max(at.Sub(now), slack))
+				continue
+			}
+			sl.pinging.Store(true)
+			due = append(due, sl)
+		}
+		p.mu.Unlock()
+		for _, sl := range due {
+			sl.lastPing.Store(now.UnixNano())
+			go p.ping(sl, pc.PingTimeout)
+		}
+	}
+	return max(sleep, time.Millisecond)
+}
+
+// pingStarvedLimit bounds how many ping timeouts in a row a starved daemon
+// may excuse, should its own delay never end.
+const pingStarvedLimit = 20
+
+// ping pings one idle agent and fails it if it does not answer within
+// timeout, unless the daemon itself was starved meanwhile: then the wait
+// goes on, another timeout at a time, so the request stays in step and a
+// slow daemon never shoots its own healthy agents.
+func (p *Pool) ping(sl *slot, timeout time.Duration) {
+	defer sl.pinging.Store(false)
+	if sl.isolated.Load() || !p.tryLease(sl) {
+		return // cut off on purpose (maybe frozen), or at work: not a hang
+	}
+	defer p.giveBack(sl)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var excused atomic.Int64
+	var check func()
+	check = func() {
+		// An agent waiting for a CPU (runnable) or whose answer is in
+		// the pipe is slow, not stuck: on an overloaded node the agents
+		// starve too, not only the daemon.
+		if ctx.Err() == nil && excused.Load() < pingStarvedLimit && (p.sup.sched.starvedWithin(timeout) || progressing(sl.a)) {
+			excused.Add(1)
+			time.AfterFunc(timeout, check)
+			return
+		}
+		cancel()
+	}
+	time.AfterFunc(timeout, check)
+	err := sl.a.Ping(ctx)
+	if err == nil {
+		return
+	}
+	kind := EventHang
+	if errors.Is(err, agent.ErrExited) {
+		kind = EventExit
+	}
+	reason := "ping failed: " + err.Error()
+	if errors.Is(err, context.Canceled) {
+		reason = "no answer to a ping within " + timeout.String()
+		if n := excused.Load(); n > 0 {
+			reason += " (after " + (time.Duration(n) * timeout).String() + " excused while the daemon was starved or the agent runnable)"
+		}
+	}
+	p.fail(sl, evidence{kind: kind, reason: reason, at: p.sup.opts.Now()})
+}
+
+func progressing(a process) bool {
+	ok, _ := a.Progress()
+	return ok
+}

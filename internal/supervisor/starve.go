@@ -1,0 +1,68 @@
+package supervisor
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// schedWatch measures the daemon's own scheduling delay, so that liveness
+// checks can tell an agent that did not answer from a daemon that did not
+// get to look: a ticker that fires late means the daemon's goroutines
+// waited for a CPU (the node is overloaded, or the daemon is throttled),
+// and a missed ping or a stalled call decided meanwhile is no evidence
+// against the agent. Ten wake-ups a second cost nothing measurable.
+type schedWatch struct {
+	lastTick atomic.Int64 // unix nanos of the last tick seen
+	lateAt   atomic.Int64 // unix nanos of the last tick seen late
+	maxLate  atomic.Int64 // the largest lateness seen, nanos (for the log)
+
+	// forced, in tests, reports starvation regardless.
+	forced atomic.Bool
+}
+
+const (
+	schedPeriod = 100 * time.Millisecond
+	// schedLate is the lateness of a tick that counts as starvation: far
+	// above a loaded but healthy node's wake-up jitter (tens of µs to a
+	// few ms), far below the liveness timeouts it protects (ping_timeout
+	// 500 ms, stall periods of hundreds of ms).
+	schedLate = 50 * time.Millisecond
+)
+
+func (w *schedWatch) run(quit <-chan struct{}) {
+	t := time.NewTicker(schedPeriod)
+	defer t.Stop()
+	prev := time.Now()
+	w.lastTick.Store(prev.UnixNano())
+	for {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		// A ticker drops ticks for a slow receiver: the gap is what counts.
+		if late := now.Sub(prev) - schedPeriod; late > schedLate {
+			w.lateAt.Store(now.UnixNano())
+			if int64(late) > w.maxLate.Load() {
+				w.maxLate.Store(int64(late))
+			}
+		}
+		prev = now
+		w.lastTick.Store(now.UnixNano())
+	}
+}
+
+// starvedWithin reports whether the daemon was short of CPU at some time in
+// the last d, or is now (its ticker is overdue).
+func (w *schedWatch) starvedWithin(d time.Duration) bool {
+	if w.forced.Load() {
+		return true
+	}
+	now := time.Now().UnixNano()
+	if last := w.lastTick.Load(); last != 0 && now-last > int64(schedPeriod+schedLate) {
+		return true
+	}
+	at := w.lateAt.Load()
+	return at != 0 && now-at <= int64(d+schedPeriod)
+}

@@ -132,16 +132,10 @@ func (t *telemetryWiring) routes(s *api.Server) {
 				return
 			}
 		}
-		api.WriteJSON(w, http.StatusOK, AgentTelemetry{Agent: id, EBPF: t.probes != nil, Stats: st})
+		api.WriteJSON(w, http.StatusOK, api.NewAgentTelemetry(id, t.probes != nil, st))
 	})
 }
 
-// AgentTelemetry is the answer to GET /v1/agents/{id}/telemetry.
-type AgentTelemetry struct {
-	Agent string          `json:"agent"`
-	EBPF  bool            `json:"ebpf"`
-	Stats telemetry.Stats `json:"stats"`
-}
 
 // sample collects agents' stats at a rate that follows their work: an
 // agent that served calls since its last sample is sampled every second,

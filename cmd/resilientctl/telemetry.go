@@ -6,40 +6,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/resilienced/resilienced/internal/api"
 )
 
 func init() {
 	extraCommands = append(extraCommands, telemetryCmd)
-}
-
-// agentTelemetry mirrors the daemon's answer; only what is printed is named.
-type agentTelemetry struct {
-	Agent string `json:"agent"`
-	EBPF  bool   `json:"ebpf"`
-	Stats struct {
-		Time  time.Time `json:"Time"`
-		Rates struct {
-			Interval                        time.Duration
-			SyscallsPerSec, ErrorsPerSec    float64
-			P50, P99                        time.Duration
-			LatencySamples                  uint64
-			RxBytesPerSec, TxBytesPerSec    float64
-			RetransmitsPerSec, ResetsPerSec float64
-		}
-		HaveRates bool
-		Proc      struct {
-			RSSBytes   uint64
-			CPUSeconds float64
-			OpenFDs    int
-			Processes  int
-		}
-		HaveProc bool
-		PSI      struct {
-			Scope       string
-			CPU, Memory struct{ Some struct{ Avg10 float64 } }
-		}
-		HavePSI bool
-	} `json:"stats"`
 }
 
 func telemetryCmd(g *globals) *cobra.Command {
@@ -55,31 +27,31 @@ func telemetryCmd(g *globals) *cobra.Command {
 				}
 				return printJSON(raw)
 			}
-			var t agentTelemetry
+			var t api.AgentTelemetry
 			if err := g.client().Get(cmd.Context(), "/v1/agents/"+url.PathEscape(a[0])+"/telemetry", &t); err != nil {
 				return err
 			}
-			s := t.Stats
 			source := "procfs (eBPF off)"
 			if t.EBPF {
 				source = "eBPF"
 			}
-			fmt.Printf("agent %s  (%s, sampled %s ago)\n", t.Agent, source, time.Since(s.Time).Round(time.Millisecond))
-			if s.HaveRates {
-				r := s.Rates
-				fmt.Printf("  syscalls     %.0f/s, errors %.0f/s, latency %s\n", r.SyscallsPerSec, r.ErrorsPerSec, latencyText(r.P50, r.P99, r.LatencySamples))
+			fmt.Printf("agent %s  (%s, sampled %s ago)\n", t.Agent, source, time.Since(t.Time).Round(time.Millisecond))
+			if r := t.Rates; r != nil {
+				fmt.Printf("  syscalls     %.0f/s, errors %.0f/s, latency %s\n", r.SyscallsPerSec, r.ErrorsPerSec, latencyText(msDuration(r.P50MS), msDuration(r.P99MS), r.LatencySamples))
 				fmt.Printf("  network      rx %.0f B/s, tx %.0f B/s, retransmits %.1f/s, resets %.1f/s\n", r.RxBytesPerSec, r.TxBytesPerSec, r.RetransmitsPerSec, r.ResetsPerSec)
 			}
-			if s.HaveProc {
-				fmt.Printf("  processes    %d, RSS %.1f MiB, CPU %.2fs, open fds %d\n", s.Proc.Processes, float64(s.Proc.RSSBytes)/(1<<20), s.Proc.CPUSeconds, s.Proc.OpenFDs)
+			if p := t.Proc; p != nil {
+				fmt.Printf("  processes    %d, RSS %.1f MiB, CPU %.2fs, open fds %d\n", p.Processes, float64(p.RSSBytes)/(1<<20), p.CPUSeconds, p.OpenFDs)
 			}
-			if s.HavePSI {
-				fmt.Printf("  pressure     cpu %.2f%%, memory %.2f%% (some, avg10, %s)\n", s.PSI.CPU.Some.Avg10, s.PSI.Memory.Some.Avg10, s.PSI.Scope)
+			if p := t.PSI; p != nil {
+				fmt.Printf("  pressure     cpu %.2f%%, memory %.2f%% (some, avg10, %s)\n", p.CPU.Some.Avg10, p.Memory.Some.Avg10, p.Scope)
 			}
 			return nil
 		},
 	}
 }
+
+func msDuration(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 
 // latencyText says what the sampled syscall latencies allow: the daemon
 // times one syscall in 16, and gives no p99 from fewer than 100 of them.

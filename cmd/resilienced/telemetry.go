@@ -136,7 +136,6 @@ func (t *telemetryWiring) routes(s *api.Server) {
 	})
 }
 
-
 // sample collects agents' stats at a rate that follows their work: an
 // agent that served calls since its last sample is sampled every second,
 // so that rates are over a known, short interval and readers (resilientctl,

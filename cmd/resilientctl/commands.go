@@ -450,8 +450,9 @@ func reloadCmd(g *globals) *cobra.Command {
 
 func logsCmd(g *globals) *cobra.Command {
 	var tail int
+	var follow bool
 	c := &cobra.Command{
-		Use:   "logs AGENT|POOL [--tail N]",
+		Use:   "logs AGENT|POOL [--tail N] [--follow]",
 		Short: "Show the last stderr lines of an agent, or of a pool's agents (the latest dead ones too)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -459,16 +460,48 @@ func logsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json() {
+			if g.json() && !follow {
 				return printJSON(lines)
 			}
-			for _, l := range lines {
+			enc := json.NewEncoder(os.Stdout)
+			show := func(l api.LogLine) {
+				if g.json() {
+					enc.Encode(l)
+					return
+				}
 				fmt.Printf("%s  %-14s %s\n", l.Time.Format("15:04:05.000"), l.Agent, l.Line)
+			}
+			seen := map[api.LogLine]bool{}
+			for _, l := range lines {
+				show(l)
+				seen[l] = true
+			}
+			// --follow polls: the daemon keeps the last lines of each agent,
+			// so a line is new if it was not in the previous answer.
+			for follow {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(500 * time.Millisecond):
+				}
+				lines, err := g.client().Logs(cmd.Context(), a[0], 0)
+				if err != nil {
+					return err
+				}
+				next := make(map[api.LogLine]bool, len(lines))
+				for _, l := range lines {
+					if !seen[l] {
+						show(l)
+					}
+					next[l] = true
+				}
+				seen = next
 			}
 			return nil
 		},
 	}
 	c.Flags().IntVarP(&tail, "tail", "n", 0, "only the last N lines")
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines (-o json: one object per line)")
 	return c
 }
 

@@ -471,10 +471,17 @@ func logsCmd(g *globals) *cobra.Command {
 				}
 				fmt.Printf("%s  %-14s %s\n", l.Time.Format("15:04:05.000"), l.Agent, l.Line)
 			}
-			seen := map[api.LogLine]bool{}
+			// Keyed by instant, not time.Time: each answer's times carry
+			// their own *Location.
+			type key struct {
+				at          int64
+				agent, line string
+			}
+			keyOf := func(l api.LogLine) key { return key{l.Time.UnixNano(), l.Agent, l.Line} }
+			seen := map[key]bool{}
 			for _, l := range lines {
 				show(l)
-				seen[l] = true
+				seen[keyOf(l)] = true
 			}
 			// --follow polls: the daemon keeps the last lines of each agent,
 			// so a line is new if it was not in the previous answer.
@@ -488,12 +495,12 @@ func logsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				next := make(map[api.LogLine]bool, len(lines))
+				next := make(map[key]bool, len(lines))
 				for _, l := range lines {
-					if !seen[l] {
+					if !seen[keyOf(l)] {
 						show(l)
 					}
-					next[l] = true
+					next[keyOf(l)] = true
 				}
 				seen = next
 			}

@@ -85,14 +85,16 @@ func newPoolFixture(t *testing.T, onCall func(pool, outcome string, d time.Durat
 	mode := func() Mode { return Mode{Cgroup: "none", Notes: []string{"test"}} }
 	srv := NewServer(Options{Supervisor: sup, Sessions: store, Version: "test", Logger: quiet, Mode: mode})
 	go srv.Serve(sock)
+	client := NewClient(sock.Path)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		client.CloseIdleConnections() // its end of the kept connection
 		srv.Shutdown(ctx)
 		sup.Stop(ctx)
 		store.Close()
 	})
-	return &fixture{client: NewClient(sock.Path), sock: sock, store: store, sup: sup, srv: srv}
+	return &fixture{client: client, sock: sock, store: store, sup: sup, srv: srv}
 }
 
 func TestStatusCarriesTheContractFields(t *testing.T) {
@@ -399,6 +401,7 @@ func FuzzCallRequest(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte("\x00\xff"))
 	sup := supervisor.New(supervisor.Options{})
+	f.Cleanup(func() { sup.Stop(context.Background()) }) // its background loops
 	srv := NewServer(Options{Supervisor: sup})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest("POST", "/v1/pools/nope/call", bytes.NewReader(body))

@@ -29,6 +29,9 @@ func NewClient(socket string) *Client {
 	return &Client{Socket: socket, tr: tr, http: &http.Client{Transport: tr}}
 }
 
+// CloseIdleConnections closes the connections kept for the next request.
+func (c *Client) CloseIdleConnections() { c.tr.CloseIdleConnections() }
+
 // do sends a request and decodes a JSON answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	resp, err := c.send(ctx, method, path, body)

@@ -14,6 +14,12 @@ skipped=$(grep -cE '^\s*--- SKIP' "$log")
 echo
 # go test -v prints a skip's reason on the line before its "--- SKIP".
 grep -E '^\s*--- SKIP' -B1 "$log" | grep -vE '^(--|\s*--- SKIP|=== )' | sed 's/^ */skip reason: /' | sort | uniq -c | sort -rn | head -20
+# Why each failure failed: the failing tests' own log lines.
+if [ "$failed" -gt 0 ]; then
+	echo
+	echo "failures, with their tests' log lines:"
+	grep -E '^\s*--- FAIL|^\s+[A-Za-z0-9_]+_test\.go:[0-9]+:|leakcheck|panic:' "$log" | head -60
+fi
 echo
 echo "${passed} passed, ${failed} failed, ${skipped} skipped"
 exit "$status"

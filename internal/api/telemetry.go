@@ -94,7 +94,9 @@ func NewAgentTelemetry(agent string, ebpf bool, s telemetry.Stats) AgentTelemetr
 		line := func(l telemetry.PressureLine) TelemetryPSILine {
 			return TelemetryPSILine{Avg10: l.Avg10, Avg60: l.Avg60, Avg300: l.Avg300, TotalMS: ms(l.Total)}
 		}
-		pair := func(p telemetry.Pressure) TelemetryPSIPair { return TelemetryPSIPair{Some: line(p.Some), Full: line(p.Full)} }
+		pair := func(p telemetry.Pressure) TelemetryPSIPair {
+			return TelemetryPSIPair{Some: line(p.Some), Full: line(p.Full)}
+		}
 		t.PSI = &TelemetryPSI{Scope: s.PSI.Scope, CPU: pair(s.PSI.CPU), Memory: pair(s.PSI.Memory), IO: pair(s.PSI.IO)}
 	}
 	return t

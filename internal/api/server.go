@@ -458,14 +458,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	tail := 0
-	if v := q.Get("tail"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("tail: %q is not a count of events", v)})
-			return
-		}
-		tail = n
+	tail, ok := tailParam(w, r, "events")
+	if !ok {
+		return
 	}
 	match := EventFilter{Pool: q.Get("pool"), Agent: q.Get("agent")}
 	if v := q.Get("kind"); v != "" {
@@ -522,14 +517,25 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 // logs answers the last stderr lines of an agent or of a pool's agents
 // (?tail=N: the last N).
+// tailParam reads ?tail=N (0 when absent), answering 400 for anything but
+// a count of what.
+func tailParam(w http.ResponseWriter, r *http.Request, what string) (int, bool) {
+	v := r.URL.Query().Get("tail")
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("tail: %q is not a count of %s", v, what)})
+		return 0, false
+	}
+	return n, true
+}
+
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
-	n := 0
-	if v := r.URL.Query().Get("tail"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 0 {
-			WriteError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf("tail: %q is not a count of lines", v)})
-			return
-		}
+	n, ok := tailParam(w, r, "lines")
+	if !ok {
+		return
 	}
 	lines, err := s.opts.Supervisor.Logs(r.PathValue("target"), n)
 	if err != nil {

@@ -313,9 +313,8 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	now := p.sup.opts.Now()
 	if ev.kind == EventExit {
 		ev = p.oomOrExit(sl, ev)
-		if sl.a != nil {
-			awaitStderr(sl.a)
-		}
+		// What stderr has given so far: no wait for its end here, on the
+		// way to promoting a spare (start failures, off that path, wait).
 		ev.reason = sl.tail.withStderr(ev.reason)
 	}
 	p.mu.Lock()

@@ -74,7 +74,6 @@ type Agent struct {
 	stdin  *os.File
 	stdout *os.File
 	stderr *os.File
-	w      *bufio.Writer
 	log    *slog.Logger
 
 	// Lock order: callMu before writeMu. writeMu alone guards w (and the
@@ -185,6 +184,7 @@ func Start(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent %s: start %q: %w", cfg.ID, cfg.Command[0], err)
 	}
 	closeChildEnds()
+	cmd.Env = nil // started: not worth keeping, a copy of the environment per agent
 
 	a := &Agent{
 		cfg:      cfg,
@@ -193,7 +193,6 @@ func Start(cfg Config) (*Agent, error) {
 		stdin:    inW,
 		stdout:   outR,
 		stderr:   errR,
-		w:        bufio.NewWriterSize(inW, 4<<10), // small: every idle agent holds one; a longer write goes around it
 		replies:  make(chan reply, 1),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
@@ -333,7 +332,9 @@ func (a *Agent) readStdout() {
 func (a *Agent) readStderr() {
 	defer close(a.errDone)
 	sc := bufio.NewScanner(a.stderr)
-	sc.Buffer(make([]byte, 4096), 4096)
+	// Small at first, as most agents write little to stderr; it grows to
+	// stderrLineBytes for a long line.
+	sc.Buffer(make([]byte, 256), stderrLineBytes)
 	sc.Split(scanLinesTruncating)
 	lim := newRateLimiter(a.cfg.StderrRate, a.cfg.Now)
 	log := a.log
@@ -493,10 +494,9 @@ func (a *Agent) notify(method string, params json.RawMessage) error {
 func (a *Agent) write(b []byte) error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	if _, err := a.w.Write(b); err != nil {
-		return fmt.Errorf("%w: write: %w", ErrExited, err)
-	}
-	if err := a.w.Flush(); err != nil {
+	// Each message is whole in b: one write, no buffer to copy it into
+	// (a buffer would cost every idle agent its size).
+	if _, err := a.stdin.Write(b); err != nil {
 		return fmt.Errorf("%w: write: %w", ErrExited, err)
 	}
 	return nil

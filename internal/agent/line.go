@@ -70,12 +70,16 @@ func (l *lineReader) next() ([]byte, error) {
 	}
 }
 
+// stderrLineBytes bounds one line of an agent's stderr; a longer one is
+// cut into lines of this size.
+const stderrLineBytes = 4096
+
 // scanLinesTruncating is bufio.ScanLines that cuts an over-long line at the
 // buffer size instead of failing, so a giant stderr line costs one
 // truncated log record, not the log stream.
 func scanLinesTruncating(data []byte, atEOF bool) (int, []byte, error) {
 	adv, tok, err := bufio.ScanLines(data, atEOF)
-	if adv == 0 && tok == nil && err == nil && len(data) == cap(data) {
+	if adv == 0 && tok == nil && err == nil && len(data) >= stderrLineBytes {
 		// Buffer full, no newline: emit what we have as one line.
 		return len(data), data, nil
 	}

@@ -122,6 +122,28 @@ func (c *Config) EffectiveSpawnBudget() int {
 	return spawnBudget(c.SpawnBudget, runtime.NumCPU())
 }
 
+// pingBudgetPerCPU is how many idle agents may be pinged per second per
+// CPU when ping_budget is 0. A ping costs the daemon ~50-80 µs of CPU
+// (a write, a read, a timer): at 64 a second per CPU, pinging stays
+// under 1 % of the node's CPU however many agents idle. A hundred idle
+// agents on two CPUs are pinged every ping_interval; a thousand, every
+// ~8 s: an idle agent's hang matters only to the next call, which has its
+// own stall detection and retry.
+const pingBudgetPerCPU = 64
+
+// EffectivePingBudget is how many idle agents may be pinged per second on
+// the node: PingBudget when positive, else 64 × runtime.NumCPU().
+func (c *Config) EffectivePingBudget() int {
+	return pingBudget(c.PingBudget, runtime.NumCPU())
+}
+
+func pingBudget(configured, cpus int) int {
+	if configured > 0 {
+		return configured
+	}
+	return pingBudgetPerCPU * max(cpus, 1)
+}
+
 func spawnBudget(configured, cpus int) int {
 	if configured > 0 {
 		return configured

@@ -20,10 +20,14 @@ type Config struct {
 	MetricsAddr string `yaml:"metrics_addr"`
 	// SpawnBudget is how many agents may be starting at once on the node,
 	// over all pools; 0 means 2 × CPUs. See [Config.EffectiveSpawnBudget].
-	SpawnBudget int     `yaml:"spawn_budget"`
-	Mesh        Mesh    `yaml:"mesh"`
-	Pools       []Pool  `yaml:"pools"`
-	Groups      []Group `yaml:"groups"`
+	SpawnBudget int `yaml:"spawn_budget"`
+	// PingBudget is how many idle agents may be pinged per second on the
+	// node, over all pools; 0 means 64 × CPUs. See
+	// [Config.EffectivePingBudget].
+	PingBudget int     `yaml:"ping_budget"`
+	Mesh       Mesh    `yaml:"mesh"`
+	Pools      []Pool  `yaml:"pools"`
+	Groups     []Group `yaml:"groups"`
 	// MCP is the MCP front door (mcp.go); off by default.
 	MCP MCPFront `yaml:"mcp"`
 }

@@ -147,6 +147,7 @@ func (v *validator) config(c *Config) {
 		v.errorf("version", "%s", unsupportedVersion(c.Version))
 	}
 	v.atLeast("spawn_budget", int64(c.SpawnBudget), 0)
+	v.atLeast("ping_budget", int64(c.PingBudget), 0)
 	if len(c.Socket) > maxSocketPath {
 		v.errorf("socket", "%d bytes is too long for a unix socket path (at most %d)", len(c.Socket), maxSocketPath)
 	}

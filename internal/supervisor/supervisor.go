@@ -109,6 +109,7 @@ type Supervisor struct {
 	// timer that pings idle agents.
 	sched    schedWatch
 	pingKick chan struct{}
+	pings    pingBudget
 	kept     []KeptAgent // left by Stop; see KeptAgents
 }
 
@@ -213,6 +214,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	s.buildTree(cfg.Groups)
 	s.mu.Unlock()
 	s.spawns.setMax(cfg.EffectiveSpawnBudget())
+	s.pings.rate.Store(int64(cfg.EffectivePingBudget()))
 
 	for _, p := range stop {
 		p.stop(ctx, "removed from config", false)

@@ -66,7 +66,7 @@ type daemon struct {
 // startOptions are the daemon's command-line choices beyond the config.
 type startOptions struct {
 	arbiter    bool
-	holdout    float64 // share of risky agents the Arbiter leaves alone; 1: it only watches
+	holdout    float64 // share of risky agents the Arbiter leaves alone; 1: it only watches; -1: adaptive
 	cgroupName string
 }
 

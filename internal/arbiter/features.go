@@ -168,6 +168,9 @@ type agentState struct {
 	heldOut  bool
 	lastPred time.Time
 	assess   Assessment
+	// heldOpen are this agent's held-out predictions whose horizon is not
+	// over yet, to be scored live (see LiveStats).
+	heldOpen []time.Time
 }
 
 func newAgentState(cfg *Config, agent, pool string) *agentState {

@@ -172,7 +172,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 	// Chaos experiments run inside the daemon (resilientctl chaos); sever
 	// needs the Kill Switch's agent isolation.
-	co := chaos.Options{Supervisor: d.sup, Logger: log, IsolatorErr: errors.New("agent isolation is off in this daemon")}
+	co := chaos.Options{Supervisor: d.sup, Logger: log, IsolatorErr: errors.New("agent isolation is off in this daemon"), Arbiter: so.arbiter}
 	for _, n := range d.mode.Notes {
 		if strings.HasPrefix(n, "kill switch:") {
 			co.IsolatorErr = errors.New(n)

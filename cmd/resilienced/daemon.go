@@ -167,6 +167,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.server.Handle("POST /v1/reload", d.reloadRoute(configPath))
 	d.ks.routes(d.server)
 	d.tel.routes(d.server)
+	d.callsRoute(d.server)
 	if a := d.arb.Load(); a != nil {
 		a.routes(d.server)
 	}

@@ -72,3 +72,34 @@ func TestMetricsExposition(t *testing.T) {
 		}
 	}
 }
+
+func TestCallStats(t *testing.T) {
+	m := New(fakeSource{})
+	m.Call("echo", supervisor.OutcomeOK, 3*time.Millisecond)
+	m.Call("echo", supervisor.OutcomeRetried, 2*time.Second)
+	m.Call("echo", supervisor.OutcomeFailed, time.Second)
+	cs, err := m.CallStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].Pool != "echo" || cs[0].Outcomes["ok"] != 1 || cs[0].Outcomes["retried"] != 1 || cs[0].Outcomes["failed"] != 1 {
+		t.Fatalf("call stats %+v", cs)
+	}
+	h := cs[0].Latency
+	last := h[len(h)-1]
+	if last.LE != 0 || last.Count != 2 {
+		t.Errorf("+Inf bucket %+v, want the 2 successful calls", last)
+	}
+	for _, b := range h[:len(h)-1] {
+		want := uint64(0)
+		if b.LE >= 0.003 {
+			want = 1
+		}
+		if b.LE >= 2 {
+			want = 2
+		}
+		if b.Count != want {
+			t.Errorf("bucket le=%v: %d, want %d", b.LE, b.Count, want)
+		}
+	}
+}

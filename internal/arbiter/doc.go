@@ -19,8 +19,11 @@
 // "evidence" feature that is 0 on a healthy agent:
 //
 //   - memory exhaustion: a least-squares [Trend] of RSS over a sliding
-//     window; its time to reach the limit ([Fit.TimeToReach], using the
-//     slope less one standard error so noise delays rather than hastens);
+//     window, and one over its last 4 s (a leak's onset shows there
+//     first); the earlier time to reach the limit ([Fit.TimeToReach], using
+//     the slope less one standard error so noise delays rather than
+//     hastens) counts, as evidence 1 at Target ahead (the latency
+//     detectors, whose rise may bend, at Target/2);
 //   - deadline exhaustion: the same for call latency against the deadline,
 //     with a linear or an exponential fit, whichever the data support;
 //   - change against the agent's own baseline (its first BaselineSamples

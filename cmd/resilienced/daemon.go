@@ -66,7 +66,7 @@ type daemon struct {
 // startOptions are the daemon's command-line choices beyond the config.
 type startOptions struct {
 	arbiter    bool
-	holdout    float64 // share of risky agents the Arbiter leaves alone; 1: it only watches
+	holdout    float64 // share of risky agents the Arbiter leaves alone; 1: it only watches; -1: adaptive
 	cgroupName string
 }
 
@@ -168,12 +168,13 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.server.Handle("POST /v1/reload", d.reloadRoute(configPath))
 	d.ks.routes(d.server)
 	d.tel.routes(d.server)
+	d.callsRoute(d.server)
 	if a := d.arb.Load(); a != nil {
 		a.routes(d.server)
 	}
 	// Chaos experiments run inside the daemon (resilientctl chaos); sever
 	// needs the Kill Switch's agent isolation.
-	co := chaos.Options{Supervisor: d.sup, Logger: log, IsolatorErr: errors.New("agent isolation is off in this daemon")}
+	co := chaos.Options{Supervisor: d.sup, Logger: log, IsolatorErr: errors.New("agent isolation is off in this daemon"), Arbiter: so.arbiter}
 	for _, n := range d.mode.Notes {
 		if strings.HasPrefix(n, "kill switch:") {
 			co.IsolatorErr = errors.New(n)

@@ -31,6 +31,8 @@ const (
 	EventIsolate    EventKind = "isolate"
 	EventRelease    EventKind = "release"
 	EventBreaker    EventKind = "breaker"
+	// EventPrediction: the Arbiter predicted the agent will fail; acted on
+	// (a drain follows) unless the reason starts with PredictionHeldOut.
 	EventPrediction EventKind = "prediction"
 	EventChaos      EventKind = "chaos"
 	EventScale      EventKind = "scale"
@@ -53,6 +55,10 @@ const (
 	// replaced.
 	EventCancel EventKind = "cancel"
 )
+
+// PredictionHeldOut starts the reason of a prediction event on an agent
+// the Arbiter holds out (leaves alone to measure its precision).
+const PredictionHeldOut = "held out (not acted on):"
 
 // Event is one thing that happened, with its timestamps. For a recovered
 // event, Fault is the first evidence (or the injection time of a chaos

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,6 +101,19 @@ func runTestAgent() {
 			out.Flush()
 		case "bad":
 			reply(`{"answer": 42}`)
+		case "bad-on-pid", "garbage-on-pid", "crash-on-pid":
+			// Misbehaves only in the agent whose pid is the text.
+			switch {
+			case req.Params.Input.Text != strconv.Itoa(os.Getpid()):
+				good()
+			case req.Params.Input.Op == "bad-on-pid":
+				reply(`{"answer": 42}`)
+			case req.Params.Input.Op == "crash-on-pid":
+				os.Exit(1)
+			default:
+				fmt.Fprintln(out, "{not json either")
+				out.Flush()
+			}
 		case "invalid-params":
 			fmt.Fprintf(out, `{"jsonrpc":"2.0","id":%d,"error":{"code":-32602,"message":"Invalid params: text must be a string"}}`+"\n", *req.ID)
 			out.Flush()

@@ -37,6 +37,7 @@ func (p *Pool) ensureLocked(delay time.Duration, urgent bool) []*slot {
 			contract:        p.contract,
 			stallTimeout:    p.cfg.StallTimeout,
 			retryToolErrors: p.cfg.OnToolError == config.OnToolErrorRetry,
+			streak:          violationStreakState{limit: violationStreak(p.cfg)},
 			promote:         make(chan struct{}, 1),
 			stopReq:         make(chan string, 1),
 			dead:            make(chan struct{}),
@@ -332,7 +333,7 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	if faultAt.IsZero() || faultAt.After(now) {
 		faultAt = now
 	}
-	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code), Injected: sl.fault.Load() != 0, Class: class}}
+	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code), Injected: sl.fault.Load() != 0, Class: class, Action: ev.action}}
 	if prev == AgentActive {
 		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: ev.kind, fault: faultAt, detect: now})
 	}

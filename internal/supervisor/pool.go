@@ -83,6 +83,7 @@ type evidence struct {
 	code   contract.Code // the violation's code, when the evidence is one
 	reason string
 	at     time.Time // first evidence
+	action string    // the decision a violation event records, if any (stateless.go)
 }
 
 type pendingRecovery struct {
@@ -175,6 +176,8 @@ type slot struct {
 	// retryToolErrors: on_tool_error retry, an MCP tool error is a
 	// violation.
 	retryToolErrors bool
+	// streak counts its violations in a row (stateless.go).
+	streak          violationStreakState
 	lastCall        atomic.Int64 // unix nanos of the end of its last call; pings wait for idleness
 	promote         chan struct{}
 	stopReq         chan string

@@ -176,8 +176,6 @@ type slot struct {
 	// retryToolErrors: on_tool_error retry, an MCP tool error is a
 	// violation.
 	retryToolErrors bool
-	// streak counts its violations in a row (stateless.go).
-	streak          violationStreakState
 	lastCall        atomic.Int64 // unix nanos of the end of its last call; pings wait for idleness
 	promote         chan struct{}
 	stopReq         chan string
@@ -209,6 +207,9 @@ type slot struct {
 	// The replacements started for this slot when it died: its cleanup
 	// waits for their start, which it would otherwise slow down.
 	replacements []*slot
+
+	// streak counts its violations in a row (stateless.go).
+	streak violationStreakState
 }
 
 func (sl *slot) markDead() { sl.deadOnce.Do(func() { close(sl.dead) }) }

@@ -24,7 +24,7 @@ type PoolState string
 // Pool states.
 const (
 	PoolRunning  PoolState = "running"  // replicas active
-	PoolDegraded PoolState = "degraded" // fewer than replicas active
+	PoolDegraded PoolState = "degraded" // fewer than replicas active, for degradedAfter or since its start
 	PoolFailed   PoolState = "failed"   // gave up; see Reason
 	PoolStopped  PoolState = "stopped"
 )
@@ -132,6 +132,7 @@ type Pool struct {
 	sparesWanted int
 	// Spares under fire (surge.go).
 	surge       int
+	shortSince  time.Time // when a whole pool fell short of its replicas (recoveredLocked)
 	surgeAt     time.Time
 	replaced    []time.Time   // runtime replacements of the last surgeWindow
 	startTime   time.Duration // EWMA of spawn to ready
@@ -333,9 +334,22 @@ func (p *Pool) effectiveReplicas() int {
 	return n
 }
 
+// degradedAfter is how long a pool that was whole may be short of its
+// replicas before Status calls it degraded. Runtime faults are replaced at
+// once, and a replacement takes a start (tens of ms, more on a loaded
+// host); calls meanwhile wait for the spare and are served. Degraded is
+// for a pool that cannot hold its strength, not one replacing an agent:
+// an alert on every replacement would fire many times a second at 5 %
+// hallucination. The active count in the status is always the current one.
+const degradedAfter = time.Second
+
 // Status returns the pool's status.
 func (p *Pool) Status() PoolStatus {
 	p.mu.Lock()
+	state := p.state
+	if state == PoolRunning && !p.shortSince.IsZero() && time.Since(p.shortSince) >= degradedAfter {
+		state = PoolDegraded
+	}
 	st := PoolStatus{
 		Name:         p.name,
 		Replicas:     p.effectiveReplicas(),
@@ -343,7 +357,7 @@ func (p *Pool) Status() PoolStatus {
 		Spares:       len(p.spares),
 		SparesWanted: p.spareTargetLocked(),
 		Starting:     p.starting,
-		State:        p.state,
+		State:        state,
 		Reason:       p.reason,
 		Restarts:     p.restarts,
 	}

@@ -204,6 +204,13 @@ type harness struct {
 // test runs as root on a cgroup2 host, in process groups otherwise.
 func newHarness(t testing.TB, cfg *config.Config) *harness {
 	t.Helper()
+	return newHarnessIn(t, cfg, true)
+}
+
+// newHarnessIn is newHarness, with agents in process groups rather than
+// cgroups unless cgroups is set.
+func newHarnessIn(t testing.TB, cfg *config.Config, cgroups bool) *harness {
+	t.Helper()
 	// Registered first, so it runs last: after the supervisor stopped and
 	// everything it holds should be gone.
 	leakcheck.Check(t)
@@ -214,7 +221,7 @@ func newHarness(t testing.TB, cfg *config.Config) *harness {
 	}
 	h.store = store
 	opts := Options{Store: store, OnEvent: h.record}
-	if os.Geteuid() == 0 {
+	if cgroups && os.Geteuid() == 0 {
 		m, err := cgroup.Open(cgroup.Options{Name: fmt.Sprintf("rtest-sup-%d", time.Now().UnixNano())})
 		if err != nil {
 			t.Fatal(err)

@@ -40,14 +40,14 @@ type Manager struct {
 	signalKill bool // kill by freeze + SIGKILL instead of cgroup.kill
 	pollOnly   bool // wait by polling cgroup.events instead of inotify
 
-	mu     sync.Mutex
-	live   map[string]*Cgroup // by "pool/agent"
+	mu   sync.Mutex
+	live map[string]*Cgroup // by "pool/agent"
 	// enabled are the pool directories whose cgroup.subtree_control
 	// already enables the cgroup2 controllers: read once, not per agent.
 	enabled map[string]bool
-	oom    *oomWatch          // made by the first NotifyOOM
-	left   int                // cgroups left in place for the next instance (Cgroup.Leave)
-	closed bool
+	oom     *oomWatch // made by the first NotifyOOM
+	left    int       // cgroups left in place for the next instance (Cgroup.Leave)
+	closed  bool
 }
 
 // sysEnv is what Open reads from the host; tests substitute it.

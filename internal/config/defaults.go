@@ -75,6 +75,7 @@ func DefaultPool() Pool {
 		Retries:         DefaultRetries,
 		OnViolation:     OnViolationRetry,
 		AgentState:      AgentStateful,
+		Start:           StartExec,
 		ViolationStreak: DefaultViolationStreak,
 		OnToolError:     OnToolErrorReturn,
 		MCPContext:      MCPContextNone,

@@ -60,6 +60,15 @@ const (
 	AgentStateNone AgentState = "none"
 )
 
+// StartMode is how a pool starts its agents.
+type StartMode string
+
+// How agents start.
+const (
+	StartExec   StartMode = "exec"   // the daemon executes the command for each agent
+	StartZygote StartMode = "zygote" // the command, started once, forks each agent on request
+)
+
 // ToolErrorAction is what an MCP pool does with a tool result that has
 // isError: true.
 type ToolErrorAction string
@@ -136,6 +145,7 @@ var (
 	restartTypes     = []RestartType{RestartPermanent, RestartTransient, RestartTemporary}
 	violationActions = []ViolationAction{OnViolationRetry, OnViolationReask}
 	agentStates      = []AgentState{AgentStateful, AgentStateNone}
+	startModes       = []StartMode{StartExec, StartZygote}
 	toolErrorActions = []ToolErrorAction{OnToolErrorReturn, OnToolErrorRetry}
 	mcpContexts      = []MCPContext{MCPContextNone, MCPContextMeta}
 	isolateActions   = []IsolateAction{IsolateKill, IsolateFreeze, IsolateKeep}
@@ -152,6 +162,9 @@ func (r RestartType) Validate() error { return oneOf(r, restartTypes) }
 
 // Validate reports an error unless a is a known violation action.
 func (a ViolationAction) Validate() error { return oneOf(a, violationActions) }
+
+// Validate reports an error unless m is a known start mode.
+func (m StartMode) Validate() error { return oneOf(m, startModes) }
 
 // Validate reports an error unless a is a known agent state.
 func (a AgentState) Validate() error { return oneOf(a, agentStates) }
@@ -197,6 +210,7 @@ var enumValues = map[reflect.Type]string{
 	reflect.TypeFor[ViolationAction](): joinEnum(violationActions, " | "),
 	reflect.TypeFor[ToolErrorAction](): joinEnum(toolErrorActions, " | "),
 	reflect.TypeFor[AgentState]():      joinEnum(agentStates, " | "),
+	reflect.TypeFor[StartMode]():       joinEnum(startModes, " | "),
 	reflect.TypeFor[MCPContext]():      joinEnum(mcpContexts, " | "),
 	reflect.TypeFor[IsolateAction]():   joinEnum(isolateActions, " | "),
 	reflect.TypeFor[EgressPolicy]():    joinEnum(egressPolicies, " | "),

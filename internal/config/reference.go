@@ -63,6 +63,7 @@ var Reference = []Field{
 	{"pools[].on_violation", "retry | reask", "retry", "retry a violating call as it was, or with the violation as feedback"},
 	{"pools[].agent_state", "stateful | none", "stateful", "whether agents keep state between calls: a stateful agent is replaced on every contract violation; with none only the call is poisoned, so it is retried on another agent and the agent is kept until its violations repeat (violation_streak) or any other fault"},
 	{"pools[].violation_streak", "integer", "3", "agent_state none: an agent whose outputs violate the contract this many calls in a row is replaced"},
+	{"pools[].start", "exec | zygote", "exec", "how agents start: the command executed for each, or (zygote) started once as a zygote that initializes, then forks each agent on the daemon's request over the socket in RESILIENT_ZYGOTE_FD (docs/PROTOCOL.md), each child placed in its own cgroup before it serves; native protocol only"},
 	{"pools[].on_tool_error", "return | retry", "return", "MCP pools: a tool result with isError: true is returned to the caller as a tool error, or (retry) is a contract violation; retry is refused for other protocols"},
 	{"pools[].mcp_context", "none | meta", "none", "MCP pools: what a tool gets of a session besides the input: nothing (the daemon keeps the exchanges), or (meta) the session id, its exchanges and reask feedback in the request's _meta"},
 	{"pools[].ping_interval", "duration", "1s", "liveness ping of an idle agent; 0 disables"},

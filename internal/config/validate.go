@@ -266,6 +266,11 @@ func (v *validator) pool(path string, p *Pool) {
 	}
 	v.enum(at("on_violation"), p.OnViolation.Validate())
 	v.enum(at("agent_state"), p.AgentState.Validate())
+	if err := p.Start.Validate(); err != nil {
+		v.errorf(at("start"), "%v", err)
+	} else if p.Start == StartZygote && p.Protocol == ProtocolMCP {
+		v.errorf(at("start"), "zygote is for the native protocol (jsonrpc): an MCP server cannot be asked to fork")
+	}
 	v.atLeast(at("violation_streak"), int64(p.ViolationStreak), 1)
 	if p.ViolationStreak != DefaultViolationStreak && p.AgentState == AgentStateful {
 		// A stateful agent is replaced on its first violation: a streak

@@ -171,6 +171,9 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	if start == nil {
 		start = startProcess
 	}
+	if pc.Start == config.StartZygote {
+		start = func(cfg agent.Config) (process, error) { return p.zygoteProcess(cfg, pc, cred, sl.sb, p.downChan()) }
+	}
 	a, err := start(cfg)
 	if err != nil {
 		return err
@@ -178,7 +181,7 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	p.mu.Lock()
 	sl.a = a
 	p.mu.Unlock()
-	if sl.sb != nil {
+	if sl.sb != nil && pc.Start != config.StartZygote { // a zygote's child is placed already
 		if err := sl.sb.Join(a.PID()); err != nil {
 			return fmt.Errorf("cgroup join: %w", err)
 		}

@@ -155,6 +155,10 @@ type Pool struct {
 	preparing   bool          // nextSandbox is being made
 	// tools are what the pool's latest MCP server to shake hands listed.
 	tools atomic.Pointer[[]agent.Tool]
+
+	// The pool's zygote, if it starts agents so (zygote.go).
+	zygMu sync.Mutex
+	zyg   *zygote
 }
 
 // slot is one agent incarnation and its worker goroutine.

@@ -167,7 +167,7 @@ func runTestAgent() {
 var answerSchema = json.RawMessage(`{"type":"object","required":["answer"],"properties":{"answer":{"type":"string"}}}`)
 
 // testPool returns a pool config that runs the test binary as its agent.
-func testPool(t *testing.T, name string, mod ...func(*config.Pool)) config.Pool {
+func testPool(t testing.TB, name string, mod ...func(*config.Pool)) config.Pool {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

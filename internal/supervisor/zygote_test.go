@@ -14,7 +14,7 @@ import (
 )
 
 // zygotePool runs the README's Python agent template as a zygote.
-func zygotePool(t *testing.T) config.Pool {
+func zygotePool(t testing.TB) config.Pool {
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Skip("no python3: the zygote example agent is Python")

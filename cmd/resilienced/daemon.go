@@ -162,6 +162,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		Mode:       func() api.Mode { return d.mode },
 		Config:     d.configStatus,
 		Logger:     log,
+		Journal:    eventJournal{store},
 	})
 	d.conf = api.ConfigStatus{Path: configPath, Generation: 1, LoadedAt: time.Now()}
 	d.server.Handle("POST /v1/reload", d.reloadRoute(configPath))
@@ -342,7 +343,7 @@ func (d *daemon) journal() {
 	for {
 		select {
 		case ev := <-d.events:
-			batch = append(batch, session.Event{Time: ev.Time, Kind: string(ev.Kind), Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
+			batch = append(batch, journalRecord(ev))
 			if len(batch) == cap(batch) {
 				flush()
 			}
@@ -352,7 +353,7 @@ func (d *daemon) journal() {
 			for {
 				select {
 				case ev := <-d.events:
-					batch = append(batch, session.Event{Time: ev.Time, Kind: string(ev.Kind), Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
+					batch = append(batch, journalRecord(ev))
 				default:
 					flush()
 					return

@@ -210,7 +210,7 @@ func newAgent(cfg Config, pid int, inW, outR, errR *os.File) *Agent {
 		stdin:    inW,
 		stdout:   outR,
 		stderr:   errR,
-		w:        bufio.NewWriterSize(inW, 16<<10),
+		w:        bufio.NewWriterSize(inW, 4<<10), // small: every idle agent holds one; a longer write goes around it
 		replies:  make(chan reply, 1),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),

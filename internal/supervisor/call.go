@@ -499,6 +499,13 @@ func (p *Pool) begin(sl *slot, params json.RawMessage, progress func(agent.Progr
 	deadline := c.Deadline()
 	at := &attempt{p: p, sl: sl, limit: deadline}
 	at.stall = p.lat.stallTimeout(sl.stallTimeout, deadline)
+	if !sl.served.Load() && sl.stallTimeout == 0 {
+		// A fresh process is cold (its code paged in, lazy imports,
+		// caches): the pool's warm latency says little of its first
+		// call, and on a loaded host a wrong "hung" here counts as a
+		// failed start toward the breaker.
+		at.stall = min(max(coldStallRatio*at.stall, coldStallFloor), deadline)
+	}
 	// One context and one timer per attempt, which the timer ends with
 	// its cause: a deadline context with a stall timer beside it cost
 	// twice the allocations and timer operations on every call.

@@ -58,7 +58,9 @@ type Options struct {
 	Rand    func() float64
 	// Credentials resolves a pool's user and group; default os/user.
 	Credentials func(user, group string) (*syscall.Credential, error)
-	// EventBuffer is how many recent events are kept in memory (default 4096).
+	// EventBuffer is how many recent events are kept in memory (default
+	// 1024): enough for a follower to catch up; the daemon's API reads
+	// older history from its journal on disk.
 	EventBuffer int
 	// OnCall, when set, sees the outcome and duration of every call. It
 	// must not block.
@@ -122,7 +124,7 @@ func New(opts Options) *Supervisor {
 		opts.Credentials = lookupCredential
 	}
 	if opts.EventBuffer <= 0 {
-		opts.EventBuffer = 4096
+		opts.EventBuffer = 1024
 	}
 	if opts.CancelGrace <= 0 {
 		opts.CancelGrace = time.Second

@@ -90,6 +90,7 @@ func TestZygoteForksAgentsIntoTheirCgroups(t *testing.T) {
 		t.Fatalf("replacement from zygote %d, want %d", again, zyg)
 	}
 	syscall.Kill(zyg, syscall.SIGKILL)
+	h.waitFor("the zygote to die", func() bool { return !alive(zyg) })
 	victim = h.agentsIn("zy", AgentActive)[0]
 	syscall.Kill(victim.PID, syscall.SIGKILL)
 	h.waitFor("a replacement from a new zygote", func() bool {

@@ -122,44 +122,10 @@ func Start(cfg Config) (*Agent, error) {
 	if len(cfg.Command) == 0 {
 		return nil, errors.New("agent: empty command")
 	}
-	if cfg.Protocol == "" {
-		cfg.Protocol = ProtocolJSONRPC
-	}
-	if cfg.Method == "" {
-		cfg.Method = "task/run"
-	}
-	if cfg.MaxLineBytes <= 0 {
-		cfg.MaxLineBytes = 1 << 20
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.StderrRate <= 0 {
-		cfg.StderrRate = 50
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-
-	// Pipes are made by hand and handed over as *os.File so exec starts no
-	// copying goroutines and Wait never closes our ends under a reader.
-	inR, inW, err := os.Pipe()
+	cfg = cfg.withDefaults()
+	inR, inW, outR, outW, errR, errW, err := pipes(cfg.ID)
 	if err != nil {
-		return nil, fmt.Errorf("agent %s: stdin pipe: %w", cfg.ID, err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		return nil, fmt.Errorf("agent %s: stdout pipe: %w", cfg.ID, err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("agent %s: stderr pipe: %w", cfg.ID, err)
+		return nil, err
 	}
 	closeChildEnds := func() { inR.Close(); outW.Close(); errW.Close() }
 
@@ -185,11 +151,62 @@ func Start(cfg Config) (*Agent, error) {
 	}
 	closeChildEnds()
 	cmd.Env = nil // started: not worth keeping, a copy of the environment per agent
+	a := newAgent(cfg, cmd.Process.Pid, inW, outR, errR)
+	a.cmd = cmd
+	a.run()
+	return a, nil
+}
 
-	a := &Agent{
+func (cfg Config) withDefaults() Config {
+	if cfg.Protocol == "" {
+		cfg.Protocol = ProtocolJSONRPC
+	}
+	if cfg.Method == "" {
+		cfg.Method = "task/run"
+	}
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StderrRate <= 0 {
+		cfg.StderrRate = 50
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
+}
+
+// pipes makes an agent's stdin, stdout and stderr pipes, by hand and as
+// *os.File so that exec starts no copying goroutines and Wait never closes
+// our ends under a reader.
+func pipes(id string) (inR, inW, outR, outW, errR, errW *os.File, err error) {
+	if inR, inW, err = os.Pipe(); err != nil {
+		return nil, nil, nil, nil, nil, nil, fmt.Errorf("agent %s: stdin pipe: %w", id, err)
+	}
+	if outR, outW, err = os.Pipe(); err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, nil, nil, nil, nil, nil, fmt.Errorf("agent %s: stdout pipe: %w", id, err)
+	}
+	if errR, errW, err = os.Pipe(); err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, nil, nil, nil, nil, nil, fmt.Errorf("agent %s: stderr pipe: %w", id, err)
+	}
+	return inR, inW, outR, outW, errR, errW, nil
+}
+
+// newAgent is an agent on the daemon's ends of its pipes, its readers and
+// its exit watch not yet started (run starts them).
+func newAgent(cfg Config, pid int, inW, outR, errR *os.File) *Agent {
+	return &Agent{
 		cfg:      cfg,
-		cmd:      cmd,
-		pid:      cmd.Process.Pid,
+		pid:      pid,
 		stdin:    inW,
 		stdout:   outR,
 		stderr:   errR,
@@ -201,10 +218,12 @@ func Start(cfg Config) (*Agent, error) {
 		log:      cfg.Logger.With("agent", cfg.ID, "pool", cfg.Pool),
 		logLimit: newRateLimiter(cfg.StderrRate, cfg.Now),
 	}
+}
+
+func (a *Agent) run() {
 	go a.wait()
 	go a.readStdout()
 	go a.readStderr()
-	return a, nil
 }
 
 // environment variables of the daemon's own service manager that must not
@@ -259,6 +278,12 @@ func (a *Agent) ExitedOK() bool {
 
 func (a *Agent) wait() {
 	// Not cmd.Wait: that holds a thread per agent in waitid.
+	if a.cmd == nil {
+		a.waitErr = waitNotChild(a.pid)
+		a.exitTime = a.cfg.Now()
+		close(a.done)
+		return
+	}
 	ws, err := waitExit(a.pid)
 	// Reaped here, so the handle os/exec keeps (a pidfd of its own) goes now.
 	a.cmd.Process.Release()
@@ -273,6 +298,9 @@ func (a *Agent) Signal(sig syscall.Signal) error {
 	case <-a.done:
 		return os.ErrProcessDone
 	default:
+	}
+	if a.cmd == nil {
+		return syscall.Kill(a.pid, sig) // a zygote's child (see StartForked)
 	}
 	return a.cmd.Process.Signal(sig)
 }

@@ -29,6 +29,12 @@ const (
 	// short enough that a healthy agent killed soon after start is not
 	// taken for a crash loop.
 	DefaultMinUptime = time.Second
+	// DefaultViolationStreak: a stateless agent is replaced after this
+	// many violations in a row. An agent that hallucinates 5 % of its
+	// outputs at random reaches 3 in a row once in 400 violations; one
+	// that is broken (every output violates) costs 3 attempts, each
+	// retried elsewhere. docs/BENCHMARKS.md has the measurement.
+	DefaultViolationStreak = 3
 	// DefaultMaxOpenFor caps the breaker's doubling cool-down: a pool whose
 	// upstream is down probes it at least once a minute.
 	DefaultMaxOpenFor = time.Minute
@@ -65,13 +71,16 @@ func DefaultPool() Pool {
 			Max:        5 * time.Second,
 			ResetAfter: 30 * time.Second,
 		},
-		Intensity:    defaultIntensity(),
-		Retries:      DefaultRetries,
-		OnViolation:  OnViolationRetry,
-		OnToolError:  OnToolErrorReturn,
-		MCPContext:   MCPContextNone,
-		PingInterval: DefaultPingInterval,
-		PingTimeout:  DefaultPingTimeout,
+		Intensity:       defaultIntensity(),
+		Retries:         DefaultRetries,
+		OnViolation:     OnViolationRetry,
+		AgentState:      AgentStateful,
+		Start:           StartExec,
+		ViolationStreak: DefaultViolationStreak,
+		OnToolError:     OnToolErrorReturn,
+		MCPContext:      MCPContextNone,
+		PingInterval:    DefaultPingInterval,
+		PingTimeout:     DefaultPingTimeout,
 		Contract: Contract{
 			Deadline:       DefaultDeadline,
 			MaxOutputBytes: DefaultMaxOutputBytes,

@@ -72,6 +72,16 @@ type Pool struct {
 	Intensity   Intensity       `yaml:"intensity"`
 	Retries     int             `yaml:"retries"`
 	OnViolation ViolationAction `yaml:"on_violation"`
+	// AgentState: whether a violation poisons the agent (stateful, the
+	// default) or only the call (none: see [AgentStateNone]).
+	AgentState AgentState `yaml:"agent_state"`
+	// ViolationStreak: with agent_state none, an agent whose outputs
+	// violate this many calls in a row is replaced.
+	ViolationStreak int `yaml:"violation_streak"`
+	// Start: how an agent is started: exec the command for each (the
+	// default), or zygote: the command is started once per pool and forks
+	// each agent on request (docs/PROTOCOL.md).
+	Start StartMode `yaml:"start"`
 	// OnToolError: for MCP pools, whether a tool result with isError: true
 	// is returned to the caller as the tool's answer or is a violation.
 	OnToolError ToolErrorAction `yaml:"on_tool_error"`

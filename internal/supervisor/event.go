@@ -73,6 +73,9 @@ type Event struct {
 	Code     string    `json:"code,omitempty"`     // a violation's code (invalid_json, schema, ...)
 	Injected bool      `json:"injected,omitempty"` // the failure followed a fault noted with NoteFault (chaos)
 	Cause    EventKind `json:"cause,omitempty"`    // the failure kind a recovered event closes (exit, violation, ...)
+	// Action is what a violation did to its agent: kept (agent_state
+	// none, below its violation_streak) or replaced.
+	Action string `json:"action,omitempty"`
 	// Class is a failure's fault class (start, runtime, caller), which
 	// decided how the pool accounted for it; empty for other events.
 	Class     fault.Class `json:"class,omitempty"`

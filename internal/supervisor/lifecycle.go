@@ -37,6 +37,7 @@ func (p *Pool) ensureLocked(delay time.Duration, urgent bool) []*slot {
 			contract:        p.contract,
 			stallTimeout:    p.cfg.StallTimeout,
 			retryToolErrors: p.cfg.OnToolError == config.OnToolErrorRetry,
+			streak:          violationStreakState{limit: violationStreak(p.cfg)},
 			promote:         make(chan struct{}, 1),
 			stopReq:         make(chan string, 1),
 			dead:            make(chan struct{}),
@@ -170,6 +171,9 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	if start == nil {
 		start = startProcess
 	}
+	if pc.Start == config.StartZygote {
+		start = func(cfg agent.Config) (process, error) { return p.zygoteProcess(cfg, pc, cred, sl.sb, p.downChan()) }
+	}
 	a, err := start(cfg)
 	if err != nil {
 		return err
@@ -177,7 +181,7 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	p.mu.Lock()
 	sl.a = a
 	p.mu.Unlock()
-	if sl.sb != nil {
+	if sl.sb != nil && pc.Start != config.StartZygote { // a zygote's child is placed already
 		if err := sl.sb.Join(a.PID()); err != nil {
 			return fmt.Errorf("cgroup join: %w", err)
 		}
@@ -332,7 +336,7 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	if faultAt.IsZero() || faultAt.After(now) {
 		faultAt = now
 	}
-	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code), Injected: sl.fault.Load() != 0, Class: class}}
+	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code), Injected: sl.fault.Load() != 0, Class: class, Action: ev.action}}
 	if prev == AgentActive {
 		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: ev.kind, fault: faultAt, detect: now})
 	}

@@ -83,6 +83,7 @@ type evidence struct {
 	code   contract.Code // the violation's code, when the evidence is one
 	reason string
 	at     time.Time // first evidence
+	action string    // the decision a violation event records, if any (stateless.go)
 }
 
 type pendingRecovery struct {
@@ -154,6 +155,10 @@ type Pool struct {
 	preparing   bool          // nextSandbox is being made
 	// tools are what the pool's latest MCP server to shake hands listed.
 	tools atomic.Pointer[[]agent.Tool]
+
+	// The pool's zygote, if it starts agents so (zygote.go).
+	zygMu sync.Mutex
+	zyg   *zygote
 }
 
 // slot is one agent incarnation and its worker goroutine.
@@ -207,6 +212,9 @@ type slot struct {
 	// The replacements started for this slot when it died: its cleanup
 	// waits for their start, which it would otherwise slow down.
 	replacements []*slot
+
+	// streak counts its violations in a row (stateless.go).
+	streak violationStreakState
 }
 
 func (sl *slot) markDead() { sl.deadOnce.Do(func() { close(sl.dead) }) }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resilienced/resilienced/internal/arbiter"
 	"github.com/spf13/cobra"
 )
 
@@ -110,15 +111,7 @@ type evalReport struct {
 		Risk    float64   `json:"risk"`
 		Reasons []string  `json:"reasons"`
 	} `json:"acted_evidence"`
-	Holdout struct {
-		Predictions    int         `json:"predictions"`
-		TruePositives  int         `json:"true_positives"`
-		FalsePositives int         `json:"false_positives"`
-		Unscored       int         `json:"unscored"`
-		Precision      *float64    `json:"precision"`
-		PrecisionCI    *[2]float64 `json:"precision_ci"`
-		Needed         int         `json:"needed"`
-	} `json:"holdout"`
+	Holdout arbiter.HoldoutReport `json:"holdout"`
 }
 
 func remarshal(in, out any) error {

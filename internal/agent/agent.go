@@ -69,8 +69,9 @@ type Config struct {
 // use, but only one Call or Ping runs at a time.
 type Agent struct {
 	cfg    Config
-	cmd    *exec.Cmd
-	pid    int // cmd.Process.Pid, which Release resets
+	cmd    *exec.Cmd // nil for an adopted agent (adopt.go)
+	pidfd  *os.File  // an adopted agent's
+	pid    int       // cmd.Process.Pid, which Release resets
 	stdin  *os.File
 	stdout *os.File
 	stderr *os.File
@@ -123,24 +124,7 @@ func Start(cfg Config) (*Agent, error) {
 	if len(cfg.Command) == 0 {
 		return nil, errors.New("agent: empty command")
 	}
-	if cfg.Protocol == "" {
-		cfg.Protocol = ProtocolJSONRPC
-	}
-	if cfg.Method == "" {
-		cfg.Method = "task/run"
-	}
-	if cfg.MaxLineBytes <= 0 {
-		cfg.MaxLineBytes = 1 << 20
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.StderrRate <= 0 {
-		cfg.StderrRate = 50
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg = withDefaults(cfg)
 
 	// Pipes are made by hand and handed over as *os.File so exec starts no
 	// copying goroutines and Wait never closes our ends under a reader.
@@ -186,14 +170,44 @@ func Start(cfg Config) (*Agent, error) {
 	}
 	closeChildEnds()
 
-	a := &Agent{
+	a := newAgent(cfg, cmd.Process.Pid, inW, outR, errR)
+	a.cmd = cmd
+	go a.wait()
+	go a.readStdout()
+	go a.readStderr()
+	return a, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Protocol == "" {
+		cfg.Protocol = ProtocolJSONRPC
+	}
+	if cfg.Method == "" {
+		cfg.Method = "task/run"
+	}
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StderrRate <= 0 {
+		cfg.StderrRate = 50
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
+}
+
+func newAgent(cfg Config, pid int, stdin, stdout, stderr *os.File) *Agent {
+	return &Agent{
 		cfg:      cfg,
-		cmd:      cmd,
-		pid:      cmd.Process.Pid,
-		stdin:    inW,
-		stdout:   outR,
-		stderr:   errR,
-		w:        bufio.NewWriterSize(inW, 16<<10),
+		pid:      pid,
+		stdin:    stdin,
+		stdout:   stdout,
+		stderr:   stderr,
+		w:        bufio.NewWriterSize(stdin, 16<<10),
 		replies:  make(chan reply, 1),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
@@ -202,10 +216,6 @@ func Start(cfg Config) (*Agent, error) {
 		log:      cfg.Logger.With("agent", cfg.ID, "pool", cfg.Pool),
 		logLimit: newRateLimiter(cfg.StderrRate, cfg.Now),
 	}
-	go a.wait()
-	go a.readStdout()
-	go a.readStderr()
-	return a, nil
 }
 
 // environment variables of the daemon's own service manager that must not
@@ -274,6 +284,9 @@ func (a *Agent) Signal(sig syscall.Signal) error {
 	case <-a.done:
 		return os.ErrProcessDone
 	default:
+	}
+	if a.cmd == nil {
+		return a.signalAdopted(sig)
 	}
 	return a.cmd.Process.Signal(sig)
 }

@@ -7,7 +7,9 @@
 // It exits 2 with every config error on a bad config. SIGTERM stops it
 // gracefully (drain, stop agents, remove cgroups); SIGHUP reloads the
 // config (new pools start, removed ones stop, changed ones roll agent by
-// agent).
+// agent). SIGUSR2 (or resilientctl upgrade) hands the agents over to the
+// binary on disk, started again; under systemd a SIGTERM of a restart
+// leaves them to the next instance (see adopt.go).
 package main
 
 import (

@@ -3,6 +3,7 @@ package adopt
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -268,5 +269,51 @@ func TestHandoverEnvRoundTrip(t *testing.T) {
 	b, _ := json.Marshal(record("p-1"))
 	if !strings.Contains(string(b), `"start_time":99`) {
 		t.Errorf("record JSON: %s", b)
+	}
+}
+
+func TestSystemdStoreSendsFDs(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/notify"
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv("NOTIFY_SOCKET", path)
+	st, err := NewSystemdStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	if err := st.Store(FDName("p-1", StreamStdin), w); err != nil {
+		t.Fatal(err)
+	}
+	buf, oob := make([]byte, 256), make([]byte, 256)
+	n, oobn, _, _, err := ln.ReadMsgUnix(buf, oob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(buf[:n]); got != "FDSTORE=1\nFDNAME=p-1/stdin" {
+		t.Errorf("message %q", got)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages: %v %v", msgs, err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		t.Fatalf("rights: %v %v", fds, err)
+	}
+	unix.Close(fds[0])
+	if err := st.Remove(FDName("p-1", StreamStdin)); err != nil {
+		t.Fatal(err)
+	}
+	n, _, _, _, _ = ln.ReadMsgUnix(buf, oob)
+	if got := string(buf[:n]); got != "FDSTOREREMOVE=1\nFDNAME=p-1/stdin" {
+		t.Errorf("message %q", got)
 	}
 }

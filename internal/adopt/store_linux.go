@@ -2,9 +2,7 @@ package adopt
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +15,8 @@ import (
 // go-systemd v22.7.0 has no SdNotifyWithFds: the message is sent by hand.
 type SystemdStore struct {
 	mu   sync.Mutex
-	conn *net.UnixConn
+	fd   int // an unbound datagram socket
+	addr *unix.SockaddrUnix
 }
 
 // NewSystemdStore connects to $NOTIFY_SOCKET. It returns ErrNoStore when
@@ -31,14 +30,15 @@ func NewSystemdStore() (*SystemdStore, error) {
 	if v, ok := os.LookupEnv("FDSTORE"); ok && v == "0" {
 		return nil, fmt.Errorf("%w: FileDescriptorStoreMax=0", ErrNoStore)
 	}
-	if strings.HasPrefix(sock, "@") {
-		sock = "\x00" + sock[1:]
-	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	// Raw sendmsg: net.UnixConn's WriteMsgUnix refuses a connected
+	// datagram socket here ("use of WriteTo with pre-connected connection").
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("adopt: notify socket: %w", err)
 	}
-	return &SystemdStore{conn: conn}, nil
+	// x/sys/unix takes a leading '@' for an abstract address, as systemd
+	// writes it.
+	return &SystemdStore{fd: fd, addr: &unix.SockaddrUnix{Name: sock}}, nil
 }
 
 // Store sends f to the store under name.
@@ -66,9 +66,13 @@ func (s *SystemdStore) Remove(name string) error {
 func (s *SystemdStore) send(state string, oob []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, _, err := s.conn.WriteMsgUnix([]byte(state), oob, nil)
-	return err
+	for {
+		err := unix.Sendmsg(s.fd, []byte(state), oob, s.addr, 0)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
-// Close closes the connection to the notify socket.
-func (s *SystemdStore) Close() error { return s.conn.Close() }
+// Close closes the socket.
+func (s *SystemdStore) Close() error { return unix.Close(s.fd) }

@@ -152,6 +152,11 @@ func (ad *adoption) restartQueued() bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// The agents outlive the daemon only if systemd leaves them be.
+	km, err := exec.CommandContext(ctx, "systemctl", "show", "-p", "KillMode", "--value", unit).Output()
+	if err != nil || strings.TrimSpace(string(km)) != "process" {
+		return false
+	}
 	out, err := exec.CommandContext(ctx, "systemctl", "list-jobs", "--no-legend", "--no-pager", unit).Output()
 	if err != nil {
 		ad.log.Warn("asking systemd whether this stop is a restart; stopping the agents", "err", err)

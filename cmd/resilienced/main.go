@@ -7,7 +7,9 @@
 // It exits 2 with every config error on a bad config. SIGTERM stops it
 // gracefully (drain, stop agents, remove cgroups); SIGHUP reloads the
 // config (new pools start, removed ones stop, changed ones roll agent by
-// agent).
+// agent). SIGUSR2 (or resilientctl upgrade) hands the agents over to the
+// binary on disk, started again; under systemd a SIGTERM of a restart
+// leaves them to the next instance (see adopt.go).
 package main
 
 import (
@@ -124,6 +126,8 @@ func run() int {
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
 
 	d, err := start(ctx, log, cfg, *configPath, startOptions{arbiter: *useArbiter, holdout: *holdout, cgroupName: *cgroupName})
 	if err != nil {
@@ -134,10 +138,29 @@ func run() int {
 	for {
 		select {
 		case <-ctx.Done():
+			if d.adopt.restartQueued() {
+				log.Info("restarting: the agents are left to the next instance")
+				d.stop(true)
+				d.adopt.keeper.Close()
+				log.Info("stopped; agents left running")
+				return 0
+			}
 			log.Info("stopping")
 			d.shutdown()
 			log.Info("stopped")
 			return 0
+		case <-usr2:
+			if err := d.canUpgrade(); err != nil {
+				log.Error("upgrade refused", "err", err)
+				continue
+			}
+			if status, done := d.runUpgrade(); done {
+				return status
+			}
+		case <-d.upgradeReq:
+			if status, done := d.runUpgrade(); done {
+				return status
+			}
 		case <-hup:
 			d.reload(*configPath) // errors are logged, evented and in status
 		case err := <-d.fatal:

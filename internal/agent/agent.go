@@ -69,8 +69,9 @@ type Config struct {
 // use, but only one Call or Ping runs at a time.
 type Agent struct {
 	cfg    Config
-	cmd    *exec.Cmd
-	pid    int // cmd.Process.Pid, which Release resets
+	cmd    *exec.Cmd // nil for an adopted agent (adopt.go)
+	pidfd  *os.File  // an adopted agent's
+	pid    int       // cmd.Process.Pid, which Release resets
 	stdin  *os.File
 	stdout *os.File
 	stderr *os.File
@@ -300,6 +301,9 @@ func (a *Agent) Signal(sig syscall.Signal) error {
 	default:
 	}
 	if a.cmd == nil {
+		if a.pidfd != nil {
+			return a.signalAdopted(sig) // started by a previous daemon
+		}
 		return syscall.Kill(a.pid, sig) // a zygote's child (see StartForked)
 	}
 	return a.cmd.Process.Signal(sig)

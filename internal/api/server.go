@@ -231,7 +231,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if mode.Notes == nil {
 		mode.Notes = []string{}
 	}
-	st := Status{Node: s.opts.Node, Version: s.opts.Version, Mode: mode, Pools: pools, Agents: agents}
+	st := Status{Node: s.opts.Node, Version: s.opts.Version, PID: os.Getpid(), Mode: mode, Pools: pools, Agents: agents}
 	if s.opts.Config != nil {
 		cs := s.opts.Config()
 		st.Config = &cs

@@ -78,6 +78,7 @@ func (p *Pool) transitionLocked(sl *slot, to AgentState, now time.Time) error {
 			delete(p.slots, sl.id)
 		}
 	}
+	p.noteStateLocked(sl)
 	return nil
 }
 

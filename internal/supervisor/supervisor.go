@@ -87,6 +87,9 @@ type Options struct {
 	// OnStderr, when set, sees every stderr line of every agent. It must
 	// not block.
 	OnStderr func(agentID, line string)
+	// Keeper, when set, keeps every ready agent's files and state outside
+	// the daemon, for a next instance to adopt (adopt.go).
+	Keeper Keeper
 }
 
 // Supervisor is the root of the supervision tree.
@@ -111,6 +114,7 @@ type Supervisor struct {
 	pingKick chan struct{}
 	pings    pingBudget
 	kept     []KeptAgent // left by Stop; see KeptAgents
+	adopting []*adoptee  // adopted, waiting for their pools (adopt.go)
 }
 
 // New returns a supervisor with no pools; call Apply to start some.
@@ -220,8 +224,13 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 		p.stop(ctx, "removed from config", false)
 	}
 	for _, p := range start {
-		p.start()
+		if ads := s.takeAdopted(p.name); len(ads) > 0 {
+			p.startAdopting(ads)
+		} else {
+			p.start()
+		}
 	}
+	s.dropAdopted()
 	for _, p := range failed {
 		s.emit(Event{Kind: EventPoolFailed, Pool: p.name, Reason: p.reason})
 	}

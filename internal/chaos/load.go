@@ -18,7 +18,8 @@ type loadGen struct {
 	inflight sync.WaitGroup
 
 	mu       sync.Mutex
-	recs     []callRec
+	recent   recentCalls // the latest calls, for baselines and windows
+	hist     latencyHist // every successful call's latency
 	c        Calls
 	baseline *Summary
 	waiters  []servedWaiter
@@ -37,14 +38,59 @@ type callRec struct {
 }
 
 // maxRecs bounds the memory the timings take (~40 MB).
-const maxRecs = 1 << 20
+// recentCalls is a ring of the latest calls, sized to hold recentSpan of
+// them at the load's rate (within [1<<12, 1<<16]): the windows judged from
+// it (a baseline after the warmup, a latency fault's recovery window) are
+// seconds long, and the ring's memory is fixed from the start.
+type recentCalls struct {
+	recs []keptCall
+	next int // where the next call goes once the ring is full
+}
+
+// keptCall is a callRec in 24 bytes rather than 56.
+type keptCall struct {
+	start int64 // Unix nanoseconds
+	took  time.Duration
+	ok    bool
+}
+
+const recentSpan = 5 * time.Minute
+
+func newRecentCalls(rate float64) recentCalls {
+	n := min(max(int(rate*recentSpan.Seconds()), 1<<12), 1<<16)
+	return recentCalls{recs: make([]keptCall, 0, n)}
+}
+
+func (r *recentCalls) add(rec callRec) {
+	c := keptCall{start: rec.start.UnixNano(), took: rec.end.Sub(rec.start), ok: rec.ok}
+	if len(r.recs) < cap(r.recs) {
+		r.recs = append(r.recs, c)
+		return
+	}
+	r.recs[r.next] = c
+	r.next = (r.next + 1) % len(r.recs)
+}
+
+// each calls f for the calls kept, oldest first.
+func (r *recentCalls) each(f func(callRec)) {
+	call := func(c keptCall) {
+		start := time.Unix(0, c.start)
+		f(callRec{start: start, end: start.Add(c.took), ok: c.ok})
+	}
+	for _, c := range r.recs[r.next:] {
+		call(c)
+	}
+	for _, c := range r.recs[:r.next] {
+		call(c)
+	}
+}
 
 // maxInFlight bounds the calls the load has in flight; beyond it the rate
 // drops rather than piling up goroutines behind a stuck pool.
 const maxInFlight = 512
 
 func startLoad(x *experiment, rate float64) *loadGen {
-	l := &loadGen{x: x, rate: rate, quit: make(chan struct{}), done: make(chan struct{})}
+	l := &loadGen{x: x, rate: rate, quit: make(chan struct{}), done: make(chan struct{}), recent: newRecentCalls(rate)}
 	go l.run()
 	return l
 }
@@ -90,8 +136,9 @@ func (l *loadGen) one() {
 	end := l.x.now()
 	l.mu.Lock()
 	countCall(&l.c, res, err)
-	if len(l.recs) < maxRecs {
-		l.recs = append(l.recs, callRec{start: start, end: end, ok: err == nil})
+	l.recent.add(callRec{start: start, end: end, ok: err == nil})
+	if err == nil {
+		l.hist.add(ms(end.Sub(start)))
 	}
 	if err == nil && len(l.waiters) > 0 {
 		keep := l.waiters[:0]
@@ -133,18 +180,18 @@ func (l *loadGen) stop() {
 	l.inflight.Wait()
 }
 
-// latency summarizes the successful calls that started in [from, to); a
-// zero from means from the start. It also becomes the baseline the first
-// time it is asked.
+// latency summarizes the successful calls that started in [from, to), of
+// those still kept (see recentCalls); a zero from means from the oldest.
+// It also becomes the baseline the first time it is asked.
 func (l *loadGen) latency(from, to time.Time) *Summary {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var xs []float64
-	for _, r := range l.recs {
+	l.recent.each(func(r callRec) {
 		if r.ok && !r.start.Before(from) && r.start.Before(to) {
 			xs = append(xs, ms(r.end.Sub(r.start)))
 		}
-	}
+	})
 	s := Summarize(xs)
 	if l.baseline == nil {
 		l.baseline = s
@@ -152,16 +199,16 @@ func (l *loadGen) latency(from, to time.Time) *Summary {
 	return s
 }
 
-// since returns the calls that started at or after t.
+// since returns the calls kept that started at or after t.
 func (l *loadGen) since(t time.Time) []callRec {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []callRec
-	for _, r := range l.recs {
+	l.recent.each(func(r callRec) {
 		if !r.start.Before(t) {
 			out = append(out, r)
 		}
-	}
+	})
 	return out
 }
 
@@ -183,13 +230,7 @@ func (l *loadGen) calls() Calls {
 	l.mu.Lock()
 	c := l.c
 	c.Errors = append([]string(nil), l.c.Errors...)
-	xs := make([]float64, 0, len(l.recs))
-	for _, r := range l.recs {
-		if r.ok {
-			xs = append(xs, ms(r.end.Sub(r.start)))
-		}
-	}
+	c.LatencyMS = l.hist.summary()
 	l.mu.Unlock()
-	c.LatencyMS = Summarize(xs)
 	return c
 }

@@ -84,6 +84,8 @@ type Calls struct {
 	Failed  int `json:"failed"`
 	Retried int `json:"retried"` // succeeded or failed after more than one attempt
 	// LatencyMS is the distribution of the calls' latency, when measured.
+	// The engine's own load keeps it in fixed memory: its percentiles are
+	// within 0.5 % of the exact ones.
 	LatencyMS *Summary `json:"latency_ms,omitempty"`
 	// Errors are the first distinct errors of failed calls.
 	Errors []string `json:"errors,omitempty"`

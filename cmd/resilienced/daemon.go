@@ -21,6 +21,7 @@ import (
 	"github.com/resilienced/resilienced/internal/chaos"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/idblock"
+	"github.com/resilienced/resilienced/internal/jsonl"
 	"github.com/resilienced/resilienced/internal/mcp"
 	"github.com/resilienced/resilienced/internal/metrics"
 	"github.com/resilienced/resilienced/internal/session"
@@ -42,6 +43,7 @@ type daemon struct {
 	cfg      atomic.Pointer[config.Config]
 	cg       *cgroup.Manager
 	store    *session.Store
+	eventLog *jsonl.Journal[supervisor.Event]
 	sup      *supervisor.Supervisor
 	server   *api.Server
 	sock     *api.Socket
@@ -104,6 +106,14 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		return nil, err
 	}
 	d.store = store
+	// The event journal is a jsonl file, not in bbolt: a history filling
+	// the mmap'd state file grew the daemon's RSS with it.
+	d.eventLog, err = jsonl.Open[supervisor.Event](filepath.Join(cfg.StateDir, "events"), jsonl.Options{
+		Name: "event journal", SegmentBytes: eventSegmentBytes, Segments: eventSegments, FlushEvery: -1, Logger: log})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 
 	keptCg := keptCgroups(cg, kept)
 	for id, path := range isolated {
@@ -170,7 +180,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		Mode:       func() api.Mode { return d.mode },
 		Config:     d.configStatus,
 		Logger:     log,
-		Journal:    eventJournal{store},
+		Journal:    eventJournal{d.eventLog},
 	})
 	d.conf = api.ConfigStatus{Path: configPath, Generation: 1, LoadedAt: time.Now()}
 	d.server.Handle("POST /v1/reload", d.reloadRoute(configPath))
@@ -330,19 +340,18 @@ func (d *daemon) onEvent(ev supervisor.Event) {
 	}
 }
 
-// journal writes events to the state store in batches.
+// journal writes events to the event journal in batches.
 func (d *daemon) journal() {
 	defer d.bg.Done()
-	batch := make([]session.Event, 0, 256)
+	batch := make([]supervisor.Event, 0, 256)
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := d.store.RecordEvents(ctx, batch...); err != nil {
+		if err := d.eventLog.Append(context.Background(), batch...); err != nil {
 			d.log.Warn("journaling events", "err", err, "count", len(batch))
 		}
-		cancel()
+		clear(batch) // no strings kept alive past their time
 		batch = batch[:0]
 	}
 	t := time.NewTicker(100 * time.Millisecond)
@@ -350,7 +359,7 @@ func (d *daemon) journal() {
 	for {
 		select {
 		case ev := <-d.events:
-			batch = append(batch, journalRecord(ev))
+			batch = append(batch, ev)
 			if len(batch) == cap(batch) {
 				flush()
 			}
@@ -360,7 +369,7 @@ func (d *daemon) journal() {
 			for {
 				select {
 				case ev := <-d.events:
-					batch = append(batch, journalRecord(ev))
+					batch = append(batch, ev)
 				default:
 					flush()
 					return
@@ -503,6 +512,9 @@ func (d *daemon) stop(handover bool) {
 	d.tel.close()
 	if a := d.arb.Load(); a != nil {
 		a.close()
+	}
+	if err := d.eventLog.Close(); err != nil {
+		d.log.Error("closing the event journal", "err", err)
 	}
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing state", "err", err)

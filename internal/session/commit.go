@@ -22,7 +22,6 @@ type writeFunc func(*bolt.Tx) error
 type op struct {
 	fn    writeFunc  // nil: a barrier, done once everything queued before it is
 	done  chan error // nil when nobody waits
-	after func(error)
 	state atomic.Uint32
 }
 
@@ -35,9 +34,6 @@ const (
 func (o *op) finish(err error) {
 	if o.done != nil {
 		o.done <- err
-	}
-	if o.after != nil {
-		o.after(err)
 	}
 }
 
@@ -265,28 +261,6 @@ func (s *Store) write(ctx context.Context, fn writeFunc) error {
 		return mapClosed(s.db.Batch(fn))
 	}
 	o := &op{fn: fn, done: make(chan error, 1)}
-	if err := s.c.enqueue(o); err != nil {
-		return err
-	}
-	select {
-	case err := <-o.done:
-		return err
-	case <-ctx.Done():
-		if o.state.CompareAndSwap(opPending, opCanceled) {
-			return ctx.Err()
-		}
-		return <-o.done
-	}
-}
-
-// writeAsync queues fn without waiting; after, if set, gets the outcome.
-func (s *Store) writeAsync(fn writeFunc, after func(error)) error {
-	return s.c.enqueue(&op{fn: fn, after: after})
-}
-
-// flush waits until every write queued before it is committed.
-func (s *Store) flush(ctx context.Context) error {
-	o := &op{done: make(chan error, 1)}
 	if err := s.c.enqueue(o); err != nil {
 		return err
 	}

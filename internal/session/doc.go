@@ -36,11 +36,6 @@
 // ends. Measured side by side (go test -bench Append) it was slower at
 // every concurrency, and slowest for a lone call.
 //
-// Events ([Store.RecordEvents]) are queued without waiting for the disk
-// and committed with the next batch; [Store.Events] sees every event
-// recorded before it was called. An event not yet committed when the
-// daemon is killed is lost; acknowledged exchanges and results never are.
-//
 // The store knows nothing of processes, agents or pools beyond their names.
 // Reads are plain bbolt read transactions and never wait for a commit.
 // Expiry is lazy and explicit: an idle session or an old result is

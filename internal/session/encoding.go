@@ -25,18 +25,18 @@ const resultV2 = 2
 //	events                time ns (8 BE) + seq (8 BE) → Event as JSON
 //	kv/<bucket>           key → value
 var (
-	bucketState    = []byte("state")
-	bucketSessions = []byte("sessions")
-	bucketResults  = []byte("results")
-	bucketExpiry   = []byte("expiry")
-	bucketEvents   = []byte("events")
-	bucketKV       = []byte("kv")
+	bucketState     = []byte("state")
+	bucketSessions  = []byte("sessions")
+	bucketResults   = []byte("results")
+	bucketExpiry    = []byte("expiry")
+	oldBucketEvents = []byte("events") // before the event journal moved out
+	bucketKV        = []byte("kv")
 
 	bucketMeta = []byte("meta")
 	bucketCtx  = []byte("ctx")
 
-	keyVersion    = []byte("version")
-	keyEventCount = []byte("events.count")
+	keyVersion       = []byte("version")
+	oldKeyEventCount = []byte("events.count")
 )
 
 // schemaVersion is the layout above; a file with another one is refused.
@@ -242,23 +242,6 @@ func decodeExpiryKey(k []byte) (expires int64, kind byte, pool, id string, err e
 		return 0, 0, "", "", fmt.Errorf("expiry key: %w", ErrCorrupt)
 	}
 	return int64(binary.BigEndian.Uint64(k)), k[8], string(p), string(rest), nil
-}
-
-// eventKey orders the journal by time; seq keeps events of the same
-// nanosecond apart and in recording order.
-func eventKey(t time.Time, seq uint64) []byte {
-	b := make([]byte, 0, 16)
-	b = binary.BigEndian.AppendUint64(b, unixNanoKey(t))
-	return binary.BigEndian.AppendUint64(b, seq)
-}
-
-// unixNanoKey maps times before 1970 (and the zero Time) to 0 so that
-// keys keep sorting by time.
-func unixNanoKey(t time.Time) uint64 {
-	if t.Before(time.Unix(0, 0)) {
-		return 0
-	}
-	return uint64(t.UnixNano())
 }
 
 func appendBytes(b, v []byte) []byte {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -54,10 +53,6 @@ type Options struct {
 	// when 0, never when negative.
 	ResultTTL time.Duration
 
-	// MaxEvents is the number of journal events kept, oldest dropped
-	// first; 10000 when 0.
-	MaxEvents int
-
 	// commitMode selects the write path; the benchmarks compare them.
 	commitMode commitMode
 }
@@ -75,7 +70,6 @@ const (
 	defaultMaxBatchDelay = time.Millisecond
 	defaultLockTimeout   = 2 * time.Second
 	defaultResultTTL     = 24 * time.Hour
-	defaultMaxEvents     = 10000
 
 	// maxNameLen bounds pool, session, key and bucket names.
 	maxNameLen = 1024
@@ -93,10 +87,6 @@ type Store struct {
 
 	c committer
 
-	// pendingEvents counts events queued but not yet committed; Events
-	// waits for them so that it reads what was recorded before it.
-	pendingEvents atomic.Int64
-
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -112,7 +102,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		now:       opts.Now,
 		log:       opts.Logger,
 		resultTTL: opts.ResultTTL,
-		maxEvents: opts.MaxEvents,
 		mode:      opts.commitMode,
 	}
 	if s.now == nil {
@@ -123,9 +112,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if s.resultTTL == 0 {
 		s.resultTTL = defaultResultTTL
-	}
-	if s.maxEvents <= 0 {
-		s.maxEvents = defaultMaxEvents
 	}
 
 	timeout := opts.LockTimeout
@@ -206,8 +192,18 @@ func (s *Store) initBuckets() error {
 		} else if err := st.Put(keyVersion, binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketSessions, bucketResults, bucketExpiry, bucketEvents, bucketKV} {
+		for _, name := range [][]byte{bucketSessions, bucketResults, bucketExpiry, bucketKV} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		// The event journal moved out of this file (the daemon's jsonl
+		// journal); an older file's is freed for reuse.
+		if tx.Bucket(oldBucketEvents) != nil {
+			if err := tx.DeleteBucket(oldBucketEvents); err != nil {
+				return err
+			}
+			if err := st.Delete(oldKeyEventCount); err != nil {
 				return err
 			}
 		}

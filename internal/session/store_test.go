@@ -337,9 +337,6 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if err := s.Put("arbiter", "model", []byte("weights")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordEvents(ctx, Event{Kind: "kill", Pool: "p"}); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -363,9 +360,6 @@ func TestDurableAcrossReopen(t *testing.T) {
 	}
 	if v, err := s.Get("arbiter", "model"); err != nil || string(v) != "weights" {
 		t.Errorf("kv after reopen = %q %v", v, err)
-	}
-	if evs, err := s.Events(ctx, time.Time{}, 0); err != nil || len(evs) != 1 || evs[0].Kind != "kill" {
-		t.Errorf("events after reopen = %+v %v", evs, err)
 	}
 	// Sequence numbers continue.
 	if ex := mustAppend(t, s, "p", "s", exchange(`3`, `30`), Limit{Entries: 2}, "", ""); ex.Seq != 4 {
@@ -655,8 +649,6 @@ func TestClosed(t *testing.T) {
 	_, checks["Sessions"] = s.Sessions(ctx, "")
 	checks["Delete"] = s.Delete(ctx, "p", "s")
 	_, checks["Expire"] = s.Expire(ctx)
-	checks["RecordEvents"] = s.RecordEvents(ctx, Event{Kind: "x"})
-	_, checks["Events"] = s.Events(ctx, time.Time{}, 0)
 	_, checks["Get"] = s.Get("b", "k")
 	checks["Put"] = s.Put("b", "k", []byte("v"))
 	for name, err := range checks {
@@ -686,59 +678,34 @@ func TestInvalidNames(t *testing.T) {
 	}
 }
 
-func TestEvents(t *testing.T) {
-	clock := newFakeClock()
-	s := openTest(t, Options{Now: clock.Now, MaxEvents: 4})
-	ctx := context.Background()
-	t0 := clock.Now()
-	ms := func(v float64) *float64 { return &v }
-
-	if evs, err := s.Events(ctx, time.Time{}, 0); err != nil || len(evs) != 0 {
-		t.Fatalf("empty journal: %v %v", evs, err)
-	}
-	err := s.RecordEvents(ctx,
-		Event{Kind: "violation", Pool: "p", Agent: "p-1", Reason: "schema"},
-		Event{Kind: "recovered", Pool: "p", Agent: "p-2", DetectMS: ms(1.5), RecoverMS: ms(42), Extra: json.RawMessage(`{"spare":"p-3"}`)},
-	)
+func TestOpenFreesAnOldEventJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := openTest(t, Options{Path: path})
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i <= 3; i++ {
-		if err := s.RecordEvents(ctx, Event{Kind: fmt.Sprint("e", i), Time: t0.Add(time.Duration(i) * time.Second)}); err != nil {
-			t.Fatal(err)
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(oldBucketEvents)
+		if err != nil {
+			return err
 		}
-	}
-	// MaxEvents 4: the oldest of the 5 is gone.
-	evs, err := s.Events(ctx, time.Time{}, 0)
+		return b.Put([]byte("k"), []byte(`{"kind":"kill"}`))
+	})
+	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kinds []string
-	for _, ev := range evs {
-		kinds = append(kinds, ev.Kind)
-	}
-	if strings.Join(kinds, " ") != "recovered e1 e2 e3" {
-		t.Fatalf("journal = %v", kinds)
-	}
-	rec := evs[0]
-	if !rec.Time.Equal(t0) || rec.Pool != "p" || rec.Agent != "p-2" || *rec.DetectMS != 1.5 || *rec.RecoverMS != 42 || string(rec.Extra) != `{"spare":"p-3"}` {
-		t.Fatalf("recovered event = %+v", rec)
-	}
-	if evs[1].DetectMS != nil {
-		t.Fatalf("unset detect_ms came back as %v", *evs[1].DetectMS)
-	}
-
-	evs, _ = s.Events(ctx, t0.Add(2*time.Second), 0)
-	if len(evs) != 2 || evs[0].Kind != "e2" || evs[1].Kind != "e3" {
-		t.Fatalf("events since t0+2s = %+v", evs)
-	}
-	evs, _ = s.Events(ctx, time.Time{}, 2)
-	if len(evs) != 2 || evs[0].Kind != "e2" || evs[1].Kind != "e3" {
-		t.Fatalf("newest 2 events = %+v", evs)
-	}
-
-	if err := s.RecordEvents(ctx, Event{Kind: "bad", Extra: json.RawMessage(`{`)}); err == nil {
-		t.Fatal("event with invalid extra JSON accepted")
+	s = openTest(t, Options{Path: path})
+	err = s.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(oldBucketEvents) != nil {
+			t.Error("the old event journal is still in the file")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

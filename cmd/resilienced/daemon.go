@@ -61,6 +61,7 @@ type daemon struct {
 	mcp      *mcp.Server // the MCP front door (mcpfront.go); nil when off
 	// closeLocalMCP ends the unix socket front door's streams.
 	closeLocalMCP context.CancelFunc
+	cluster       *clusterWiring // cluster mode (cluster.go); nil on a single node
 }
 
 // startOptions are the daemon's command-line choices beyond the config.
@@ -115,6 +116,13 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		OnCall:       d.metrics.Call,
 		AgentNumbers: ids,
 	}
+	if cfg.Cluster.Enabled() {
+		if d.cluster, err = d.joinCluster(ctx, cfg); err != nil {
+			store.Close()
+			return nil, err
+		}
+		opts.Store = d.cluster.store
+	}
 	if cg.Mode() != cgroup.ModeNone {
 		opts.Sandboxes = supervisor.CgroupSandboxes(cg)
 	}
@@ -142,6 +150,13 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		}
 	}
 	d.sup = supervisor.New(opts)
+	if d.cluster != nil {
+		if err := d.cluster.startMesh(d, d.sup); err != nil {
+			d.cluster.close(ctx)
+			store.Close()
+			return nil, err
+		}
+	}
 	go d.tel.sample()
 	if so.arbiter {
 		d.arb.Store(d.startArbiter(ctx, so.holdout))
@@ -157,6 +172,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 	d.server = api.NewServer(api.Options{
 		Supervisor: d.sup,
+		Caller:     d.caller(),
 		Sessions:   store,
 		Version:    version,
 		Mode:       func() api.Mode { return d.mode },
@@ -192,6 +208,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 
 	if err := d.startMCP(cfg); err != nil {
 		d.server.Shutdown(ctx)
+		d.cluster.close(ctx)
 		store.Close()
 		return nil, err
 	}
@@ -475,6 +492,7 @@ func (d *daemon) shutdown() {
 	d.chaos.Close() // undoes the faults of a running experiment, which then reports
 	d.stopMCP(ctx)  // first: its streams would hold the API's shutdown
 	d.server.Shutdown(ctx)
+	d.cluster.close(ctx) // before the agents stop: the sessions move now
 	d.sup.Stop(ctx)
 	d.saveKept(d.cfg.Load().StateDir, d.sup.KeptAgents())
 	close(d.stopBG)

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/resilienced/resilienced/internal/cluster/etcdtest"
 	"github.com/resilienced/resilienced/internal/session"
@@ -68,30 +67,14 @@ func startMesh(t *testing.T, srv *etcdtest.Server, name string) *meshNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn := &testNode{}
-	n, err := Join(t.Context(), srv.Client(t), Options{Cluster: "t", Node: name, Advertise: ln.Addr().String(), LeaseTTL: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.Node = n
-	tn.store = NewStore(n, StoreOptions{OnLost: func(pool, sess string, err error) {
-		tn.mu.Lock()
-		tn.lost = append(tn.lost, pool+"/"+sess)
-		tn.mu.Unlock()
-	}})
+	tn := joinAt(t, srv, name, ln.Addr().String())
 	mn := &meshNode{testNode: tn, ln: ln, local: &storeCaller{node: name, store: tn.store}}
-	mn.mesh, err = NewMesh(n, tn.store, MeshOptions{Token: testToken, Local: mn.local})
+	mn.mesh, err = NewMesh(tn.Node, tn.store, MeshOptions{Token: testToken, Local: mn.local})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go mn.mesh.Serve(ln)
-	t.Cleanup(func() {
-		mn.stop()
-		tn.store.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		n.Close(ctx)
-	})
+	t.Cleanup(mn.stop) // before the node's cleanup: last in, first out
 	return mn
 }
 

@@ -215,7 +215,12 @@ func (n *Node) keepAlive(ctx context.Context) {
 			continue
 		}
 		start := n.opts.Now()
-		kctx, cancel := context.WithTimeout(ctx, every)
+		// A slow renewal is still worth waiting for until the lease
+		// would end: it is timed from start, whenever it comes.
+		n.mu.Lock()
+		left := n.validUntil.Sub(start)
+		n.mu.Unlock()
+		kctx, cancel := context.WithTimeout(ctx, max(every, left))
 		r, err := n.cli.KeepAliveOnce(kctx, lease)
 		cancel()
 		switch {

@@ -173,6 +173,7 @@ func (s *Store) TakeOver(ctx context.Context, pool, sess string, seen int64) (in
 // own returns the session's ownership, taking the session when no live
 // node owns it, or, with seen >= 0, when its record is at epoch seen.
 func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*ownership, error) {
+	ctx = clientv3.WithRequireLeader(ctx)
 	lease, ok := s.node.Lease()
 	if !ok {
 		s.dropAll(ErrLeaseExpiring, true)
@@ -370,7 +371,7 @@ func (s *Store) Append(ctx context.Context, pool, sess string, ex session.Exchan
 	if resultKey != "" {
 		elses = append(elses, clientv3.OpGet(resultKey))
 	}
-	r, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
+	r, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(cmps...).Then(ops...).Else(elses...).Commit()
 	if err != nil {
 		// The outcome is unknown: the exchange may be committed. The
 		// cache cannot be trusted; the next call reads the session again.
@@ -426,7 +427,7 @@ func (s *Store) PutResult(ctx context.Context, pool, idemKey string, digest []by
 	if len(key)+len(v) > s.opts.MaxExchangeBytes {
 		return fmt.Errorf("cluster: put result %s/%q: %w: %d bytes; cluster mode stores at most %d bytes per result (etcd takes at most 1.5 MiB a request by default)", pool, idemKey, ErrTooLarge, len(key)+len(v), s.opts.MaxExchangeBytes)
 	}
-	r, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+	r, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(v))).Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, err)
@@ -451,7 +452,7 @@ func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte)
 	if err := checkName("idempotency key", idemKey); err != nil {
 		return nil, false, err
 	}
-	r, err := s.cli.Get(ctx, s.keys.result(pool, idemKey))
+	r, err := s.cli.Get(clientv3.WithRequireLeader(ctx), s.keys.result(pool, idemKey))
 	if err != nil {
 		return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, err)
 	}

@@ -40,7 +40,7 @@ func join(t *testing.T, srv *etcdtest.Server, name string) *testNode {
 	return joinAt(t, srv, name, name+":7946")
 }
 
-func joinAt(t *testing.T, srv *etcdtest.Server, name, advertise string) *testNode {
+func joinAt(t testing.TB, srv *etcdtest.Server, name, advertise string) *testNode {
 	t.Helper()
 	tn := &testNode{}
 	n, err := Join(t.Context(), srv.Client(t), Options{

@@ -61,6 +61,10 @@ type Mesh struct {
 
 	mu    sync.Mutex
 	peers map[string]*peer
+	// owners remembers the owner last found for a session owned
+	// elsewhere, so that its next calls go there without reading etcd;
+	// a refusal or a failed connection forgets it.
+	owners map[sessionKey]*NotOwnerError
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -131,7 +135,7 @@ func NewMesh(node *Node, store *Store, opts MeshOptions) (*Mesh, error) {
 	if opts.Logger == nil {
 		opts.Logger = node.log
 	}
-	m := &Mesh{node: node, store: store, opts: opts, log: opts.Logger, auth: "Bearer " + string(opts.Token), peers: map[string]*peer{}}
+	m := &Mesh{node: node, store: store, opts: opts, log: opts.Logger, auth: "Bearer " + string(opts.Token), peers: map[string]*peer{}, owners: map[sessionKey]*NotOwnerError{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cluster/v1/ping", m.servePing)
 	mux.HandleFunc("POST /cluster/v1/call", m.serveCall)
@@ -223,26 +227,32 @@ func (m *Mesh) Call(ctx context.Context, pool string, req supervisor.CallRequest
 	if req.Session == "" {
 		return m.opts.Local.Call(ctx, pool, req)
 	}
+	k := sessionKey{pool, req.Session}
 	var lastErr error
 	for range 4 {
-		res, err := m.opts.Local.Call(ctx, pool, req)
-		var no *NotOwnerError
-		if !errors.As(err, &no) {
-			return res, err
+		no := m.knownOwner(k)
+		if no == nil {
+			res, err := m.opts.Local.Call(ctx, pool, req)
+			if !errors.As(err, &no) {
+				return res, err
+			}
+			lastErr = err
+			m.rememberOwner(k, no)
 		}
-		lastErr = err
 		p := m.peer(no.Node)
 		if p == nil || p.dead(m.opts.Misses) {
+			m.forgetOwner(k)
 			m.takeOver(ctx, pool, req.Session, no)
 			continue
 		}
-		res, err = m.forward(ctx, p, pool, req)
+		res, err := m.forward(ctx, p, pool, req)
 		var ae *api.Error
 		switch {
 		case err == nil:
 			return res, nil
 		case errors.As(err, &ae) && ae.Code == codeNotOwner:
 			// Ownership moved on the way: look again.
+			m.forgetOwner(k)
 		case errors.As(err, &ae):
 			return nil, err // the owner's answer
 		case ctx.Err() != nil:
@@ -253,11 +263,37 @@ func (m *Mesh) Call(ctx context.Context, pool string, req supervisor.CallRequest
 			m.log.Info("cluster: owner unreachable, taking the session over", "pool", pool, "session", req.Session, "owner", no.Node, "err", err)
 			p.misses.Store(int32(m.opts.Misses))
 			p.setDead(true)
+			m.forgetOwner(k)
 			m.takeOver(ctx, pool, req.Session, no)
 		}
 		lastErr = err
 	}
 	return nil, fmt.Errorf("cluster: session %s/%s: no node could serve it: %w", pool, req.Session, lastErr)
+}
+
+// maxKnownOwners bounds the owners remembered; past it the memory is
+// cleared (the next calls read etcd once each).
+const maxKnownOwners = 1 << 16
+
+func (m *Mesh) knownOwner(k sessionKey) *NotOwnerError {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.owners[k]
+}
+
+func (m *Mesh) rememberOwner(k sessionKey, no *NotOwnerError) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.owners) >= maxKnownOwners {
+		clear(m.owners)
+	}
+	m.owners[k] = no
+}
+
+func (m *Mesh) forgetOwner(k sessionKey) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.owners, k)
 }
 
 func (m *Mesh) takeOver(ctx context.Context, pool, sess string, no *NotOwnerError) {

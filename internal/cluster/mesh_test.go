@@ -61,7 +61,7 @@ type meshNode struct {
 
 var testToken = []byte("0123456789abcdef-test")
 
-func startMesh(t *testing.T, srv *etcdtest.Server, name string) *meshNode {
+func startMesh(t testing.TB, srv *etcdtest.Server, name string) *meshNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

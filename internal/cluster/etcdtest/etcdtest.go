@@ -22,14 +22,21 @@ type Server struct {
 	Endpoints []string
 }
 
-// Start starts a single-member etcd and stops it when the test ends.
-func Start(t testing.TB) *Server {
+// Start starts a single-member etcd and stops it when the test ends. It
+// does not fsync (a test's data need not survive power loss); benchmarks
+// that compare durable writes use StartDurable.
+func Start(t testing.TB) *Server { return start(t, false) }
+
+// StartDurable is Start with etcd's fsyncs, as in production.
+func StartDurable(t testing.TB) *Server { return start(t, true) }
+
+func start(t testing.TB, fsync bool) *Server {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
 	cfg.Dir = t.TempDir()
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	cfg.UnsafeNoFsync = true // a test's data need not survive power loss
+	cfg.UnsafeNoFsync = !fsync
 	client, peer := freeURL(t), freeURL(t)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cluster"
@@ -46,7 +49,18 @@ func (d *daemon) joinCluster(ctx context.Context, cfg *config.Config) (*clusterW
 			return nil, fmt.Errorf("cluster.etcd.tls: %w", err)
 		}
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cc.Etcd.Endpoints, DialTimeout: cc.Etcd.DialTimeout, TLS: tlsCfg, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: cc.Etcd.Endpoints, DialTimeout: cc.Etcd.DialTimeout, TLS: tlsCfg, Logger: zap.NewNop(),
+		// A connection to a member that went silent (its machine cut
+		// off) is found in seconds, and one that comes back is dialed
+		// again within a second, not after gRPC's default backoff of up
+		// to two minutes: the node must be able to renew its lease.
+		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		})},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: etcd: %w", err)
 	}

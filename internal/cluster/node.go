@@ -206,7 +206,10 @@ func (n *Node) keepAlive(ctx context.Context) {
 		lease := n.lease
 		n.mu.Unlock()
 		if lease == 0 {
-			if err := n.register(ctx); err != nil {
+			rctx, cancel := context.WithTimeout(ctx, every)
+			err := n.register(rctx)
+			cancel()
+			if err != nil {
 				n.log.Warn("cluster: registering again", "err", err)
 				wait = retry
 				continue

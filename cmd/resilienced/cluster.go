@@ -52,10 +52,12 @@ func (d *daemon) joinCluster(ctx context.Context, cfg *config.Config) (*clusterW
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: cc.Etcd.Endpoints, DialTimeout: cc.Etcd.DialTimeout, TLS: tlsCfg, Logger: zap.NewNop(),
 		// A connection to a member that went silent (its machine cut
-		// off) is found in seconds, and one that comes back is dialed
+		// off) is found within seconds, and one that comes back is dialed
 		// again within a second, not after gRPC's default backoff of up
 		// to two minutes: the node must be able to renew its lease.
-		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second,
+		// (etcd refuses keep-alive pings more often than its
+		// --grpc-keepalive-min-time, 5s by default, with GOAWAY.)
+		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 2 * time.Second,
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,

@@ -218,12 +218,10 @@ func (n *Node) keepAlive(ctx context.Context) {
 			continue
 		}
 		start := n.opts.Now()
-		// A slow renewal is still worth waiting for until the lease
-		// would end: it is timed from start, whenever it comes.
-		n.mu.Lock()
-		left := n.validUntil.Sub(start)
-		n.mu.Unlock()
-		kctx, cancel := context.WithTimeout(ctx, max(every, left))
+		// One attempt may take a third of the TTL: one stuck on a dead
+		// connection must leave time for another (the client moves to
+		// another member), and a slow one still counts from start.
+		kctx, cancel := context.WithTimeout(ctx, every)
 		r, err := n.cli.KeepAliveOnce(kctx, lease)
 		cancel()
 		switch {

@@ -435,19 +435,24 @@ func (m *Mesh) peerClient() *http.Client {
 }
 
 // heartbeat pings p on its connection every Heartbeat; each ping not
-// answered within a Heartbeat is a miss, and Misses in a row make p dead
-// until it answers again.
+// answered within a Heartbeat is a miss (unless this daemon was starved),
+// and Misses in a row make p dead until it answers again.
 func (m *Mesh) heartbeat(ctx context.Context, p *peer) {
 	defer m.wg.Done()
-	t := time.NewTicker(m.opts.Heartbeat)
+	hb := m.opts.Heartbeat
+	t := time.NewTicker(hb)
 	defer t.Stop()
+	prev := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		hctx, cancel := context.WithTimeout(ctx, m.opts.Heartbeat)
+		sent := time.Now()
+		late := sent.Sub(prev) > 2*hb // this daemon did not run in time
+		prev = sent
+		hctx, cancel := context.WithTimeout(ctx, hb)
 		r, err := m.do(hctx, p, http.MethodGet, "/cluster/v1/ping", nil)
 		if err == nil {
 			io.Copy(io.Discard, r.Body)
@@ -459,6 +464,14 @@ func (m *Mesh) heartbeat(ctx context.Context, p *peer) {
 				p.setDead(false)
 				m.log.Info("cluster: peer answers again", "peer", p.name)
 			}
+			continue
+		}
+		if late || time.Since(sent) > 2*hb {
+			// A ping that timed out while this daemon was starved of
+			// CPU (its ticker late, or the timeout itself fired late)
+			// says nothing of the peer: excused, as the supervisor
+			// excuses its agents' pings. A refused connection comes
+			// back at once and is never excused.
 			continue
 		}
 		if p.misses.Add(1) == int32(m.opts.Misses) {

@@ -26,8 +26,8 @@ type Cluster struct {
 	// LeaseTTL is the node's etcd lease: the authority for cleaning up a
 	// node that is gone and for rebuilding the ring.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
-	// ReplicasPerSession is how many nodes, the owner first in ring order,
-	// a forwarding node tries for a session before it takes it over.
+	// ReplicasPerSession is how many nodes are to hold a session, the
+	// owner first in ring order. Read and checked; not used yet.
 	ReplicasPerSession int `yaml:"replicas_per_session"`
 }
 

@@ -120,5 +120,5 @@ var Reference = []Field{
 	{"cluster.etcd.tls.cert_file", "string", `""`, "client certificate (with key_file)"},
 	{"cluster.etcd.tls.key_file", "string", `""`, "client key (with cert_file)"},
 	{"cluster.lease_ttl", "duration", "5s", "the node's etcd lease, whole seconds, at least 2s: when it expires the node leaves the ring and its sessions may be taken over by anyone"},
-	{"cluster.replicas_per_session", "integer", "2", "nodes, the owner first in ring order, that a forwarding node tries for a session before it takes the session over"},
+	{"cluster.replicas_per_session", "integer", "2", "nodes that are to hold a session, the owner first in ring order; read and checked, not used yet (today the owner alone holds it, and any node takes it over when the owner is gone)"},
 }

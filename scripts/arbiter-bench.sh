@@ -27,6 +27,10 @@
 #   ARBITER_BENCH_DURATION  seconds of load per run (default 180)
 #   ARBITER_BENCH_RUNS      which runs, in order (default "acting watching off")
 #   ARBITER_BENCH_SEED      seed of the agents and of the chaos schedule (default 7)
+#   ARBITER_BENCH_LEAKS     leaks injected by chaos into `calm` after the load
+#                           phase, one at a time, under load (default 10; 0:
+#                           none); the chaos report scores the Arbiter against
+#                           them: lead against each leak's burn (start to OOM)
 #   ARBITER_BENCH_KEEP=1    keep the temporary directory (logs, events, evals)
 # Exit status: 0 when every run completed, 2 when the bench cannot run
 # (not root, build failure, a daemon that does not start).
@@ -36,6 +40,7 @@ cd "$(dirname "$0")/.."
 duration=${ARBITER_BENCH_DURATION:-180}
 runs=${ARBITER_BENCH_RUNS:-acting watching off}
 seed=${ARBITER_BENCH_SEED:-7}
+leaks=${ARBITER_BENCH_LEAKS:-10}
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'arbiter-bench: %s\n' "$*" >&2; exit 2; }
@@ -139,6 +144,20 @@ load: 0                   # resilient-load makes the calls
 abort_after_failures: -1
 EOF
 
+# Leaks with a known start: 12 MiB/s into a 96 MiB limit burns for ~7 s
+# (issue #16: "a leak that grows for 5-10 s before its OOM kill").
+leak_spec=$tmp/leaks.yaml
+cat >"$leak_spec" <<EOF
+target: calm
+faults: [leak]
+count: $leaks
+leak_rate: 12MiB
+max_concurrent: 1
+seed: $seed
+load: 0                   # resilient-load makes the calls
+abort_after_failures: -1
+EOF
+
 "$bin/resilienced" --config "$config" --check >/dev/null || die "the generated config is invalid: $config"
 
 ctl() { "$bin/resilientctl" --socket "$sock" "$@"; }
@@ -178,7 +197,8 @@ run() {
 		bg_pids+=($!)
 	done
 	ctl chaos run "$chaos_spec" --quiet -o json >"$dir/chaos.json" 2>"$dir/chaos.err" &
-	bg_pids+=($!)
+	local chaos_pid=$!
+	bg_pids+=($chaos_pid)
 
 	local step=$((duration / 6)) elapsed
 	[ "$step" -lt 10 ] && step=10
@@ -191,6 +211,12 @@ run() {
 	done
 
 	ctl chaos stop >/dev/null 2>&1
+	wait "$chaos_pid" 2>/dev/null
+	echo '{}' >"$dir/leaks.json"
+	if [ "$leaks" -gt 0 ] && [ "$name" != off ]; then
+		say "  injecting $leaks leaks into calm, one at a time ..."
+		ctl chaos run "$leak_spec" --quiet -o json >"$dir/leaks.json" 2>"$dir/leaks.err" || true
+	fi
 	for p in "${bg_pids[@]}"; do stop_pid "$p" INT 15; done
 	bg_pids=()
 	if [ "$name" != off ]; then
@@ -260,6 +286,20 @@ for k in oom deadline exit; do
 	done
 	row "  $k: predicted/failures" "${out[@]}"
 done
+leakrow() { # LABEL JQ
+	local out=() r v
+	for r in $runs; do
+		v=$(jq -r "$2 // \"-\"" "$tmp/$r/leaks.json" 2>/dev/null)
+		out+=("${v:--}")
+	done
+	row "$1" "${out[@]}"
+}
+leakrow "chaos leaks: predicted/injected" '.arbiter | if . then "\(.predicted)/\(.slow_faults)" else null end'
+leakrow "  replaced / held out" '.arbiter | if . then "\(.acted) / \(.held_out)" else null end'
+leakrow "  leak start to OOM, p50 (ms)" '.arbiter.burn_ms_p50 | if . then floor else null end'
+leakrow "  leak start to prediction (ms)" '.arbiter.predict_ms_p50 | if . then floor else null end'
+leakrow "  lead: prediction to OOM (ms)" '.arbiter.lead_ms_p50 | if . then floor else null end'
+leakrow "  predictions, no fault" '.arbiter.predictions_without_fault'
 out=(); for r in $runs; do out+=("$(failed_calls "$tmp/$r")"); done
 row "failed calls / calls" "${out[@]}"
 kind_row() { # LABEL FILTER

@@ -50,11 +50,12 @@ fi
 if part 2; then
 echo "== 2. 5 % hallucination for $halluc under 64 callers, defaults"
 sed "s/^/  /" <<<"$(ctl status | sed -n '1,/^$/p')"
-( while sleep 1; do ctl -o json status 2>/dev/null | python3 -c '
-import json,sys
+t0=$SECONDS
+( while sleep 1; do ctl -o json status 2>/dev/null | T=$((SECONDS - t0)) python3 -c '
+import json,os,sys
 d = json.load(sys.stdin)
 for p in (d if isinstance(d, list) else d.get("pools", [])):
-    if p["name"]=="halluc" and p["state"]!="running": print(p["state"], p.get("reason",""))' ; done ) >"$tmp/states" &
+    if p["name"]=="halluc" and p["state"]!="running": print(p["state"], p.get("reason",""), "at", os.environ["T"] + "s", p.get("active"), p.get("spares"))' ; done ) >"$tmp/states" &
 watcher=$!
 "$tmp/bin/resilient-load" run --socket "$sock" --pool halluc --duration "$halluc" --concurrency 64 \
 	--abort-after-failures -1 --report-json "$tmp/h.json" --quiet | tail -5
@@ -66,7 +67,7 @@ c, took = r["calls"], r["elapsed_s"]
 total, failed, retried = c["total"], c["failed"], c["retried"]
 print(f"calls {total} in {took:.0f}s ({total/took:.0f}/s), failed {failed}, retried {retried}")
 sys.exit(0 if failed == 0 and total / took >= 500 else 1)' "$tmp/h.json" || fail=1
-if [ -s "$tmp/states" ]; then echo "the pool left running (status sampled every second):"; sort "$tmp/states" | uniq -c | head; fail=1; else echo "the pool never left running (status sampled every second)"; fi
+if [ -s "$tmp/states" ]; then echo "the pool left running (status sampled every second):"; cut -d" " -f1 "$tmp/states" | sort | uniq -c; head -30 "$tmp/states"; fail=1; else echo "the pool never left running (status sampled every second)"; fi
 
 fi
 if part 3; then

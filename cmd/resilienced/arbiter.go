@@ -57,8 +57,11 @@ func (d *daemon) startArbiter(ctx context.Context, holdout float64) *arbiterWiri
 		w.journal = j
 	}
 	acfg := arbiter.Config{Logger: d.log, Holdout: holdout}
-	if holdout == 0 {
+	switch {
+	case holdout == 0:
 		acfg.Holdout = -1 // Config's "none"; its zero value means the default
+	case holdout < 0:
+		acfg.Holdout = 0 // the adaptive default
 	}
 	w.arb = arbiter.New(acfg)
 	if b, err := d.store.Get(modelBucket, modelKey); err == nil {
@@ -68,7 +71,7 @@ func (d *daemon) startArbiter(ctx context.Context, holdout float64) *arbiterWiri
 			w.fits = w.arb.Model().Fits
 		}
 	}
-	w.loop = &arbiter.Loop{Arbiter: w.arb, Sampler: w, Replacer: w, Interval: time.Second, Logger: d.log}
+	w.loop = &arbiter.Loop{Arbiter: w.arb, Sampler: w, Replacer: w, Interval: time.Second, Logger: d.log, OnPrediction: w.heldOut}
 	if w.journal != nil {
 		w.loop.Journal = w.journal
 	}
@@ -174,6 +177,17 @@ func (l latState) next(a supervisor.AgentStatus) latState {
 		n.mean = a.Latency
 	}
 	return n
+}
+
+// heldOut makes a prediction on a held-out agent an event too, so that
+// whoever follows events (a chaos experiment, resilientctl top) sees every
+// prediction; Replace emits those acted on.
+func (w *arbiterWiring) heldOut(a arbiter.Assessment) {
+	if a.Act {
+		return
+	}
+	w.d.sup.Emit(supervisor.Event{Kind: supervisor.EventPrediction, Pool: a.Pool, Agent: a.Agent,
+		Reason: fmt.Sprintf("%s risk %.2f: %s", supervisor.PredictionHeldOut, a.Risk, strings.Join(a.Reasons, "; "))})
 }
 
 // Replace implements arbiter.Replacer: the agent is drained, so that calls

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/resilienced/resilienced/internal/api"
@@ -61,19 +60,22 @@ type daemon struct {
 	mcp      *mcp.Server // the MCP front door (mcpfront.go); nil when off
 	// closeLocalMCP ends the unix socket front door's streams.
 	closeLocalMCP context.CancelFunc
+	adopt         *adoption      // agents outliving the daemon (adopt.go)
+	upgradeReq    chan struct{}  // POST /v1/upgrade asks the main loop
 	cluster       *clusterWiring // cluster mode (cluster.go); nil on a single node
 }
 
 // startOptions are the daemon's command-line choices beyond the config.
 type startOptions struct {
 	arbiter    bool
-	holdout    float64 // share of risky agents the Arbiter leaves alone; 1: it only watches
+	holdout    float64 // share of risky agents the Arbiter leaves alone; 1: it only watches; -1: adaptive
 	cgroupName string
 }
 
 func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath string, so startOptions) (*daemon, error) {
-	d := &daemon{log: log, fatal: make(chan error, 1), events: make(chan supervisor.Event, 4096), stopBG: make(chan struct{})}
+	d := &daemon{log: log, fatal: make(chan error, 1), events: make(chan supervisor.Event, 4096), stopBG: make(chan struct{}), upgradeReq: make(chan struct{}, 1)}
 	d.cfg.Store(cfg)
+	d.adopt = inherit(log)
 
 	// cgroups: the daemon's own subtree; agents of a previous instance
 	// that died are reaped before anything starts.
@@ -87,6 +89,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.mode.Notes = append(d.mode.Notes, cg.Notes()...)
 	// Agents a previous instance kept isolated (frozen) are not reaped.
 	kept := d.adoptKept(cfg.StateDir)
+	isolated := d.adopt.claimCgroups(cg)
 	if n, err := cg.Reap(ctx); err != nil {
 		log.Warn("reaping agents of a previous instance", "err", err)
 	} else if n > 0 {
@@ -103,7 +106,11 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 	d.store = store
 
-	d.ks = d.startKillSwitch(ctx, cfg, keptCgroups(cg, kept))
+	keptCg := keptCgroups(cg, kept)
+	for id, path := range isolated {
+		keptCg[id] = path
+	}
+	d.ks = d.startKillSwitch(ctx, cfg, keptCg)
 	d.metrics = metrics.New(metricsSource{d})
 	ids, err := idblock.Open(filepath.Join(cfg.StateDir, "agent-ids"), 0, log)
 	if err != nil {
@@ -115,6 +122,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		OnEvent:      d.onEvent,
 		OnCall:       d.metrics.Call,
 		AgentNumbers: ids,
+		Keeper:       d.adopt.keeper,
 	}
 	if cfg.Cluster.Enabled() {
 		if d.cluster, err = d.joinCluster(ctx, cfg); err != nil {
@@ -165,7 +173,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 
 	// The socket: from systemd when socket-activated, else our own.
-	d.sock, err = listen(cfg.Socket)
+	d.sock, err = d.listenInherited(cfg.Socket)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -178,17 +186,20 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		Mode:       func() api.Mode { return d.mode },
 		Config:     d.configStatus,
 		Logger:     log,
+		Journal:    eventJournal{store},
 	})
 	d.conf = api.ConfigStatus{Path: configPath, Generation: 1, LoadedAt: time.Now()}
 	d.server.Handle("POST /v1/reload", d.reloadRoute(configPath))
+	d.server.Handle("POST /v1/upgrade", d.upgradeRoute())
 	d.ks.routes(d.server)
 	d.tel.routes(d.server)
+	d.callsRoute(d.server)
 	if a := d.arb.Load(); a != nil {
 		a.routes(d.server)
 	}
 	// Chaos experiments run inside the daemon (resilientctl chaos); sever
 	// needs the Kill Switch's agent isolation.
-	co := chaos.Options{Supervisor: d.sup, Logger: log, IsolatorErr: errors.New("agent isolation is off in this daemon")}
+	co := chaos.Options{Supervisor: d.sup, Logger: log, IsolatorErr: errors.New("agent isolation is off in this daemon"), Arbiter: so.arbiter}
 	for _, n := range d.mode.Notes {
 		if strings.HasPrefix(n, "kill switch:") {
 			co.IsolatorErr = errors.New(n)
@@ -200,11 +211,6 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.chaos = chaos.New(co)
 	d.chaos.Register(d.server)
 	d.serveLocalMCP()
-	go func() {
-		if err := d.server.Serve(d.sock); err != nil {
-			d.fatal <- fmt.Errorf("api: %w", err)
-		}
-	}()
 
 	if err := d.startMCP(cfg); err != nil {
 		d.server.Shutdown(ctx)
@@ -226,22 +232,23 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		}()
 	}
 
+	d.adoptAgents(ctx)
 	if err := d.sup.Apply(ctx, cfg); err != nil {
 		log.Error("some pools did not start", "err", err)
 	}
 	d.restoreKept(cfg.StateDir, kept)
+	// Served once the pools exist (Apply does not wait for their agents):
+	// a call that waited in the socket's backlog through a restart finds
+	// its pool, and its adopted agents, rather than "unknown pool".
+	go func() {
+		if err := d.server.Serve(d.sock); err != nil {
+			d.fatal <- fmt.Errorf("api: %w", err)
+		}
+	}()
 	log.Info("resilienced started", "version", version, "socket", d.sock.Path, "state_dir", cfg.StateDir, "cgroup", d.mode.Cgroup, "pools", len(cfg.Pools))
 
 	go d.notifyReady(ctx)
 	return d, nil
-}
-
-func listen(path string) (*api.Socket, error) {
-	ls, err := activation.Listeners()
-	if err == nil && len(ls) > 0 {
-		return api.FromListener(ls[0]), nil
-	}
-	return api.Listen(path)
 }
 
 // metricsSource lets the metrics read the supervisor, which is created
@@ -268,6 +275,7 @@ func (d *daemon) notifyReady(ctx context.Context) {
 		d.log.Warn("not every pool is ready", "err", err)
 	}
 	cancel()
+	d.adopt.serving()
 	sddaemon.SdNotify(false, sddaemon.SdNotifyReady+"\nSTATUS="+d.statusLine())
 	interval, err := sddaemon.SdWatchdogEnabled(false)
 	tick := 2 * time.Second
@@ -359,7 +367,7 @@ func (d *daemon) journal() {
 	for {
 		select {
 		case ev := <-d.events:
-			batch = append(batch, session.Event{Time: ev.Time, Kind: string(ev.Kind), Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
+			batch = append(batch, journalRecord(ev))
 			if len(batch) == cap(batch) {
 				flush()
 			}
@@ -369,7 +377,7 @@ func (d *daemon) journal() {
 			for {
 				select {
 				case ev := <-d.events:
-					batch = append(batch, session.Event{Time: ev.Time, Kind: string(ev.Kind), Pool: ev.Pool, Agent: ev.Agent, Reason: ev.Reason, DetectMS: ev.DetectMS, RecoverMS: ev.RecoverMS})
+					batch = append(batch, journalRecord(ev))
 				default:
 					flush()
 					return
@@ -486,6 +494,13 @@ func (d *daemon) reloadRoute(path string) http.HandlerFunc {
 }
 
 func (d *daemon) shutdown() {
+	d.stop(false)
+	d.adopt.keeper.Close()
+}
+
+// stop stops the daemon; with handover its agents are left running, for
+// a next instance to adopt (adopt.go), and the caller closes the Keeper.
+func (d *daemon) stop(handover bool) {
 	sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -493,8 +508,13 @@ func (d *daemon) shutdown() {
 	d.stopMCP(ctx)  // first: its streams would hold the API's shutdown
 	d.server.Shutdown(ctx)
 	d.cluster.close(ctx) // before the agents stop: the sessions move now
-	d.sup.Stop(ctx)
-	d.saveKept(d.cfg.Load().StateDir, d.sup.KeptAgents())
+	if handover {
+		left := d.sup.Handover(ctx)
+		d.log.Info("agents left running for the next instance", "count", len(left))
+	} else {
+		d.sup.Stop(ctx)
+		d.saveKept(d.cfg.Load().StateDir, d.sup.KeptAgents())
+	}
 	close(d.stopBG)
 	d.bg.Wait()
 	d.ks.close()

@@ -7,7 +7,9 @@
 // It exits 2 with every config error on a bad config. SIGTERM stops it
 // gracefully (drain, stop agents, remove cgroups); SIGHUP reloads the
 // config (new pools start, removed ones stop, changed ones roll agent by
-// agent).
+// agent). SIGUSR2 (or resilientctl upgrade) hands the agents over to the
+// binary on disk, started again; under systemd a SIGTERM of a restart
+// leaves them to the next instance (see adopt.go).
 package main
 
 import (
@@ -43,7 +45,7 @@ func run() int {
 		showVer    = flag.Bool("version", false, "print the version and exit")
 		check      = flag.Bool("check", false, "check the config and exit (0 valid, 2 invalid)")
 		useArbiter = flag.Bool("arbiter", true, "predict failures and replace agents before they fail")
-		holdout    = flag.Float64("arbiter-holdout", 0.05, "share of agents predicted to fail that the Arbiter leaves alone, so that its precision can be measured; 1: it predicts and journals but never acts")
+		holdout    = flag.Float64("arbiter-holdout", -1, "share of agents predicted to fail that the Arbiter leaves alone, so that its precision can be measured; 1: it predicts and journals but never acts; -1: adaptive, one in two until the held-out predictions give a confident precision, then one in twenty")
 		cgroupName = flag.String("cgroup-name", "", "name of the cgroup subtree for agents when not delegated by systemd, and of the Kill Switch's bpffs pin directory (default resilienced); lets two daemons share a host")
 		pprofAddr  = flag.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback host:port, for diagnosing the daemon itself")
 		procs      = flag.Int("procs", 0, "CPUs the daemon's own threads run on (0: GOMAXPROCS when set, else every CPU allowed); 1 serves more sessionless calls on a 2-CPU node, fewer durable session calls")
@@ -81,8 +83,8 @@ func run() int {
 			return 2
 		}
 	}
-	if *holdout < 0 || *holdout > 1 {
-		fmt.Fprintf(os.Stderr, "resilienced: --arbiter-holdout: %g is not a share between 0 and 1\n", *holdout)
+	if (*holdout < 0 && *holdout != -1) || *holdout > 1 {
+		fmt.Fprintf(os.Stderr, "resilienced: --arbiter-holdout: %g is not a share between 0 and 1 (or -1, adaptive)\n", *holdout)
 		return 2
 	}
 	if *procs < 0 {
@@ -124,6 +126,8 @@ func run() int {
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
 
 	d, err := start(ctx, log, cfg, *configPath, startOptions{arbiter: *useArbiter, holdout: *holdout, cgroupName: *cgroupName})
 	if err != nil {
@@ -134,10 +138,29 @@ func run() int {
 	for {
 		select {
 		case <-ctx.Done():
+			if d.adopt.restartQueued() {
+				log.Info("restarting: the agents are left to the next instance")
+				d.stop(true)
+				d.adopt.keeper.Close()
+				log.Info("stopped; agents left running")
+				return 0
+			}
 			log.Info("stopping")
 			d.shutdown()
 			log.Info("stopped")
 			return 0
+		case <-usr2:
+			if err := d.canUpgrade(); err != nil {
+				log.Error("upgrade refused", "err", err)
+				continue
+			}
+			if status, done := d.runUpgrade(); done {
+				return status
+			}
+		case <-d.upgradeReq:
+			if status, done := d.runUpgrade(); done {
+				return status
+			}
 		case <-hup:
 			d.reload(*configPath) // errors are logged, evented and in status
 		case err := <-d.fatal:

@@ -64,7 +64,7 @@ func newRoot() *cobra.Command {
 
 	root.AddCommand(
 		statusCmd(g), callCmd(g), agentsCmd(g), restartCmd(g), scaleCmd(g), drainCmd(g),
-		eventsCmd(g), logsCmd(g), reloadCmd(g), sessionsCmd(g), sessionCmd(g), ringCmd(g), versionCmd(g),
+		eventsCmd(g), logsCmd(g), reloadCmd(g), upgradeCmd(g), sessionsCmd(g), sessionCmd(g), ringCmd(g), versionCmd(g),
 	)
 	for _, add := range extraCommands {
 		root.AddCommand(add(g))

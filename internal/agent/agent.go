@@ -69,12 +69,12 @@ type Config struct {
 // use, but only one Call or Ping runs at a time.
 type Agent struct {
 	cfg    Config
-	cmd    *exec.Cmd
-	pid    int // cmd.Process.Pid, which Release resets
+	cmd    *exec.Cmd // nil for an adopted agent (adopt.go)
+	pidfd  *os.File  // an adopted agent's
+	pid    int       // cmd.Process.Pid, which Release resets
 	stdin  *os.File
 	stdout *os.File
 	stderr *os.File
-	w      *bufio.Writer
 	log    *slog.Logger
 
 	// Lock order: callMu before writeMu. writeMu alone guards w (and the
@@ -123,44 +123,10 @@ func Start(cfg Config) (*Agent, error) {
 	if len(cfg.Command) == 0 {
 		return nil, errors.New("agent: empty command")
 	}
-	if cfg.Protocol == "" {
-		cfg.Protocol = ProtocolJSONRPC
-	}
-	if cfg.Method == "" {
-		cfg.Method = "task/run"
-	}
-	if cfg.MaxLineBytes <= 0 {
-		cfg.MaxLineBytes = 1 << 20
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.StderrRate <= 0 {
-		cfg.StderrRate = 50
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-
-	// Pipes are made by hand and handed over as *os.File so exec starts no
-	// copying goroutines and Wait never closes our ends under a reader.
-	inR, inW, err := os.Pipe()
+	cfg = cfg.withDefaults()
+	inR, inW, outR, outW, errR, errW, err := pipes(cfg.ID)
 	if err != nil {
-		return nil, fmt.Errorf("agent %s: stdin pipe: %w", cfg.ID, err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		return nil, fmt.Errorf("agent %s: stdout pipe: %w", cfg.ID, err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("agent %s: stderr pipe: %w", cfg.ID, err)
+		return nil, err
 	}
 	closeChildEnds := func() { inR.Close(); outW.Close(); errW.Close() }
 
@@ -185,15 +151,66 @@ func Start(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent %s: start %q: %w", cfg.ID, cfg.Command[0], err)
 	}
 	closeChildEnds()
+	cmd.Env = nil // started: not worth keeping, a copy of the environment per agent
+	a := newAgent(cfg, cmd.Process.Pid, inW, outR, errR)
+	a.cmd = cmd
+	a.run()
+	return a, nil
+}
 
-	a := &Agent{
+func (cfg Config) withDefaults() Config {
+	if cfg.Protocol == "" {
+		cfg.Protocol = ProtocolJSONRPC
+	}
+	if cfg.Method == "" {
+		cfg.Method = "task/run"
+	}
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StderrRate <= 0 {
+		cfg.StderrRate = 50
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
+}
+
+// pipes makes an agent's stdin, stdout and stderr pipes, by hand and as
+// *os.File so that exec starts no copying goroutines and Wait never closes
+// our ends under a reader.
+func pipes(id string) (inR, inW, outR, outW, errR, errW *os.File, err error) {
+	if inR, inW, err = os.Pipe(); err != nil {
+		return nil, nil, nil, nil, nil, nil, fmt.Errorf("agent %s: stdin pipe: %w", id, err)
+	}
+	if outR, outW, err = os.Pipe(); err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, nil, nil, nil, nil, nil, fmt.Errorf("agent %s: stdout pipe: %w", id, err)
+	}
+	if errR, errW, err = os.Pipe(); err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, nil, nil, nil, nil, nil, fmt.Errorf("agent %s: stderr pipe: %w", id, err)
+	}
+	return inR, inW, outR, outW, errR, errW, nil
+}
+
+// newAgent is an agent on the daemon's ends of its pipes, its readers and
+// its exit watch not yet started (run starts them).
+func newAgent(cfg Config, pid int, inW, outR, errR *os.File) *Agent {
+	return &Agent{
 		cfg:      cfg,
-		cmd:      cmd,
-		pid:      cmd.Process.Pid,
+		pid:      pid,
 		stdin:    inW,
 		stdout:   outR,
 		stderr:   errR,
-		w:        bufio.NewWriterSize(inW, 16<<10),
 		replies:  make(chan reply, 1),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
@@ -202,10 +219,12 @@ func Start(cfg Config) (*Agent, error) {
 		log:      cfg.Logger.With("agent", cfg.ID, "pool", cfg.Pool),
 		logLimit: newRateLimiter(cfg.StderrRate, cfg.Now),
 	}
+}
+
+func (a *Agent) run() {
 	go a.wait()
 	go a.readStdout()
 	go a.readStderr()
-	return a, nil
 }
 
 // environment variables of the daemon's own service manager that must not
@@ -260,6 +279,12 @@ func (a *Agent) ExitedOK() bool {
 
 func (a *Agent) wait() {
 	// Not cmd.Wait: that holds a thread per agent in waitid.
+	if a.cmd == nil {
+		a.waitErr = waitNotChild(a.pid)
+		a.exitTime = a.cfg.Now()
+		close(a.done)
+		return
+	}
 	ws, err := waitExit(a.pid)
 	// Reaped here, so the handle os/exec keeps (a pidfd of its own) goes now.
 	a.cmd.Process.Release()
@@ -274,6 +299,12 @@ func (a *Agent) Signal(sig syscall.Signal) error {
 	case <-a.done:
 		return os.ErrProcessDone
 	default:
+	}
+	if a.cmd == nil {
+		if a.pidfd != nil {
+			return a.signalAdopted(sig) // started by a previous daemon
+		}
+		return syscall.Kill(a.pid, sig) // a zygote's child (see StartForked)
 	}
 	return a.cmd.Process.Signal(sig)
 }
@@ -333,7 +364,9 @@ func (a *Agent) readStdout() {
 func (a *Agent) readStderr() {
 	defer close(a.errDone)
 	sc := bufio.NewScanner(a.stderr)
-	sc.Buffer(make([]byte, 4096), 4096)
+	// Small at first, as most agents write little to stderr; it grows to
+	// stderrLineBytes for a long line.
+	sc.Buffer(make([]byte, 256), stderrLineBytes)
 	sc.Split(scanLinesTruncating)
 	lim := newRateLimiter(a.cfg.StderrRate, a.cfg.Now)
 	log := a.log
@@ -493,10 +526,9 @@ func (a *Agent) notify(method string, params json.RawMessage) error {
 func (a *Agent) write(b []byte) error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	if _, err := a.w.Write(b); err != nil {
-		return fmt.Errorf("%w: write: %w", ErrExited, err)
-	}
-	if err := a.w.Flush(); err != nil {
+	// Each message is whole in b: one write, no buffer to copy it into
+	// (a buffer would cost every idle agent its size).
+	if _, err := a.stdin.Write(b); err != nil {
 		return fmt.Errorf("%w: write: %w", ErrExited, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +222,24 @@ func TestStartFailsClearly(t *testing.T) {
 	_, err := Start(Config{ID: "x-1", Command: []string{"/nonexistent/agent"}})
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/agent") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A stderr line longer than stderrLineBytes is cut into pieces of that
+// size, and the scanner's buffer starts small and grows to it.
+func TestStderrLongLineIsCut(t *testing.T) {
+	in := strings.Repeat("x", 10000) + "\nshort\n"
+	sc := bufio.NewScanner(strings.NewReader(in))
+	sc.Buffer(make([]byte, 256), stderrLineBytes)
+	sc.Split(scanLinesTruncating)
+	var lens []int
+	for sc.Scan() {
+		lens = append(lens, len(sc.Text()))
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{4096, 4096, 1808, 5}; !slices.Equal(lens, want) {
+		t.Fatalf("line lengths %v, want %v", lens, want)
 	}
 }

@@ -18,8 +18,18 @@ type lineReader struct {
 	buf []byte
 }
 
+// lineReaderSize is the read buffer of an agent's stdout. Most replies fit
+// in it; a longer one is gathered in buf. It is small because every agent
+// holds one while idle: at a thousand agents, 64 KiB each was 64 MB of
+// the daemon's memory.
+const lineReaderSize = 4 << 10
+
+// lineKeepBytes bounds what buf keeps between lines: one giant reply must
+// not pin its size to the agent for the rest of its life.
+const lineKeepBytes = 64 << 10
+
 func newLineReader(r io.Reader, max int64) *lineReader {
-	size := 64 << 10
+	size := lineReaderSize
 	if int64(size) > max+1 {
 		size = int(max + 1)
 	}
@@ -31,6 +41,9 @@ func newLineReader(r io.Reader, max int64) *lineReader {
 
 // next returns the next line without its newline, as a fresh slice.
 func (l *lineReader) next() ([]byte, error) {
+	if cap(l.buf) > lineKeepBytes {
+		l.buf = nil
+	}
 	l.buf = l.buf[:0]
 	for {
 		frag, err := l.r.ReadSlice('\n')
@@ -57,12 +70,16 @@ func (l *lineReader) next() ([]byte, error) {
 	}
 }
 
+// stderrLineBytes bounds one line of an agent's stderr; a longer one is
+// cut into lines of this size.
+const stderrLineBytes = 4096
+
 // scanLinesTruncating is bufio.ScanLines that cuts an over-long line at the
 // buffer size instead of failing, so a giant stderr line costs one
 // truncated log record, not the log stream.
 func scanLinesTruncating(data []byte, atEOF bool) (int, []byte, error) {
 	adv, tok, err := bufio.ScanLines(data, atEOF)
-	if adv == 0 && tok == nil && err == nil && len(data) == cap(data) {
+	if adv == 0 && tok == nil && err == nil && len(data) >= stderrLineBytes {
 		// Buffer full, no newline: emit what we have as one line.
 		return len(data), data, nil
 	}

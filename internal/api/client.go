@@ -200,6 +200,13 @@ func (c *Client) Reload(ctx context.Context) (*ReloadResult, error) {
 	return &r, c.do(ctx, "POST", "/v1/reload", nil, &r)
 }
 
+// Upgrade asks the daemon to hand its agents over to a new instance of its
+// binary (see resilientctl upgrade).
+func (c *Client) Upgrade(ctx context.Context) (*UpgradeResult, error) {
+	var r UpgradeResult
+	return &r, c.do(ctx, "POST", "/v1/upgrade", nil, &r)
+}
+
 // RestartAgent replaces one agent.
 func (c *Client) RestartAgent(ctx context.Context, id string) error {
 	return c.do(ctx, "POST", "/v1/agents/"+url.PathEscape(id)+"/restart", nil, nil)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/user"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,11 +48,21 @@ type Options struct {
 	// Caller, when set, runs the calls instead of Supervisor.Call: in
 	// cluster mode, the mesh that routes a session's call to its owner.
 	Caller Caller
+	// Journal, if set, answers for the events that the supervisor's
+	// in-memory ring no longer holds: older ones, and an earlier daemon
+	// instance's.
+	Journal EventJournal
 }
 
 // Caller runs a call; *supervisor.Supervisor is one.
 type Caller interface {
 	Call(ctx context.Context, pool string, req supervisor.CallRequest) (*supervisor.CallResult, error)
+}
+
+// EventJournal is the durable history of events.
+type EventJournal interface {
+	// Events returns the journal's events at or after since, oldest first.
+	Events(ctx context.Context, since time.Time) ([]supervisor.Event, error)
 }
 
 // Server serves the API.
@@ -228,7 +239,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if mode.Notes == nil {
 		mode.Notes = []string{}
 	}
-	st := Status{Node: s.opts.Node, Version: s.opts.Version, Mode: mode, Pools: pools, Agents: agents}
+	st := Status{Node: s.opts.Node, Version: s.opts.Version, PID: os.Getpid(), Mode: mode, Pools: pools, Agents: agents}
 	if s.opts.Config != nil {
 		cs := s.opts.Config()
 		st.Config = &cs
@@ -492,7 +503,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	var backlog []supervisor.Event
-	for _, ev := range s.opts.Supervisor.Events(since) {
+	for _, ev := range s.backlog(r.Context(), since) {
 		if match.Matches(ev) {
 			backlog = append(backlog, ev)
 		}
@@ -528,6 +539,27 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// backlog is the events at or after since: the supervisor's ring, and
+// before its first one, the journal's. The ring holds every event from its
+// oldest on, so the journal is read only for what came before it.
+func (s *Server) backlog(ctx context.Context, since time.Time) []supervisor.Event {
+	recent := s.opts.Supervisor.Events(since)
+	if s.opts.Journal == nil {
+		return recent
+	}
+	old, err := s.opts.Journal.Events(ctx, since)
+	if err != nil {
+		s.log.Warn("reading the event journal; answering from memory", "err", err)
+		return recent
+	}
+	if len(recent) > 0 {
+		first := recent[0].Time
+		n, _ := slices.BinarySearchFunc(old, first, func(ev supervisor.Event, t time.Time) int { return ev.Time.Compare(t) })
+		old = old[:n]
+	}
+	return append(old, recent...)
 }
 
 // logs answers the last stderr lines of an agent or of a pool's agents

@@ -20,6 +20,7 @@ type Mode struct {
 type Status struct {
 	Node    string                   `json:"node"`
 	Version string                   `json:"version"`
+	PID     int                      `json:"pid"` // the daemon's: an upgrade changes it
 	Mode    Mode                     `json:"mode"`
 	Config  *ConfigStatus            `json:"config,omitempty"`
 	Pools   []supervisor.PoolStatus  `json:"pools"`
@@ -34,6 +35,13 @@ type ConfigStatus struct {
 	Generation      int       `json:"generation"`
 	LoadedAt        time.Time `json:"loaded_at"`
 	LastReloadError string    `json:"last_reload_error,omitempty"`
+}
+
+// UpgradeResult is the answer to POST /v1/upgrade: the instance that hands
+// over (it exits once the new one serves) and the binary it starts.
+type UpgradeResult struct {
+	PID        int    `json:"pid"`
+	Executable string `json:"executable"`
 }
 
 // ReloadResult is the answer to POST /v1/reload: the config applied, and

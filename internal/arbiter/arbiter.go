@@ -26,7 +26,8 @@ type Arbiter struct {
 
 	agents map[string]*agentState
 	pools  map[string]*poolState
-	swept  time.Time // last sweep for stale agents
+	live   map[string]*LiveStats // by pool: predictions and held-out outcomes
+	swept  time.Time             // last sweep for stale agents
 }
 
 // maxPending bounds the unlabelled samples kept per agent, whatever the
@@ -46,6 +47,7 @@ func New(cfg Config) *Arbiter {
 		train:  newTrainSet(),
 		agents: make(map[string]*agentState),
 		pools:  make(map[string]*poolState),
+		live:   make(map[string]*LiveStats),
 	}
 }
 
@@ -111,17 +113,19 @@ func (a *Arbiter) Observe(s Sample) Assessment {
 	// them drained every agent, spares included, as the pool most needed
 	// them. So the risk shown counts them, but only an agent whose own
 	// evidence is over the threshold is predicted.
+	a.settle(st, s.Time, "")
 	own := x
 	own[fPoolFailures] = 0
 	ownRisk := sigmoid(a.model.logit(&own))
 	if risk >= cfg.Threshold && ownRisk >= cfg.Threshold && (st.lastPred.IsZero() || s.Time.Sub(st.lastPred) >= cfg.Horizon) {
 		if !st.decided {
 			st.decided = true
-			st.heldOut = cfg.Rand.Float64() < cfg.Holdout
+			st.heldOut = cfg.Rand.Float64() < a.holdoutShare()
 		}
 		st.lastPred = s.Time
 		as.Predicted = true
 		as.Act = !st.heldOut
+		a.counted(st, s.Time, as.Act)
 	}
 	as.HeldOut = st.heldOut
 	st.assess = as
@@ -180,6 +184,7 @@ func (a *Arbiter) Failed(agent string, at time.Time, kind string) {
 		return
 	}
 	a.pool(st.pool).failed(at)
+	a.settle(st, at, kind)
 	if !a.cfg.sudden(kind) {
 		cut := at.Add(-a.cfg.Target)
 		for _, p := range st.pending {
@@ -210,6 +215,7 @@ func (a *Arbiter) Forget(agent string) {
 }
 
 func (a *Arbiter) drop(st *agentState) {
+	a.settle(st, st.last, "")
 	delete(a.agents, st.agent)
 	if ps, ok := a.pools[st.pool]; ok {
 		delete(ps.latency, st.agent)

@@ -19,8 +19,11 @@
 // "evidence" feature that is 0 on a healthy agent:
 //
 //   - memory exhaustion: a least-squares [Trend] of RSS over a sliding
-//     window; its time to reach the limit ([Fit.TimeToReach], using the
-//     slope less one standard error so noise delays rather than hastens);
+//     window, and one over its last 4 s (a leak's onset shows there
+//     first); the earlier time to reach the limit ([Fit.TimeToReach], using
+//     the slope less one standard error so noise delays rather than
+//     hastens) counts, as evidence 1 at Target ahead (the latency
+//     detectors, whose rise may bend, at Target/2);
 //   - deadline exhaustion: the same for call latency against the deadline,
 //     with a linear or an exponential fit, whichever the data support;
 //   - change against the agent's own baseline (its first BaselineSamples
@@ -61,9 +64,11 @@
 // When the risk reaches Threshold, the [Assessment] is a prediction:
 // Act tells the supervisor to promote a spare, drain the agent and stop it,
 // and the prediction is journalled with its score and reasons. A share of
-// agents (Holdout, default 5 %), drawn when they first reach the threshold,
-// is left alone on purpose, so that whether predictions come true is
-// measured on agents nobody interfered with. A prediction stands for
+// agents (Holdout; by default one in two until the held-out outcomes give
+// a confident precision, then one in twenty), drawn when they first reach
+// the threshold, is left alone on purpose, so that whether predictions
+// come true is measured on agents nobody interfered with; [Arbiter.Live]
+// counts them as their horizon ends. A prediction stands for
 // Horizon (default 10 s); it is right if the agent fails within it.
 //
 // # Spares
@@ -79,5 +84,7 @@
 // Arbiter that learns as it goes, and reports precision, recall, median
 // lead time and false predictions per agent-hour ([Report]), with sudden
 // failures (kinds in SuddenKinds, default "kill") counted apart rather than
-// as misses. It is what `resilientctl arbiter eval` prints.
+// as misses. Only what can be verified is scored: a prediction whose agent
+// was replaced (or stopped) before its horizon ended is unverifiable, not
+// false, and precision is null when nothing was verifiable. It is what `resilientctl arbiter eval` prints.
 package arbiter

@@ -2,6 +2,7 @@ package arbiter
 
 import (
 	"cmp"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -10,25 +11,43 @@ import (
 
 // Report is the outcome of [Evaluate], as `resilientctl arbiter eval`
 // prints it.
+//
+// An Arbiter that acts hides the truth it would be scored on: an agent it
+// replaced never gets to fail. So the report keeps apart what can be
+// verified from what cannot: predictions acted on (Acted, with the
+// evidence at the time), replayed predictions whose agent was stopped
+// before their horizon ended (Unverifiable), held-out predictions (scored
+// in Holdout), and sudden failures (which nothing could predict).
+// FalsePositives, Precision and Recall count only what was verifiable;
+// Precision and Recall are null when nothing was.
 type Report struct {
-	// Failures are the slow-burn failures (every kind not in SuddenKinds).
+	// Failures are the slow-burn failures that happened (every kind not in
+	// SuddenKinds). A failure the Arbiter prevented is not one of them.
 	Failures int `json:"failures"`
 	// Predicted are the slow-burn failures preceded, within Horizon, by a
 	// prediction.
 	Predicted int `json:"predicted"`
 	// Predictions made in the replay, and how many were right (a slow-burn
-	// failure within Horizon), wrong (the agent outlived the Horizon or
-	// stopped without failing) or unscored (a sudden failure came first).
+	// failure within Horizon), wrong (the agent lived through the Horizon
+	// or failed after it), unscored (a sudden failure came first) or
+	// unverifiable (the agent was stopped, by the Arbiter acting or by an
+	// operator, before the Horizon ended, or the history ends first).
 	Predictions    int `json:"predictions"`
 	TruePositives  int `json:"true_positives"`
 	FalsePositives int `json:"false_positives"`
 	Unscored       int `json:"unscored,omitempty"`
+	Unverifiable   int `json:"unverifiable"`
 
-	Precision float64 `json:"precision"`
-	Recall    float64 `json:"recall"`
+	// Acted counts the live predictions the Arbiter acted on (the agent
+	// replaced before it could fail): unverifiable by nature. Evidence is
+	// the newest of them with what the Arbiter saw at the time.
+	Acted     int        `json:"acted"`
+	Evidence  []Evidence `json:"acted_evidence,omitempty"`
+	Precision *float64   `json:"precision"`
+	Recall    *float64   `json:"recall"`
 	// LeadMSP50 is the median time from prediction to failure, over the
-	// predicted failures.
-	LeadMSP50 float64 `json:"lead_ms_p50"`
+	// predicted failures; null without one.
+	LeadMSP50 *float64 `json:"lead_ms_p50"`
 	// FalsePerAgentHour is false predictions per hour of agent life
 	// observed: the unneeded replacements the Arbiter would have made.
 	FalsePerAgentHour float64 `json:"false_per_agent_hour"`
@@ -43,19 +62,42 @@ type Report struct {
 	Holdout HoldoutReport `json:"holdout"`
 }
 
+// Evidence is one live prediction acted on, as the Arbiter saw it.
+type Evidence struct {
+	Time    time.Time `json:"time"`
+	Agent   string    `json:"agent"`
+	Pool    string    `json:"pool"`
+	Risk    float64   `json:"risk"`
+	Reasons []string  `json:"reasons,omitempty"`
+}
+
+// maxEvidence bounds [Report.Evidence].
+const maxEvidence = 10
+
 // KindReport is the recall of one kind of failure.
 type KindReport struct {
-	Failures  int     `json:"failures"`
-	Predicted int     `json:"predicted"`
-	Recall    float64 `json:"recall"`
-	LeadMSP50 float64 `json:"lead_ms_p50"`
+	Failures  int      `json:"failures"`
+	Predicted int      `json:"predicted"`
+	Recall    float64  `json:"recall"`
+	LeadMSP50 *float64 `json:"lead_ms_p50"`
 }
 
 // HoldoutReport scores live predictions on held-out agents.
 type HoldoutReport struct {
-	Predictions   int     `json:"predictions"`
-	TruePositives int     `json:"true_positives"`
-	Precision     float64 `json:"precision"`
+	Predictions    int `json:"predictions"`
+	TruePositives  int `json:"true_positives"`
+	FalsePositives int `json:"false_positives"`
+	// Unscored: a sudden failure came first, or the agent stopped or the
+	// history ended before the horizon did.
+	Unscored int `json:"unscored"`
+	// Precision is null until a held-out prediction was scored;
+	// PrecisionCI is its 95 % Wilson interval.
+	Precision   *float64    `json:"precision"`
+	PrecisionCI *[2]float64 `json:"precision_ci,omitempty"`
+	// Needed is how many more held-out predictions must be scored before
+	// the interval is at most ±ConfidentHalfWidth wide at the precision
+	// seen so far.
+	Needed int `json:"needed"`
 }
 
 // Evaluate replays a history in time order through a fresh Arbiter made
@@ -64,8 +106,8 @@ type HoldoutReport struct {
 // The model learns only from what precedes each point: labels become known
 // as they would have live, so there is no look-ahead. Prediction records in
 // the history are not replayed; those on held-out agents are scored apart
-// in [Report.Holdout]. A failure of an agent that has no sample in the
-// history is not counted.
+// in [Report.Holdout], and those acted on are counted in [Report.Acted]. A
+// failure of an agent that has no sample in the history is not counted.
 func Evaluate(history []Record, cfg Config) Report {
 	rp := replay(history, cfg)
 	cfg = rp.cfg
@@ -81,14 +123,26 @@ func Evaluate(history []Record, cfg Config) Report {
 		}
 		for _, p := range l.preds {
 			rep.Predictions++
-			within := l.failKind != "" && !l.failAt.Before(p) && l.failAt.Sub(p) <= cfg.Horizon
-			switch {
-			case within && slow:
+			switch l.score(&cfg, p) {
+			case scoreTrue:
 				rep.TruePositives++
-			case within:
+			case scoreFalse:
+				rep.FalsePositives++
+			case scoreSudden:
 				rep.Unscored++
 			default:
-				rep.FalsePositives++
+				rep.Unverifiable++
+			}
+		}
+		for _, p := range l.held {
+			rep.Holdout.Predictions++
+			switch l.score(&cfg, p) {
+			case scoreTrue:
+				rep.Holdout.TruePositives++
+			case scoreFalse:
+				rep.Holdout.FalsePositives++
+			default:
+				rep.Holdout.Unscored++
 			}
 		}
 		if !slow {
@@ -111,7 +165,7 @@ func Evaluate(history []Record, cfg Config) Report {
 		rep.Kinds[l.failKind] = k
 	}
 	for name, k := range rep.Kinds {
-		k.Recall = ratio(k.Predicted, k.Failures)
+		k.Recall = float64(k.Predicted) / float64(k.Failures)
 		k.LeadMSP50 = medianMS(kindLeads[name])
 		rep.Kinds[name] = k
 	}
@@ -122,18 +176,83 @@ func Evaluate(history []Record, cfg Config) Report {
 	if rep.AgentHours > 0 {
 		rep.FalsePerAgentHour = float64(rep.FalsePositives) / rep.AgentHours
 	}
+	h := &rep.Holdout
+	scored := h.TruePositives + h.FalsePositives
+	h.Precision = ratio(h.TruePositives, scored)
+	if scored > 0 {
+		lo, hi := wilson(h.TruePositives, scored)
+		h.PrecisionCI = &[2]float64{lo, hi}
+	}
+	h.Needed = HeldOutNeeded(scored, h.TruePositives)
 
-	for _, h := range rp.held {
-		rep.Holdout.Predictions++
-		for _, f := range rp.failures[h.agent] {
-			if !f.Before(h.t) && f.Sub(h.t) <= cfg.Horizon {
-				rep.Holdout.TruePositives++
-				break
-			}
+	rep.Acted = len(rp.acted)
+	for i := len(rp.acted) - 1; i >= 0 && len(rep.Evidence) < maxEvidence; i-- {
+		rep.Evidence = append(rep.Evidence, rp.acted[i])
+	}
+	return rep
+}
+
+// A prediction's score against what followed it.
+const (
+	scoreTrue         = iota // a slow-burn failure within the Horizon
+	scoreFalse               // the agent lived through the Horizon, or failed after it
+	scoreSudden              // a sudden failure within the Horizon came first
+	scoreUnverifiable        // the agent stopped, or the history ended, within the Horizon
+)
+
+// score says what became of a prediction made at p in this life.
+func (l *lifetime) score(cfg *Config, p time.Time) int {
+	if l.failKind != "" && !l.failAt.Before(p) && l.failAt.Sub(p) <= cfg.Horizon {
+		if cfg.sudden(l.failKind) {
+			return scoreSudden
+		}
+		return scoreTrue
+	}
+	end := l.last
+	switch {
+	case l.failKind != "":
+		end = l.failAt
+	case !l.goneAt.IsZero():
+		end = l.goneAt
+	}
+	if end.Sub(p) >= cfg.Horizon {
+		return scoreFalse
+	}
+	return scoreUnverifiable
+}
+
+// ConfidentHalfWidth is the half-width of the 95 % interval around a
+// held-out precision that [HeldOutNeeded] aims for.
+const ConfidentHalfWidth = 0.1
+
+// wilsonZ is the normal quantile of a 95 % interval.
+const wilsonZ = 1.96
+
+// wilson is the 95 % Wilson score interval of k successes in n trials.
+func wilson(k, n int) (lo, hi float64) {
+	p, nf, z2 := float64(k)/float64(n), float64(n), wilsonZ*wilsonZ
+	centre := (p + z2/(2*nf)) / (1 + z2/nf)
+	half := wilsonZ / (1 + z2/nf) * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf))
+	return max(0, centre-half), min(1, centre+half)
+}
+
+// HeldOutNeeded is how many more held-out predictions must be scored,
+// after n of which k came true, before the 95 % Wilson interval of the
+// precision is at most ±ConfidentHalfWidth wide, if the precision stays
+// what it is (with none scored yet: as if every one came true, the
+// fewest it can be, 16).
+func HeldOutNeeded(n, k int) int {
+	p := 1.0
+	if n > 0 {
+		p = float64(k) / float64(n)
+	}
+	for m := max(n, 1); m < 10_000; m++ {
+		kk := int(math.Round(p * float64(m)))
+		if lo, hi := wilson(kk, m); (hi-lo)/2 <= ConfidentHalfWidth {
+			return m - n
 		}
 	}
-	rep.Holdout.Precision = ratio(rep.Holdout.TruePositives, rep.Holdout.Predictions)
-	return rep
+	return 10_000 - n
 }
 
 // lifetime is one agent's life in a replay: an id between its first
@@ -141,21 +260,17 @@ func Evaluate(history []Record, cfg Config) Report {
 type lifetime struct {
 	agent       string
 	first, last time.Time
-	preds       []time.Time
+	preds       []time.Time // the replay's predictions
+	held        []time.Time // live predictions on this agent, held out
 	failAt      time.Time
 	failKind    string
-}
-
-type heldPrediction struct {
-	agent string
-	t     time.Time
+	goneAt      time.Time // stopped without failing
 }
 
 type replayed struct {
-	cfg      Config
-	lives    []*lifetime
-	held     []heldPrediction
-	failures map[string][]time.Time // slow-burn failures by agent id
+	cfg   Config
+	lives []*lifetime
+	acted []Evidence // live predictions acted on, oldest first
 }
 
 // replay runs a history through a fresh Arbiter in time order.
@@ -168,7 +283,7 @@ func replay(history []Record, cfg Config) replayed {
 	cfg.Rand = rand.New(rand.NewPCG(1, 2))
 	cfg.Now = func() time.Time { return now }
 	arb := New(cfg)
-	rp := replayed{cfg: arb.cfg, failures: map[string][]time.Time{}}
+	rp := replayed{cfg: arb.cfg}
 
 	current := map[string]*lifetime{}
 	lifeOf := func(agent string) *lifetime {
@@ -204,33 +319,36 @@ func replay(history []Record, cfg Config) replayed {
 				l.failAt, l.failKind = r.Time, r.Failure
 				delete(current, r.Agent)
 			}
-			if !rp.cfg.sudden(r.Failure) {
-				rp.failures[r.Agent] = append(rp.failures[r.Agent], r.Time)
-			}
 			arb.Failed(r.Agent, r.Time, r.Failure)
 		case RecordGone:
-			delete(current, r.Agent)
+			if l := current[r.Agent]; l != nil {
+				l.goneAt = r.Time
+				delete(current, r.Agent)
+			}
 			arb.Forget(r.Agent)
 		case RecordPrediction:
-			if r.HeldOut {
-				rp.held = append(rp.held, heldPrediction{r.Agent, r.Time})
+			if !r.HeldOut {
+				rp.acted = append(rp.acted, Evidence{Time: r.Time, Agent: r.Agent, Pool: r.Pool, Risk: r.Risk, Reasons: r.Reasons})
+			} else if l := current[r.Agent]; l != nil {
+				l.held = append(l.held, r.Time)
 			}
 		}
 	}
 	return rp
 }
 
-// ratio is n/d, 0 when d is 0.
-func ratio(n, d int) float64 {
+// ratio is n/d, nil (JSON null) when d is 0: nothing to measure.
+func ratio(n, d int) *float64 {
 	if d == 0 {
-		return 0
+		return nil
 	}
-	return float64(n) / float64(d)
+	v := float64(n) / float64(d)
+	return &v
 }
 
-func medianMS(ds []time.Duration) float64 {
+func medianMS(ds []time.Duration) *float64 {
 	if len(ds) == 0 {
-		return 0
+		return nil
 	}
 	s := slices.Clone(ds)
 	slices.SortFunc(s, cmp.Compare)
@@ -239,14 +357,21 @@ func medianMS(ds []time.Duration) float64 {
 	if n%2 == 0 {
 		m = (s[n/2-1] + s[n/2]) / 2
 	}
-	return float64(m) / float64(time.Millisecond)
+	v := float64(m) / float64(time.Millisecond)
+	return &v
 }
 
 // String is the report on one line, for logs.
 func (r Report) String() string {
-	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+	f := func(v *float64, prec int) string {
+		if v == nil {
+			return "null"
+		}
+		return strconv.FormatFloat(*v, 'f', prec, 64)
+	}
 	return "failures=" + strconv.Itoa(r.Failures) + " predicted=" + strconv.Itoa(r.Predicted) +
-		" precision=" + f(r.Precision) + " recall=" + f(r.Recall) +
-		" lead_ms_p50=" + strconv.FormatFloat(r.LeadMSP50, 'f', 0, 64) +
-		" false_per_agent_hour=" + f(r.FalsePerAgentHour) + " sudden=" + strconv.Itoa(r.Sudden)
+		" acted=" + strconv.Itoa(r.Acted) + " unverifiable=" + strconv.Itoa(r.Unverifiable) +
+		" precision=" + f(r.Precision, 3) + " recall=" + f(r.Recall, 3) +
+		" lead_ms_p50=" + f(r.LeadMSP50, 0) +
+		" false_per_agent_hour=" + f(&r.FalsePerAgentHour, 3) + " sudden=" + strconv.Itoa(r.Sudden)
 }

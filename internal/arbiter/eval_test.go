@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,14 +25,14 @@ func TestEvaluateGeneratedHistory(t *testing.T) {
 	js, _ := json.Marshal(rep)
 	t.Logf("%d records, failures %v\n%s", len(recs), stats.failures, js)
 
-	if rep.Recall < 0.8 {
-		t.Errorf("recall %.3f < 0.8", rep.Recall)
+	if val(rep.Recall) < 0.8 {
+		t.Errorf("recall %.3f < 0.8", val(rep.Recall))
 	}
-	if rep.Precision < 0.9 {
-		t.Errorf("precision %.3f < 0.9", rep.Precision)
+	if val(rep.Precision) < 0.9 {
+		t.Errorf("precision %.3f < 0.9", val(rep.Precision))
 	}
-	if rep.LeadMSP50 < 1000 {
-		t.Errorf("median lead %.0f ms < 1 s", rep.LeadMSP50)
+	if val(rep.LeadMSP50) < 1000 {
+		t.Errorf("median lead %.0f ms < 1 s", val(rep.LeadMSP50))
 	}
 	if rep.FalsePerAgentHour > 1 {
 		t.Errorf("%.2f false predictions per agent-hour > 1", rep.FalsePerAgentHour)
@@ -142,24 +143,102 @@ func TestEvaluateScoring(t *testing.T) {
 	if !slices.EqualFunc(recs, orig, func(a, b Record) bool { return a.Time.Equal(b.Time) && a.Agent == b.Agent }) {
 		t.Error("Evaluate reordered its input")
 	}
+	// fp's prediction at 20 is cut short by its stop at 25: unverifiable.
 	want := Report{
-		Failures: 3, Predicted: 2, Predictions: 7, TruePositives: 2, FalsePositives: 4, Unscored: 1,
-		Precision: 2.0 / 6, Recall: 2.0 / 3, LeadMSP50: 3500, Sudden: 1,
+		Failures: 3, Predicted: 2, Predictions: 7, TruePositives: 2, FalsePositives: 3, Unscored: 1, Unverifiable: 1,
+		Acted: 1, Sudden: 1,
 	}
 	if rep.Failures != want.Failures || rep.Predicted != want.Predicted || rep.Predictions != want.Predictions ||
 		rep.TruePositives != want.TruePositives || rep.FalsePositives != want.FalsePositives ||
-		rep.Unscored != want.Unscored || rep.Sudden != want.Sudden ||
-		rep.Precision != want.Precision || rep.Recall != want.Recall || rep.LeadMSP50 != want.LeadMSP50 {
-		t.Errorf("report\n got %+v\nwant %+v", rep, want)
+		rep.Unscored != want.Unscored || rep.Unverifiable != want.Unverifiable || rep.Sudden != want.Sudden ||
+		rep.Acted != want.Acted || val(rep.Precision) != 2.0/5 || val(rep.Recall) != 2.0/3 || val(rep.LeadMSP50) != 3500 {
+		t.Errorf("report\n got %v\nwant %v", rep, want)
+	}
+	if len(rep.Evidence) != 1 || rep.Evidence[0].Agent != "miss" {
+		t.Errorf("evidence %+v", rep.Evidence)
 	}
 	if k := rep.Kinds["violation"]; k.Failures != 2 || k.Predicted != 2 || k.Recall != 1 {
 		t.Errorf("violation kind %+v", k)
 	}
-	if rep.Holdout != (HoldoutReport{Predictions: 2, TruePositives: 1, Precision: 0.5}) {
-		t.Errorf("holdout %+v", rep.Holdout)
+	h := rep.Holdout
+	if h.Predictions != 2 || h.TruePositives != 1 || h.FalsePositives != 1 || val(h.Precision) != 0.5 ||
+		h.PrecisionCI == nil || h.PrecisionCI[0] > 0.5 || h.PrecisionCI[1] < 0.5 || h.Needed != HeldOutNeeded(2, 1) || h.Needed < 50 {
+		t.Errorf("holdout %+v", h)
 	}
 	hours := (3 + 24 + 12 + 29 + 2) / 3600.0 // first to last sample
 	if d := rep.AgentHours - hours; d > 1e-9 || d < -1e-9 {
 		t.Errorf("agent hours %v, want %v", rep.AgentHours, hours)
+	}
+}
+
+// val is *p, or -1 for null.
+func val(p *float64) float64 {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+// TestEvaluateActingIsNotScoredFalse is issue #16's run: every slow leak
+// was predicted and its agent replaced before it could fail. Nothing is
+// verifiable, so precision and recall are null, not 0, and no prediction
+// counts as false.
+func TestEvaluateActingIsNotScoredFalse(t *testing.T) {
+	var recs []Record
+	for a := range 12 {
+		agent := fmt.Sprintf("leak-%d", a)
+		t0 := float64(100 * a)
+		var rss int64 = 10 << 20
+		i := 0
+		for ; i < 60; i++ {
+			if i >= 30 {
+				rss += 3 << 20 // 3 MiB/s towards 256 MiB
+			}
+			recs = append(recs, SampleRecord(Sample{Time: at(t0 + float64(i)), Agent: agent, Pool: "leak", RSS: rss, MemLimit: 256 << 20, Calls: 5}))
+			if i >= 30 && rss > 150<<20 {
+				break
+			}
+		}
+		// The live Arbiter acted: a prediction record, then the agent gone.
+		recs = append(recs,
+			Record{Time: at(t0 + float64(i)), Kind: RecordPrediction, Agent: agent, Pool: "leak", Risk: 0.9, Reasons: []string{"RSS reaches its 256 MiB limit in ~30 s"}},
+			GoneRecord(agent, "leak", at(t0+float64(i)+0.5)))
+	}
+	rep := Evaluate(recs, Config{})
+	if rep.Acted != 12 || rep.FalsePositives != 0 || rep.Precision != nil || rep.Recall != nil || rep.Failures != 0 {
+		t.Errorf("acting run scored: %v", rep)
+	}
+	if rep.Unverifiable != rep.Predictions {
+		t.Errorf("%d predictions, %d unverifiable", rep.Predictions, rep.Unverifiable)
+	}
+	if len(rep.Evidence) != maxEvidence || rep.Evidence[0].Agent != "leak-11" || len(rep.Evidence[0].Reasons) == 0 {
+		t.Errorf("evidence %+v", rep.Evidence)
+	}
+	if rep.Holdout.Precision != nil || rep.Holdout.Needed != 16 {
+		t.Errorf("holdout %+v", rep.Holdout)
+	}
+	js, _ := json.Marshal(rep)
+	for _, want := range []string{`"precision":null`, `"recall":null`, `"acted":12`, `"needed":16`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("JSON lacks %s: %s", want, js)
+		}
+	}
+}
+
+func TestHeldOutNeeded(t *testing.T) {
+	for _, c := range []struct{ n, k, want int }{
+		{0, 0, 16}, {16, 16, 0}, {10, 10, 6}, {100, 100, 0},
+	} {
+		if got := HeldOutNeeded(c.n, c.k); got != c.want {
+			t.Errorf("HeldOutNeeded(%d, %d) = %d, want %d", c.n, c.k, got, c.want)
+		}
+	}
+	// At a precision of 0.5 the interval is widest: ~92 in all.
+	if got := HeldOutNeeded(2, 1); got < 85 || got > 100 {
+		t.Errorf("HeldOutNeeded(2, 1) = %d", got)
+	}
+	lo, hi := wilson(9, 10)
+	if !(lo > 0.59 && lo < 0.6 && hi > 0.98 && hi < 0.99) {
+		t.Errorf("wilson(9, 10) = [%.3f, %.3f], want [0.596, 0.982]", lo, hi)
 	}
 }

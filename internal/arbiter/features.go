@@ -13,6 +13,10 @@ import (
 // the learned weights. Secondary features (pool outlier, p99 syscall
 // latency, log bursts) are capped lower: under the hand-set weights they
 // cannot reach the threshold alone, only tip a primary one over it.
+// rssShortWindow is the span of the short RSS fit: MinTrendPoints samples
+// at the daemon's one a second.
+const rssShortWindow = 4 * time.Second
+
 const (
 	imminenceCap     = 3    // (Target/2)/TTE, so TTE = Target/6 saturates
 	latencyFireLog2  = 4    // call latency 16× its baseline
@@ -134,6 +138,7 @@ type agentState struct {
 	n           int
 
 	rss      Trend
+	rssShort Trend // the last few seconds only: a leak's onset
 	rssNow   float64
 	memLimit float64
 	memFit   Fit
@@ -168,12 +173,16 @@ type agentState struct {
 	heldOut  bool
 	lastPred time.Time
 	assess   Assessment
+	// heldOpen are this agent's held-out predictions whose horizon is not
+	// over yet, to be scored live (see LiveStats).
+	heldOpen []time.Time
 }
 
 func newAgentState(cfg *Config, agent, pool string) *agentState {
 	return &agentState{
 		agent: agent, pool: pool, target: cfg.Target,
 		rss:      Trend{Window: cfg.Window},
+		rssShort: Trend{Window: rssShortWindow},
 		latLin:   Trend{Window: cfg.Window},
 		latLog:   Trend{Window: cfg.Window},
 		latency:  newRatioDetector(cfg, 0),
@@ -253,6 +262,7 @@ func (st *agentState) update(cfg *Config, s *Sample, dt time.Duration, ps *poolS
 	}
 	if s.RSS > 0 {
 		st.rss.Add(t, float64(s.RSS))
+		st.rssShort.Add(t, float64(s.RSS))
 		st.rssNow = float64(s.RSS)
 	}
 	st.memLimit = float64(s.MemLimit)
@@ -377,11 +387,22 @@ func (st *agentState) features(cfg *Config, ps *poolState, now time.Time) featur
 	var x featureVec
 	st.memOK = false
 	if st.memLimit > 0 && st.rssNow > 0 {
-		if f, ok := st.rss.Fit(); ok {
-			if tte, ok := f.TimeToReach(st.memLimit); ok {
-				st.memFit, st.memTTE, st.memOK = f, tte, true
-				x[fMemory] = imminence(tte, cfg.Target)
+		// The whole window, and its last seconds: a leak that starts
+		// after a flat stretch shows its slope in the short fit seconds
+		// before the long one, whose flat points dilute it. The earlier
+		// exhaustion of the two counts.
+		for _, tr := range []*Trend{&st.rss, &st.rssShort} {
+			if f, ok := tr.Fit(); ok {
+				if tte, ok := f.TimeToReach(st.memLimit); ok && (!st.memOK || tte < st.memTTE) {
+					st.memFit, st.memTTE, st.memOK = f, tte, true
+				}
 			}
+		}
+		if st.memOK {
+			// Memory runs into a hard limit at a steady slope: evidence 1 at
+			// Target ahead (the latency detectors, whose rise may bend,
+			// wait until Target/2).
+			x[fMemory] = imminence(st.memTTE, 2*cfg.Target)
 		}
 		x[fRSSFraction] = clamp(st.rssNow/st.memLimit, 0, 1.2)
 	}

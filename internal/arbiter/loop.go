@@ -36,6 +36,9 @@ type Loop struct {
 	// Journal, if set, receives every sample, prediction, failure and
 	// disappearance. Retention is its business.
 	Journal Journal
+	// OnPrediction, if set, is told of every prediction, acted on or held
+	// out, before the Replacer acts.
+	OnPrediction func(Assessment)
 	// Interval between steps in Run (default 1 s).
 	Interval time.Duration
 	Logger   *slog.Logger
@@ -82,6 +85,9 @@ func (l *Loop) Step(ctx context.Context) ([]Assessment, error) {
 			if err := l.Journal.Append(ctx, PredictionRecord(as)); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if l.OnPrediction != nil {
+			l.OnPrediction(as)
 		}
 		if as.Act && l.Replacer != nil {
 			if err := l.Replacer.Replace(ctx, as); err != nil {

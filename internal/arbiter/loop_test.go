@@ -91,7 +91,7 @@ func TestLoopStep(t *testing.T) {
 
 	// The journalled history replays.
 	rep := Evaluate(rec.records, Config{})
-	if rep.Sudden != 1 || rep.Predictions != 1 || rep.FalsePositives != 1 {
+	if rep.Sudden != 1 || rep.Predictions != 1 || rep.FalsePositives != 0 || rep.Unverifiable != 1 || rep.Acted != 1 {
 		t.Errorf("replay of the journal: %+v", rep)
 	}
 }

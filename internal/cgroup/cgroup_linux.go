@@ -64,6 +64,22 @@ func (c *Cgroup) v1Dirs() []string {
 	return out
 }
 
+// onlyV1For keeps, of a new cgroup's v1 hierarchies (hybrid hosts), those
+// that hold one of lim's limits: a v1 directory is a mkdir, a write to
+// place each agent and an rmdir more per agent start, and a v1 memory
+// cgroup costs the kernel more again to make and tear down, for nothing
+// when it limits nothing. What reads an agent's usage reads /proc.
+// cpuacct stays where it shares the cpu directory.
+func (c *Cgroup) onlyV1For(lim Limits) {
+	want := map[string]bool{"memory": lim.Memory > 0, "pids": lim.Pids > 0, "cpu": lim.CPUWeight > 0}
+	for ctrl, d := range c.v1 {
+		if want[ctrl] || ctrl == "cpuacct" && want["cpu"] && d == c.v1["cpu"] {
+			continue
+		}
+		delete(c.v1, ctrl)
+	}
+}
+
 func notExist(err error, what string) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %s: %w", ErrNotExist, what, err)

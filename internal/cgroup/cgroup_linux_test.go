@@ -331,7 +331,9 @@ func TestWaitCancel(t *testing.T) {
 
 func TestPlacementAndID(t *testing.T) {
 	m := openTest(t)
-	c, err := m.Create("place", "a", Limits{})
+	// A pids limit, so that on a hybrid host the v1 pids hierarchy holds
+	// the agent too.
+	c, err := m.Create("place", "a", Limits{Pids: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +484,7 @@ func TestFreezeThaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.CPUUsage <= 0 && (m.cpuStat || m.v1["cpuacct"] != "") {
+	if s.CPUUsage <= 0 && (m.cpuStat || c.v1["cpuacct"] != "") {
 		t.Errorf("CPUUsage = %v after spinning", s.CPUUsage)
 	}
 	// A frozen cgroup can still be killed.
@@ -774,4 +776,38 @@ func startAllocHelper(t *testing.T, c *Cgroup) (*exec.Cmd, *strings.Builder) {
 	}
 	io.WriteString(stdin, "go\n")
 	return cmd, out
+}
+
+// An agent cgroup without limits has no v1 directories (hybrid hosts):
+// each would cost a mkdir, a placement and an rmdir per agent for nothing.
+// One with a memory limit has the v1 memory directory and no other.
+func TestV1OnlyForLimits(t *testing.T) {
+	m := openTest(t)
+	if len(m.v1) == 0 {
+		t.Skip("no v1 hierarchies here (pure cgroup2 host)")
+	}
+	bare, err := m.Create("v1", "bare", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Destroy(ctxT(t))
+	for ctrl, root := range m.v1 {
+		if exists(filepath.Join(root, "agents", "v1", "bare")) {
+			t.Errorf("v1 %s directory made for an agent without limits", ctrl)
+		}
+	}
+	if m.v1["memory"] == "" {
+		return
+	}
+	lim, err := m.Create("v1", "mem", Limits{Memory: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lim.Destroy(ctxT(t))
+	for ctrl, root := range m.v1 {
+		made := exists(filepath.Join(root, "agents", "v1", "mem"))
+		if want := root == m.v1["memory"]; made != want {
+			t.Errorf("v1 %s directory made: %v, want %v", ctrl, made, want)
+		}
+	}
 }

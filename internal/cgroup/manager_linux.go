@@ -40,11 +40,14 @@ type Manager struct {
 	signalKill bool // kill by freeze + SIGKILL instead of cgroup.kill
 	pollOnly   bool // wait by polling cgroup.events instead of inotify
 
-	mu     sync.Mutex
-	live   map[string]*Cgroup // by "pool/agent"
-	oom    *oomWatch          // made by the first NotifyOOM
-	left   int                // cgroups left in place for the next instance (Cgroup.Leave)
-	closed bool
+	mu   sync.Mutex
+	live map[string]*Cgroup // by "pool/agent"
+	// enabled are the pool directories whose cgroup.subtree_control
+	// already enables the cgroup2 controllers: read once, not per agent.
+	enabled map[string]bool
+	oom     *oomWatch // made by the first NotifyOOM
+	left    int       // cgroups left in place for the next instance (Cgroup.Leave)
+	closed  bool
 }
 
 // sysEnv is what Open reads from the host; tests substitute it.
@@ -381,10 +384,17 @@ func (m *Manager) Create(pool, agent string, lim Limits) (*Cgroup, error) {
 	if _, err := mkdir(poolDir); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	if err := enableControllers([]string{poolDir}, m.v2); err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
+	if !m.enabled[poolDir] {
+		if err := enableControllers([]string{poolDir}, m.v2); err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+		if m.enabled == nil {
+			m.enabled = map[string]bool{}
+		}
+		m.enabled[poolDir] = true
 	}
 	c := m.handle(pool, agent)
+	c.onlyV1For(lim)
 	made, err := mkdir(c.path)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
@@ -403,6 +413,9 @@ func (m *Manager) Create(pool, agent string, lim Limits) (*Cgroup, error) {
 		return nil, fmt.Errorf("cgroup: create %s: %w", key, err)
 	}
 	for _, root := range m.v1Roots() {
+		if !slices.Contains(c.v1Dirs(), filepath.Join(root, "agents", pool, agent)) {
+			continue // no limit of lim is in this hierarchy
+		}
 		if err := mkdirAll(root, filepath.Join("agents", pool, agent)); err != nil {
 			return fail(err)
 		}

@@ -72,6 +72,13 @@
 // latency measured before the first fault. Nothing is reported that was not
 // measured: a summary with no samples is absent, not zero.
 //
+// When the daemon runs the Arbiter, the report scores it against the
+// experiment's ground truth ([ArbiterReport]): the leaks it predicted
+// (replaced, or held out), the time from a leak's start to the prediction
+// and to the failure, the lead, and predictions on agents with no injected
+// fault. A prediction on a held-out agent does not take it out of
+// service, so the fault is measured as if there had been none.
+//
 // The [Report] has, per kind, injected and recovered counts and p50, p99 and
 // max of detect_ms and recover_ms; for the calls that ran, total, ok,
 // failed and retried (more than one attempt). [Report.Evaluate] is the gate:

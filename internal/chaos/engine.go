@@ -49,8 +49,11 @@ type Options struct {
 	// appends the helper's arguments. Default: this executable with
 	// HelperArg (its main must call MaybeRunHelper).
 	HelperCommand []string
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Arbiter says the daemon runs the Arbiter: reports then score its
+	// predictions against the injected faults ([Report.Arbiter]).
+	Arbiter bool
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Engine runs chaos experiments on a daemon's pools, one at a time.
@@ -225,6 +228,8 @@ type experiment struct {
 
 	progress chan Progress
 	lost     int
+	// predictions are the Arbiter's prediction events in the pool.
+	predictions []supervisor.Event
 }
 
 func (e *Engine) plan(spec Spec) (*experiment, error) {
@@ -446,6 +451,9 @@ func (x *experiment) run(parent context.Context, progress func(Progress)) *Repor
 	x.mu.Lock()
 	r.Calls.Add(x.probes)
 	r.Injections = slices.Clone(x.injections)
+	if x.e.opts.Arbiter {
+		r.Arbiter = scoreArbiter(r.Injections, x.predictions)
+	}
 	if x.lost > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d progress messages were dropped (slow reader); the report is complete", x.lost))
 	}
@@ -505,6 +513,9 @@ func (x *experiment) dispatch(ctx context.Context, events <-chan supervisor.Even
 				continue
 			}
 			x.mu.Lock()
+			if ev.Kind == supervisor.EventPrediction {
+				x.predictions = append(x.predictions, ev)
+			}
 			ch := x.waiters[ev.Agent]
 			x.mu.Unlock()
 			if ch != nil {
@@ -812,7 +823,7 @@ func (x *experiment) await(ctx context.Context, fi *faultInstance, in *Injection
 			case ev.Kind == supervisor.EventRecovered:
 				x.recovered(ctx, fi, in, ev, failure, base, onsetAt)
 				return
-			case ev.Kind == supervisor.EventPrediction || (ev.Kind == supervisor.EventDrain && failure == nil):
+			case (ev.Kind == supervisor.EventPrediction && !heldOutPrediction(ev)) || (ev.Kind == supervisor.EventDrain && failure == nil):
 				in.Cause, in.Reason = string(ev.Kind), ev.Reason
 				in.DetectMS = msPtr(ev.Time.Sub(base))
 				if (fi.kind == Leak || fi.kind == OOM) && onsetAt.IsZero() {

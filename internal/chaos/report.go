@@ -55,6 +55,9 @@ type Report struct {
 	// Notes say how the host or the experiment limits what was measured.
 	Notes      []string     `json:"notes,omitempty"`
 	Injections []*Injection `json:"injections"`
+	// Arbiter scores the daemon's Arbiter against the injected faults;
+	// absent when the daemon runs without it.
+	Arbiter *ArbiterReport `json:"arbiter,omitempty"`
 }
 
 // KindReport is the measurement of one fault kind.
@@ -368,6 +371,7 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "  failed: %s\n", e)
 		}
 	}
+	r.Arbiter.writeText(w)
 	fmt.Fprintln(w)
 	if r.Gate.Passed {
 		fmt.Fprintf(w, "gate: PASS (every kind recovered with p99 under %s, no call failed)\n", fmtMS(r.Gate.BoundMS))

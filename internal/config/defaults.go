@@ -29,6 +29,12 @@ const (
 	// short enough that a healthy agent killed soon after start is not
 	// taken for a crash loop.
 	DefaultMinUptime = time.Second
+	// DefaultViolationStreak: a stateless agent is replaced after this
+	// many violations in a row. An agent that hallucinates 5 % of its
+	// outputs at random reaches 3 in a row once in 400 violations; one
+	// that is broken (every output violates) costs 3 attempts, each
+	// retried elsewhere. docs/BENCHMARKS.md has the measurement.
+	DefaultViolationStreak = 3
 	// DefaultMaxOpenFor caps the breaker's doubling cool-down: a pool whose
 	// upstream is down probes it at least once a minute.
 	DefaultMaxOpenFor = time.Minute
@@ -65,13 +71,16 @@ func DefaultPool() Pool {
 			Max:        5 * time.Second,
 			ResetAfter: 30 * time.Second,
 		},
-		Intensity:    defaultIntensity(),
-		Retries:      DefaultRetries,
-		OnViolation:  OnViolationRetry,
-		OnToolError:  OnToolErrorReturn,
-		MCPContext:   MCPContextNone,
-		PingInterval: DefaultPingInterval,
-		PingTimeout:  DefaultPingTimeout,
+		Intensity:       defaultIntensity(),
+		Retries:         DefaultRetries,
+		OnViolation:     OnViolationRetry,
+		AgentState:      AgentStateful,
+		Start:           StartExec,
+		ViolationStreak: DefaultViolationStreak,
+		OnToolError:     OnToolErrorReturn,
+		MCPContext:      MCPContextNone,
+		PingInterval:    DefaultPingInterval,
+		PingTimeout:     DefaultPingTimeout,
 		Contract: Contract{
 			Deadline:       DefaultDeadline,
 			MaxOutputBytes: DefaultMaxOutputBytes,
@@ -120,6 +129,28 @@ const spawnBudgetPerCPU = 2
 // CPUs this process may run on).
 func (c *Config) EffectiveSpawnBudget() int {
 	return spawnBudget(c.SpawnBudget, runtime.NumCPU())
+}
+
+// pingBudgetPerCPU is how many idle agents may be pinged per second per
+// CPU when ping_budget is 0. A ping costs the daemon ~50-80 µs of CPU
+// (a write, a read, a timer): at 64 a second per CPU, pinging stays
+// under 1 % of the node's CPU however many agents idle. A hundred idle
+// agents on two CPUs are pinged every ping_interval; a thousand, every
+// ~8 s: an idle agent's hang matters only to the next call, which has its
+// own stall detection and retry.
+const pingBudgetPerCPU = 64
+
+// EffectivePingBudget is how many idle agents may be pinged per second on
+// the node: PingBudget when positive, else 64 × runtime.NumCPU().
+func (c *Config) EffectivePingBudget() int {
+	return pingBudget(c.PingBudget, runtime.NumCPU())
+}
+
+func pingBudget(configured, cpus int) int {
+	if configured > 0 {
+		return configured
+	}
+	return pingBudgetPerCPU * max(cpus, 1)
 }
 
 func spawnBudget(configured, cpus int) int {

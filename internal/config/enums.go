@@ -43,6 +43,32 @@ const (
 	OnViolationReask ViolationAction = "reask" // retry with the violation as feedback
 )
 
+// AgentState says whether a pool's agents keep state between calls,
+// which decides what a contract violation poisons.
+type AgentState string
+
+// What an agent keeps between calls.
+const (
+	// AgentStateful: an agent may keep state between calls, so a
+	// violating output may come from a poisoned process: it is replaced
+	// on every violation.
+	AgentStateful AgentState = "stateful"
+	// AgentStateNone: everything a call needs travels with it (the
+	// daemon keeps the session's context), so a violation poisons only
+	// that call: the agent is kept, and replaced only when its violations
+	// repeat (violation_streak) or on any other fault.
+	AgentStateNone AgentState = "none"
+)
+
+// StartMode is how a pool starts its agents.
+type StartMode string
+
+// How agents start.
+const (
+	StartExec   StartMode = "exec"   // the daemon executes the command for each agent
+	StartZygote StartMode = "zygote" // the command, started once, forks each agent on request
+)
+
 // ToolErrorAction is what an MCP pool does with a tool result that has
 // isError: true.
 type ToolErrorAction string
@@ -118,6 +144,8 @@ var (
 	protocols        = []Protocol{ProtocolJSONRPC, ProtocolMCP}
 	restartTypes     = []RestartType{RestartPermanent, RestartTransient, RestartTemporary}
 	violationActions = []ViolationAction{OnViolationRetry, OnViolationReask}
+	agentStates      = []AgentState{AgentStateful, AgentStateNone}
+	startModes       = []StartMode{StartExec, StartZygote}
 	toolErrorActions = []ToolErrorAction{OnToolErrorReturn, OnToolErrorRetry}
 	mcpContexts      = []MCPContext{MCPContextNone, MCPContextMeta}
 	isolateActions   = []IsolateAction{IsolateKill, IsolateFreeze, IsolateKeep}
@@ -134,6 +162,12 @@ func (r RestartType) Validate() error { return oneOf(r, restartTypes) }
 
 // Validate reports an error unless a is a known violation action.
 func (a ViolationAction) Validate() error { return oneOf(a, violationActions) }
+
+// Validate reports an error unless m is a known start mode.
+func (m StartMode) Validate() error { return oneOf(m, startModes) }
+
+// Validate reports an error unless a is a known agent state.
+func (a AgentState) Validate() error { return oneOf(a, agentStates) }
 
 // Validate reports an error unless a is a known tool error action.
 func (a ToolErrorAction) Validate() error { return oneOf(a, toolErrorActions) }
@@ -175,6 +209,8 @@ var enumValues = map[reflect.Type]string{
 	reflect.TypeFor[RestartType]():     joinEnum(restartTypes, " | "),
 	reflect.TypeFor[ViolationAction](): joinEnum(violationActions, " | "),
 	reflect.TypeFor[ToolErrorAction](): joinEnum(toolErrorActions, " | "),
+	reflect.TypeFor[AgentState]():      joinEnum(agentStates, " | "),
+	reflect.TypeFor[StartMode]():       joinEnum(startModes, " | "),
 	reflect.TypeFor[MCPContext]():      joinEnum(mcpContexts, " | "),
 	reflect.TypeFor[IsolateAction]():   joinEnum(isolateActions, " | "),
 	reflect.TypeFor[EgressPolicy]():    joinEnum(egressPolicies, " | "),

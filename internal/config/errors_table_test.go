@@ -739,6 +739,30 @@ pools:
   - name: a
     command: [x]
     min_uptime: 0s`, nil},
+	{"bad agent_state", `pools:
+  - name: a
+    command: [x]
+    agent_state: stateless`, []string{
+		`t.yaml:4:18: pools[0].agent_state: "stateless" is not one of stateful, none`,
+	}},
+	{"agent_state none with a streak", `pools:
+  - name: a
+    command: [x]
+    agent_state: none
+    violation_streak: 5`, nil},
+	{"violation_streak without agent_state none", `pools:
+  - name: a
+    command: [x]
+    violation_streak: 5`, []string{
+		`t.yaml:4:23: pools[0].violation_streak: only used when agent_state is none (a stateful agent is replaced on every violation)`,
+	}},
+	{"zero violation_streak", `pools:
+  - name: a
+    command: [x]
+    agent_state: none
+    violation_streak: 0`, []string{
+		`t.yaml:5:23: pools[0].violation_streak: must be at least 1, got 0`,
+	}},
 	{"bad on_tool_error", `pools:
   - name: a
     command: [x]

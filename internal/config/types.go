@@ -20,10 +20,14 @@ type Config struct {
 	MetricsAddr string `yaml:"metrics_addr"`
 	// SpawnBudget is how many agents may be starting at once on the node,
 	// over all pools; 0 means 2 × CPUs. See [Config.EffectiveSpawnBudget].
-	SpawnBudget int     `yaml:"spawn_budget"`
-	Mesh        Mesh    `yaml:"mesh"`
-	Pools       []Pool  `yaml:"pools"`
-	Groups      []Group `yaml:"groups"`
+	SpawnBudget int `yaml:"spawn_budget"`
+	// PingBudget is how many idle agents may be pinged per second on the
+	// node, over all pools; 0 means 64 × CPUs. See
+	// [Config.EffectivePingBudget].
+	PingBudget int     `yaml:"ping_budget"`
+	Mesh       Mesh    `yaml:"mesh"`
+	Pools      []Pool  `yaml:"pools"`
+	Groups     []Group `yaml:"groups"`
 	// MCP is the MCP front door (mcp.go); off by default.
 	MCP MCPFront `yaml:"mcp"`
 	// Cluster is cluster mode on etcd (cluster.go); off by default.
@@ -70,6 +74,16 @@ type Pool struct {
 	Intensity   Intensity       `yaml:"intensity"`
 	Retries     int             `yaml:"retries"`
 	OnViolation ViolationAction `yaml:"on_violation"`
+	// AgentState: whether a violation poisons the agent (stateful, the
+	// default) or only the call (none: see [AgentStateNone]).
+	AgentState AgentState `yaml:"agent_state"`
+	// ViolationStreak: with agent_state none, an agent whose outputs
+	// violate this many calls in a row is replaced.
+	ViolationStreak int `yaml:"violation_streak"`
+	// Start: how an agent is started: exec the command for each (the
+	// default), or zygote: the command is started once per pool and forks
+	// each agent on request (docs/PROTOCOL.md).
+	Start StartMode `yaml:"start"`
 	// OnToolError: for MCP pools, whether a tool result with isError: true
 	// is returned to the caller as the tool's answer or is a violation.
 	OnToolError ToolErrorAction `yaml:"on_tool_error"`

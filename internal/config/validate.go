@@ -147,6 +147,7 @@ func (v *validator) config(c *Config) {
 		v.errorf("version", "%s", unsupportedVersion(c.Version))
 	}
 	v.atLeast("spawn_budget", int64(c.SpawnBudget), 0)
+	v.atLeast("ping_budget", int64(c.PingBudget), 0)
 	if len(c.Socket) > maxSocketPath {
 		v.errorf("socket", "%d bytes is too long for a unix socket path (at most %d)", len(c.Socket), maxSocketPath)
 	}
@@ -266,6 +267,18 @@ func (v *validator) pool(path string, p *Pool) {
 		v.errorf(at("retries"), "%d is more than %d: each failed attempt may replace an agent; a pool that needs more is broken, and its breaker should say so", p.Retries, maxRetries)
 	}
 	v.enum(at("on_violation"), p.OnViolation.Validate())
+	v.enum(at("agent_state"), p.AgentState.Validate())
+	if err := p.Start.Validate(); err != nil {
+		v.errorf(at("start"), "%v", err)
+	} else if p.Start == StartZygote && p.Protocol == ProtocolMCP {
+		v.errorf(at("start"), "zygote is for the native protocol (jsonrpc): an MCP server cannot be asked to fork")
+	}
+	v.atLeast(at("violation_streak"), int64(p.ViolationStreak), 1)
+	if p.ViolationStreak != DefaultViolationStreak && p.AgentState == AgentStateful {
+		// A stateful agent is replaced on its first violation: a streak
+		// set there would be silently ignored.
+		v.errorf(at("violation_streak"), "only used when agent_state is none (a stateful agent is replaced on every violation)")
+	}
 	if err := p.OnToolError.Validate(); err != nil {
 		v.errorf(at("on_tool_error"), "%v", err)
 	} else if p.OnToolError != OnToolErrorReturn && p.Protocol != ProtocolMCP {

@@ -31,6 +31,7 @@ type Metrics struct {
 	latency    *prometheus.HistogramVec
 	recovery   *prometheus.HistogramVec
 	detection  *prometheus.HistogramVec
+	failures   *prometheus.CounterVec
 
 	mcpOperation *prometheus.HistogramVec
 	mcpSession   *prometheus.HistogramVec
@@ -68,6 +69,9 @@ func New(src Source) *Metrics {
 		Name: "resilienced_detection_seconds", Help: "From a fault to the supervisor acting on it, by fault kind.",
 		Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 14),
 	}, []string{"pool", "cause"})
+	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "resilienced_failures_total", Help: "Agent failures, by pool, fault class (start, runtime, caller, dependency) and event kind.",
+	}, []string{"pool", "class", "kind"})
 	// The MCP front door's metrics carry the OpenTelemetry MCP semantic
 	// conventions' names as an OpenTelemetry Prometheus exporter spells
 	// them (dots as underscores, the unit as a suffix), so dashboards made
@@ -83,7 +87,7 @@ func New(src Source) *Metrics {
 	m.mcpSessions = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "resilienced_mcp_sessions", Help: "MCP sessions open on the front door (the conventions define no such gauge).",
 	})
-	m.reg.MustRegister(m.restarts, m.violations, m.events, m.calls, m.latency, m.recovery, m.detection,
+	m.reg.MustRegister(m.restarts, m.violations, m.events, m.calls, m.latency, m.recovery, m.detection, m.failures,
 		m.mcpOperation, m.mcpSession, m.mcpSessions,
 		&gauges{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -93,6 +97,9 @@ func New(src Source) *Metrics {
 // Event feeds one supervisor event.
 func (m *Metrics) Event(ev supervisor.Event) {
 	m.events.WithLabelValues(ev.Pool, string(ev.Kind)).Inc()
+	if ev.Class != "" {
+		m.failures.WithLabelValues(ev.Pool, string(ev.Class), string(ev.Kind)).Inc()
+	}
 	switch ev.Kind {
 	case supervisor.EventViolation, supervisor.EventDeadline, supervisor.EventHang:
 		if ev.Code != "" {
@@ -172,6 +179,7 @@ func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolDesc
 	ch <- breakerDesc
 	ch <- wantDesc
+	g.describeExtra(ch)
 }
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
@@ -193,6 +201,8 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(wantDesc, prometheus.GaugeValue, float64(p.Replicas), p.Name)
 	}
+	g.collectArbiter(ch)
+	g.collectTelemetry(ch)
 }
 
 func b2f(b bool) float64 {

@@ -55,6 +55,9 @@ type callResult struct {
 	// unavailable: the agent answered that a dependency of its is down.
 	unavailable *agent.RPCError
 	bounced     bool // the agent stopped accepting before it ran the call
+	// kept: the agent violated but was kept (agent_state none); the retry
+	// goes to another agent if one is free.
+	kept bool
 }
 
 // contextEntry is one exchange as the agent protocol carries it.
@@ -207,13 +210,14 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 	}
 	res = &CallResult{}
 	var lastFailure error // the last attempt's violation or unavailability
+	var avoid string      // an agent kept after it violated: retry elsewhere
 	for res.Attempts <= pc.Retries {
 		raw := params.encode(make([]byte, 0, params.size()))
 		var r callResult
 		if pc.Hedge > 0 {
-			r, err = p.dispatchHedged(ctx, req.Session, raw, down, pc.Hedge, progress)
+			r, err = p.dispatchHedged(ctx, req.Session, avoid, raw, down, pc.Hedge, progress)
 		} else {
-			r, err = p.dispatch(ctx, req.Session, raw, down, progress)
+			r, err = p.dispatch(ctx, req.Session, avoid, raw, down, progress)
 		}
 		if err != nil {
 			bc.Abandoned() // the caller gave up, or the pool went down
@@ -255,6 +259,10 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 		}
 		res.Violations = append(res.Violations, r.violation)
 		lastFailure = r.violation
+		avoid = ""
+		if r.kept {
+			avoid = r.agent
+		}
 		if pc.OnViolation == config.OnViolationReask {
 			params.Feedback = fmt.Sprintf("Your previous answer was rejected (%s). Answer again, following the output contract exactly.", r.violation.Error())
 		}
@@ -327,7 +335,7 @@ func (p *Pool) storedResult(ctx context.Context, key string, digest []byte) (*Ca
 // travels with the call). The first valid answer wins; the other is
 // dropped when it comes. Hedging trades a little extra work for latency
 // that does not depend on the slowest agent.
-func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}, hedge time.Duration, progress func(agent.ProgressReport)) (callResult, error) {
+func (p *Pool) dispatchHedged(ctx context.Context, sessionID, avoid string, params json.RawMessage, down chan struct{}, hedge time.Duration, progress func(agent.ProgressReport)) (callResult, error) {
 	// The attempt that loses is not cancelled but finished in the
 	// background, and checked, as any other (errHedgeLost tells dispatch).
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -338,7 +346,7 @@ func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json
 	}
 	results := make(chan outcome, 2)
 	go func() {
-		r, err := p.dispatch(ctx, sessionID, params, down, progress)
+		r, err := p.dispatch(ctx, sessionID, avoid, params, down, progress)
 		results <- outcome{r, err}
 	}()
 	t := time.NewTimer(hedge)
@@ -350,7 +358,7 @@ func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json
 		case <-t.C:
 			pending++
 			go func() {
-				r, err := p.dispatch(ctx, "", params, down, progress)
+				r, err := p.dispatch(ctx, "", avoid, params, down, progress)
 				results <- outcome{r, err}
 			}()
 			continue
@@ -374,9 +382,10 @@ func (p *Pool) dispatchHedged(ctx context.Context, sessionID string, params json
 // at work, dispatch returns at once: the caller cancelled the call, and
 // the agent is told so and kept or replaced on another goroutine (see
 // abandon); a hedged attempt that lost is finished there instead, by the
-// contract's deadline at the latest.
-func (p *Pool) dispatch(ctx context.Context, sessionID string, params json.RawMessage, down chan struct{}, progress func(agent.ProgressReport)) (callResult, error) {
-	sl, err := p.acquire(ctx, sessionID, down)
+// contract's deadline at the latest. The agent named avoid is passed over
+// while another is free.
+func (p *Pool) dispatch(ctx context.Context, sessionID, avoid string, params json.RawMessage, down chan struct{}, progress func(agent.ProgressReport)) (callResult, error) {
+	sl, err := p.acquire(ctx, sessionID, avoid, down)
 	if err != nil {
 		return callResult{}, err
 	}
@@ -490,6 +499,13 @@ func (p *Pool) begin(sl *slot, params json.RawMessage, progress func(agent.Progr
 	deadline := c.Deadline()
 	at := &attempt{p: p, sl: sl, limit: deadline}
 	at.stall = p.lat.stallTimeout(sl.stallTimeout, deadline)
+	if !sl.served.Load() && sl.stallTimeout == 0 {
+		// A fresh process is cold (its code paged in, lazy imports,
+		// caches): the pool's warm latency says little of its first
+		// call, and on a loaded host a wrong "hung" here counts as a
+		// failed start toward the breaker.
+		at.stall = min(max(coldStallRatio*at.stall, coldStallFloor), deadline)
+	}
 	// One context and one timer per attempt, which the timer ends with
 	// its cause: a deadline context with a stall timer beside it cost
 	// twice the allocations and timer operations on every call.
@@ -631,7 +647,8 @@ func (at *attempt) finish() callResult {
 		d := now.Sub(at.start)
 		p.lat.observe(d)
 		sl.lat.observe(d)
-		if first {
+		sl.streak.n.Store(0)
+		if first || !sl.served.Load() { // a kept agent may fail its first call
 			p.proven(sl)
 		}
 		return callResult{out: at.out, agent: sl.id}
@@ -659,7 +676,14 @@ func (at *attempt) finish() callResult {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	p.fail(sl, evidence{kind: kind, code: v.Code, reason: v.Error(), at: when})
+	ev := evidence{kind: kind, code: v.Code, reason: v.Error(), at: when}
+	if kind == EventViolation {
+		var keep bool
+		if keep, ev = p.keepAfterViolation(sl, at, v, ev); keep {
+			return callResult{agent: sl.id, violation: v, kept: true}
+		}
+	}
+	p.fail(sl, ev)
 	return callResult{agent: sl.id, violation: v}
 }
 

@@ -31,6 +31,8 @@ const (
 	EventIsolate    EventKind = "isolate"
 	EventRelease    EventKind = "release"
 	EventBreaker    EventKind = "breaker"
+	// EventPrediction: the Arbiter predicted the agent will fail; acted on
+	// (a drain follows) unless the reason starts with PredictionHeldOut.
 	EventPrediction EventKind = "prediction"
 	EventChaos      EventKind = "chaos"
 	EventScale      EventKind = "scale"
@@ -54,6 +56,10 @@ const (
 	EventCancel EventKind = "cancel"
 )
 
+// PredictionHeldOut starts the reason of a prediction event on an agent
+// the Arbiter holds out (leaves alone to measure its precision).
+const PredictionHeldOut = "held out (not acted on):"
+
 // Event is one thing that happened, with its timestamps. For a recovered
 // event, Fault is the first evidence (or the injection time of a chaos
 // fault), Detect when the supervisor acted, and Time when the pool was back
@@ -67,6 +73,9 @@ type Event struct {
 	Code     string    `json:"code,omitempty"`     // a violation's code (invalid_json, schema, ...)
 	Injected bool      `json:"injected,omitempty"` // the failure followed a fault noted with NoteFault (chaos)
 	Cause    EventKind `json:"cause,omitempty"`    // the failure kind a recovered event closes (exit, violation, ...)
+	// Action is what a violation did to its agent: kept (agent_state
+	// none, below its violation_streak) or replaced.
+	Action string `json:"action,omitempty"`
 	// Class is a failure's fault class (start, runtime, caller), which
 	// decided how the pool accounted for it; empty for other events.
 	Class     fault.Class `json:"class,omitempty"`

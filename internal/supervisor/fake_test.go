@@ -25,6 +25,8 @@ type fakeAgents struct {
 	// exitAfter, when > 0, makes each process exit this long after its
 	// handshake (a crash, whatever it is doing).
 	exitAfter atomic.Int64
+	// initDelay, when > 0, is how long each handshake takes.
+	initDelay atomic.Int64
 	// hangPings makes pings go unanswered; pings counts them.
 	hangPings atomic.Bool
 	pings     atomic.Int64
@@ -73,6 +75,9 @@ func (p *fakeProcess) exit(ok bool) {
 func (p *fakeProcess) PID() int { return p.pid }
 
 func (p *fakeProcess) Initialize(ctx context.Context) error {
+	if d := time.Duration(p.f.initDelay.Load()); d > 0 {
+		time.Sleep(d)
+	}
 	if p.f.failStart.Load() {
 		p.exit(false)
 		return errFakeExit

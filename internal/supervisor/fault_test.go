@@ -53,6 +53,38 @@ func TestStallIsDetectedAsHangBeforeTheDeadline(t *testing.T) {
 	}
 }
 
+// A fresh agent's first call is slow (cold code, lazy imports) without
+// being hung: the pool's warm latency does not judge it, and it is not
+// killed as a failed start (the soak's breaker opened on exactly that on a
+// loaded host).
+func TestColdAgentsFirstSlowCallIsNotAHang(t *testing.T) {
+	h := newHarness(t, cfgOf(testPool(t, "cold", func(p *config.Pool) {
+		p.Replicas, p.Spares, p.Contract.Deadline = 1, 0, 30*time.Second
+	})))
+	h.ready()
+	for range stallWarmup + 5 {
+		h.mustCall("cold", "", `{"text":"warm"}`)
+	}
+	if d := h.sup.pools["cold"].lat.stallTimeout(0, 30*time.Second); d >= 300*time.Millisecond {
+		t.Skipf("the warm pool's stall timeout is %v: a 300 ms call is no test of it", d)
+	}
+	old := h.agentsIn("cold", AgentActive)[0]
+	if err := h.sup.RestartAgent(old.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("a fresh agent", func() bool {
+		as := h.agentsIn("cold", AgentActive)
+		return len(as) == 1 && as[0].ID != old.ID
+	})
+	res, err := h.call("cold", "", `{"op":"slow","text":"x"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Attempts != 1 || len(h.eventsOf(EventHang)) != 0 {
+		t.Fatalf("result %+v, hangs %+v: the fresh agent's slow first call was judged hung", res, h.eventsOf(EventHang))
+	}
+}
+
 func TestInjectedLatencyIsReplacedAsSlow(t *testing.T) {
 	h := newHarness(t, cfgOf(testPool(t, "lat", func(p *config.Pool) { p.Replicas = 1; p.Contract.Deadline = 30 * time.Second })))
 	h.ready()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,6 +101,19 @@ func runTestAgent() {
 			out.Flush()
 		case "bad":
 			reply(`{"answer": 42}`)
+		case "bad-on-pid", "garbage-on-pid", "crash-on-pid":
+			// Misbehaves only in the agent whose pid is the text.
+			switch {
+			case req.Params.Input.Text != strconv.Itoa(os.Getpid()):
+				good()
+			case req.Params.Input.Op == "bad-on-pid":
+				reply(`{"answer": 42}`)
+			case req.Params.Input.Op == "crash-on-pid":
+				os.Exit(1)
+			default:
+				fmt.Fprintln(out, "{not json either")
+				out.Flush()
+			}
 		case "invalid-params":
 			fmt.Fprintf(out, `{"jsonrpc":"2.0","id":%d,"error":{"code":-32602,"message":"Invalid params: text must be a string"}}`+"\n", *req.ID)
 			out.Flush()
@@ -153,7 +167,7 @@ func runTestAgent() {
 var answerSchema = json.RawMessage(`{"type":"object","required":["answer"],"properties":{"answer":{"type":"string"}}}`)
 
 // testPool returns a pool config that runs the test binary as its agent.
-func testPool(t *testing.T, name string, mod ...func(*config.Pool)) config.Pool {
+func testPool(t testing.TB, name string, mod ...func(*config.Pool)) config.Pool {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -190,6 +204,13 @@ type harness struct {
 // test runs as root on a cgroup2 host, in process groups otherwise.
 func newHarness(t testing.TB, cfg *config.Config) *harness {
 	t.Helper()
+	return newHarnessIn(t, cfg, true)
+}
+
+// newHarnessIn is newHarness, with agents in process groups rather than
+// cgroups unless cgroups is set.
+func newHarnessIn(t testing.TB, cfg *config.Config, cgroups bool) *harness {
+	t.Helper()
 	// Registered first, so it runs last: after the supervisor stopped and
 	// everything it holds should be gone.
 	leakcheck.Check(t)
@@ -200,7 +221,7 @@ func newHarness(t testing.TB, cfg *config.Config) *harness {
 	}
 	h.store = store
 	opts := Options{Store: store, OnEvent: h.record}
-	if os.Geteuid() == 0 {
+	if cgroups && os.Geteuid() == 0 {
 		m, err := cgroup.Open(cgroup.Options{Name: fmt.Sprintf("rtest-sup-%d", time.Now().UnixNano())})
 		if err != nil {
 			t.Fatal(err)

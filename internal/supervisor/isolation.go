@@ -27,6 +27,7 @@ func (p *Pool) isolate(sl *slot, action, reason string) error {
 	}
 	p.mustTransitionLocked(sl, AgentIsolated, now)
 	sl.keep, sl.isolatedAt, sl.isolateReason = action == IsolateKeep, now, reason
+	p.noteStateLocked(sl)
 	if prev == AgentActive {
 		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: EventIsolate, fault: now, detect: now})
 	}

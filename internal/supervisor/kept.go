@@ -135,6 +135,7 @@ func (p *Pool) releaseRestored(sl *slot) {
 	p.mustTransitionLocked(sl, AgentDead, p.sup.opts.Now())
 	p.mu.Unlock()
 	p.sup.emit(Event{Kind: EventRelease, Pool: p.name, Agent: sl.id})
+	p.forget(sl)
 	p.killNow(sl)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

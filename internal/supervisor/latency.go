@@ -25,8 +25,12 @@ const (
 	stallFloor   = 50 * time.Millisecond
 	stallConfirm = 15 * time.Millisecond
 	stallWarmup  = 20 // successful calls before the typical latency is trusted
-	latencyAlpha = 0.05
-	latencyBeta  = 0.1 // the deviation's gain
+	// An agent that has not served a call yet gets coldStallRatio times
+	// the stall timeout, at least coldStallFloor.
+	coldStallRatio = 10
+	coldStallFloor = time.Second
+	latencyAlpha   = 0.05
+	latencyBeta    = 0.1 // the deviation's gain
 )
 
 type latencyTracker struct {

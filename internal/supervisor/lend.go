@@ -38,8 +38,11 @@ type slotLease struct {
 
 // acquire leases an agent for one attempt: for a session, the one the ring
 // assigns it (waiting for it while it is busy); otherwise any free active
-// agent, the longest idle first.
-func (p *Pool) acquire(ctx context.Context, sessionID string, down chan struct{}) (*slot, error) {
+// agent, the longest idle first. The agent named avoid (one kept after a
+// violation, see stateless.go) is passed over while another is free, and
+// a session assigned to it takes any agent: its context travels with the
+// call.
+func (p *Pool) acquire(ctx context.Context, sessionID, avoid string, down chan struct{}) (*slot, error) {
 	l := &p.lend
 	for {
 		var target *slot
@@ -47,6 +50,9 @@ func (p *Pool) acquire(ctx context.Context, sessionID string, down chan struct{}
 			p.mu.Lock()
 			if id, ok := p.ring.Assign(sessionID); ok {
 				target = p.slots[id]
+			}
+			if target != nil && target.id == avoid {
+				target = nil
 			}
 			p.mu.Unlock()
 		}
@@ -64,8 +70,13 @@ func (p *Pool) acquire(ctx context.Context, sessionID string, down chan struct{}
 		} else {
 			for len(l.idle) > 0 {
 				sl := l.idle[0]
-				l.idle[0] = nil
-				l.idle = l.idle[1:]
+				if sl.id == avoid && len(l.idle) > 1 {
+					sl = l.idle[1]
+					l.idle = slices.Delete(l.idle, 1, 2)
+				} else {
+					l.idle[0] = nil
+					l.idle = l.idle[1:]
+				}
 				sl.lease.queued = false
 				if sl.accepting.Load() { // else it left service while idle: drop it
 					sl.lease.leased = true

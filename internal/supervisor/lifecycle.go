@@ -37,6 +37,7 @@ func (p *Pool) ensureLocked(delay time.Duration, urgent bool) []*slot {
 			contract:        p.contract,
 			stallTimeout:    p.cfg.StallTimeout,
 			retryToolErrors: p.cfg.OnToolError == config.OnToolErrorRetry,
+			streak:          violationStreakState{limit: violationStreak(p.cfg)},
 			promote:         make(chan struct{}, 1),
 			stopReq:         make(chan string, 1),
 			dead:            make(chan struct{}),
@@ -123,30 +124,8 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	sl.started = p.sup.opts.Now()
 	p.mu.Unlock()
 	p.sup.emit(Event{Kind: EventSpawn, Pool: p.name, Agent: sl.id})
-	cfg := agent.Config{
-		ID:           sl.id,
-		Pool:         p.name,
-		Command:      pc.Command,
-		Dir:          pc.Dir,
-		Credential:   cred,
-		Protocol:     string(pc.Protocol),
-		Method:       pc.Method,
-		Tool:         pc.Tool,
-		MCPContext:   string(pc.MCPContext),
-		MaxLineBytes: pc.Contract.MaxOutputBytes + 4096, // room for the JSON-RPC envelope
-		Logger:       p.sup.log,
-		Now:          p.sup.opts.Now,
-	}
-	hook, id, tail, now := p.sup.opts.OnStderr, sl.id, sl.tail, p.sup.opts.Now
-	cfg.OnStderr = func(line string) {
-		tail.add(now(), line)
-		if hook != nil {
-			hook(id, line)
-		}
-	}
-	for k, v := range pc.Env {
-		cfg.Env = append(cfg.Env, k+"="+v)
-	}
+	cfg := p.agentConfig(sl.id, pc, sl.tail)
+	cfg.Credential = cred
 	if sbs := p.sup.opts.Sandboxes; sbs != nil && !sl.prepared {
 		sb, err := sbs.Create(p.name, sl.id, cgroup.Limits{Memory: pc.Limits.Memory, Pids: pc.Limits.Pids, CPUWeight: pc.Limits.CPUWeight})
 		if err != nil {
@@ -170,6 +149,9 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	if start == nil {
 		start = startProcess
 	}
+	if pc.Start == config.StartZygote {
+		start = func(cfg agent.Config) (process, error) { return p.zygoteProcess(cfg, pc, cred, sl.sb, p.downChan()) }
+	}
 	a, err := start(cfg)
 	if err != nil {
 		return err
@@ -177,7 +159,7 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 	p.mu.Lock()
 	sl.a = a
 	p.mu.Unlock()
-	if sl.sb != nil {
+	if sl.sb != nil && pc.Start != config.StartZygote { // a zygote's child is placed already
 		if err := sl.sb.Join(a.PID()); err != nil {
 			return fmt.Errorf("cgroup join: %w", err)
 		}
@@ -269,6 +251,7 @@ func (p *Pool) ready(sl *slot, asked time.Time) bool {
 	} else {
 		p.mustTransitionLocked(sl, AgentSpare, now)
 	}
+	p.keepLocked(sl, p.cfg)
 	evs = append(evs, p.recoveredLocked(now)...)
 	p.prepareSandboxLocked()
 	p.mu.Unlock()
@@ -332,7 +315,7 @@ func (p *Pool) fail(sl *slot, ev evidence) {
 	if faultAt.IsZero() || faultAt.After(now) {
 		faultAt = now
 	}
-	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code), Injected: sl.fault.Load() != 0, Class: class}}
+	evs := []Event{{Time: now, Kind: ev.kind, Pool: p.name, Agent: sl.id, Reason: ev.reason, Code: string(ev.code), Injected: sl.fault.Load() != 0, Class: class, Action: ev.action}}
 	if prev == AgentActive {
 		p.pending = append(p.pending, pendingRecovery{agent: sl.id, cause: ev.kind, fault: faultAt, detect: now})
 	}
@@ -425,6 +408,7 @@ func (p *Pool) destroy(sl *slot) {
 	if sl.graceful.Load() && sl.a != nil {
 		<-sl.a.Done() // stopSlot kills it after the shutdown timeout
 	}
+	p.forget(sl)
 	p.awaitReplacements(sl)
 	p.gone.add(sl.tail)
 	p.sup.emit(Event{Kind: EventKill, Pool: p.name, Agent: sl.id})
@@ -488,4 +472,33 @@ func (p *Pool) firstCallFailed(v *contract.Violation) {
 	b := p.breaker
 	p.mu.Unlock()
 	b.FirstCall(v)
+}
+
+// agentConfig is the agent.Config of agent id of a pool configured as pc
+// (but its credential), whose stderr lines go to tail.
+func (p *Pool) agentConfig(id string, pc config.Pool, tail *logTail) agent.Config {
+	cfg := agent.Config{
+		ID:           id,
+		Pool:         p.name,
+		Command:      pc.Command,
+		Dir:          pc.Dir,
+		Protocol:     string(pc.Protocol),
+		Method:       pc.Method,
+		Tool:         pc.Tool,
+		MCPContext:   string(pc.MCPContext),
+		MaxLineBytes: pc.Contract.MaxOutputBytes + 4096, // room for the JSON-RPC envelope
+		Logger:       p.sup.log,
+		Now:          p.sup.opts.Now,
+	}
+	hook, now := p.sup.opts.OnStderr, p.sup.opts.Now
+	cfg.OnStderr = func(line string) {
+		tail.add(now(), line)
+		if hook != nil {
+			hook(id, line)
+		}
+	}
+	for k, v := range pc.Env {
+		cfg.Env = append(cfg.Env, k+"="+v)
+	}
+	return cfg
 }

@@ -1,8 +1,10 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -48,10 +50,18 @@ func (s *Supervisor) kickPings() {
 	}
 }
 
-// pingDue starts a ping of every agent due at now and returns how long the
-// pinger may sleep.
+// pingDue starts a ping of every agent due at now, as far as the node's
+// ping budget allows, longest idle first, and returns how long the pinger
+// may sleep. Called only from pingLoop.
 func (s *Supervisor) pingDue(now time.Time) time.Duration {
 	sleep := pingMaxSleep
+	type dueSlot struct {
+		p       *Pool
+		sl      *slot
+		last    int64
+		timeout time.Duration
+	}
+	var due []dueSlot
 	for _, p := range s.Pools() {
 		pc := p.config()
 		if pc.PingInterval <= 0 {
@@ -62,7 +72,6 @@ func (s *Supervisor) pingDue(now time.Time) time.Duration {
 		// about 20 times an interval, not once per agent (each wake-up
 		// scans the pool).
 		slack := pc.PingInterval / 20
-		var due []*slot
 		p.mu.Lock()
 		for _, sl := range p.slots {
 			if sl.a == nil || (sl.state != AgentActive && sl.state != AgentSpare) || sl.isolated.Load() || sl.pinging.Load() {
@@ -73,16 +82,53 @@ func (s *Supervisor) pingDue(now time.Time) time.Duration {
 				sleep = min(sleep, max(at.Sub(now), slack))
 				continue
 			}
-			sl.pinging.Store(true)
-			due = append(due, sl)
+			due = append(due, dueSlot{p, sl, last, pc.PingTimeout})
 		}
 		p.mu.Unlock()
-		for _, sl := range due {
-			sl.lastPing.Store(now.UnixNano())
-			go p.ping(sl, pc.PingTimeout)
-		}
+	}
+	n := s.pings.take(now, len(due))
+	if n < len(due) {
+		// Over budget: the longest idle go first, the rest at a later
+		// wake-up, once the budget has refilled a little.
+		slices.SortFunc(due, func(a, b dueSlot) int { return cmp.Compare(a.last, b.last) })
+		sleep = min(sleep, pingBudgetWait)
+	}
+	for _, d := range due[:n] {
+		d.sl.pinging.Store(true)
+		d.sl.lastPing.Store(now.UnixNano())
+		go d.p.ping(d.sl, d.timeout)
 	}
 	return max(sleep, time.Millisecond)
+}
+
+// pingBudgetWait is how long the pinger sleeps when agents wait for the
+// ping budget: about a tenth of a second's budget per wake-up.
+const pingBudgetWait = 100 * time.Millisecond
+
+// pingBudget is a token bucket of pings per second for the whole node, at
+// most a second's worth saved up. Used only by the pinger's goroutine;
+// rate is set by Apply.
+type pingBudget struct {
+	rate   atomic.Int64 // pings per second; 0: unlimited
+	tokens float64
+	last   time.Time
+}
+
+// take returns how many of want pings may start at now, and spends them.
+func (b *pingBudget) take(now time.Time, want int) int {
+	rate := float64(b.rate.Load())
+	if rate <= 0 {
+		return want
+	}
+	if b.last.IsZero() {
+		b.tokens = rate
+	} else {
+		b.tokens = min(rate, b.tokens+now.Sub(b.last).Seconds()*rate)
+	}
+	b.last = now
+	n := min(want, int(b.tokens))
+	b.tokens -= float64(n)
+	return n
 }
 
 // pingStarvedLimit bounds how many ping timeouts in a row a starved daemon

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -28,6 +29,43 @@ func TestVirtualIdleAgentsArePingedEachInterval(t *testing.T) {
 		synctest.Wait()
 		if got := f.pings.Load() - start; got < 50*9 || got > 50*11 {
 			t.Fatalf("%d pings of 50 idle agents in 10 intervals, want about 500", got)
+		}
+		if n := len(r.eventsOf(EventHang)); n != 0 {
+			t.Fatalf("%d hang events for agents that answer", n)
+		}
+	})
+}
+
+// Past the node's ping budget, idle agents are pinged at the budget's rate,
+// longest idle first, so that each gets its turn: the cost of idle
+// liveness does not grow with the agents.
+func TestVirtualPingBudgetBoundsTheRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAgents{}
+		r := newFakeRun(t, f)
+		cfg := &config.Config{PingBudget: 100, Pools: []config.Pool{pingPool("many", 1000)}}
+		if err := r.sup.Apply(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		before := f.pings.Load()
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		if got := f.pings.Load() - before; got < 100*18 || got > 100*21 {
+			t.Fatalf("%d pings in 20 s at a budget of 100/s, want about 2,000 (not 20,000)", got)
+		}
+		p, _ := r.sup.Pool("many")
+		p.mu.Lock()
+		var never int
+		for _, sl := range p.slots {
+			if sl.lastPing.Load() < time.Now().Add(-12*time.Second).UnixNano() {
+				never++
+			}
+		}
+		p.mu.Unlock()
+		if never > 0 {
+			t.Fatalf("%d of 1,000 agents not pinged in the last 12 s: the budget is not shared longest idle first", never)
 		}
 		if n := len(r.eventsOf(EventHang)); n != 0 {
 			t.Fatalf("%d hang events for agents that answer", n)

@@ -24,7 +24,7 @@ type PoolState string
 // Pool states.
 const (
 	PoolRunning  PoolState = "running"  // replicas active
-	PoolDegraded PoolState = "degraded" // fewer than replicas active
+	PoolDegraded PoolState = "degraded" // fewer than replicas active, for degradedAfter or since its start
 	PoolFailed   PoolState = "failed"   // gave up; see Reason
 	PoolStopped  PoolState = "stopped"
 )
@@ -83,6 +83,7 @@ type evidence struct {
 	code   contract.Code // the violation's code, when the evidence is one
 	reason string
 	at     time.Time // first evidence
+	action string    // the decision a violation event records, if any (stateless.go)
 }
 
 type pendingRecovery struct {
@@ -131,6 +132,7 @@ type Pool struct {
 	sparesWanted int
 	// Spares under fire (surge.go).
 	surge       int
+	shortSince  time.Time // when a whole pool fell short of its replicas (recoveredLocked)
 	surgeAt     time.Time
 	replaced    []time.Time   // runtime replacements of the last surgeWindow
 	startTime   time.Duration // EWMA of spawn to ready
@@ -153,6 +155,10 @@ type Pool struct {
 	preparing   bool          // nextSandbox is being made
 	// tools are what the pool's latest MCP server to shake hands listed.
 	tools atomic.Pointer[[]agent.Tool]
+
+	// The pool's zygote, if it starts agents so (zygote.go).
+	zygMu sync.Mutex
+	zyg   *zygote
 }
 
 // slot is one agent incarnation and its worker goroutine.
@@ -206,6 +212,9 @@ type slot struct {
 	// The replacements started for this slot when it died: its cleanup
 	// waits for their start, which it would otherwise slow down.
 	replacements []*slot
+
+	// streak counts its violations in a row (stateless.go).
+	streak violationStreakState
 }
 
 func (sl *slot) markDead() { sl.deadOnce.Do(func() { close(sl.dead) }) }
@@ -329,9 +338,22 @@ func (p *Pool) effectiveReplicas() int {
 	return n
 }
 
+// degradedAfter is how long a pool that was whole may be short of its
+// replicas before Status calls it degraded. Runtime faults are replaced at
+// once, and a replacement takes a start (tens of ms, more on a loaded
+// host); calls meanwhile wait for the spare and are served. Degraded is
+// for a pool that cannot hold its strength, not one replacing an agent:
+// an alert on every replacement would fire many times a second at 5 %
+// hallucination. The active count in the status is always the current one.
+const degradedAfter = time.Second
+
 // Status returns the pool's status.
 func (p *Pool) Status() PoolStatus {
 	p.mu.Lock()
+	state := p.state
+	if state == PoolRunning && !p.shortSince.IsZero() && time.Since(p.shortSince) >= degradedAfter {
+		state = PoolDegraded
+	}
 	st := PoolStatus{
 		Name:         p.name,
 		Replicas:     p.effectiveReplicas(),
@@ -339,7 +361,7 @@ func (p *Pool) Status() PoolStatus {
 		Spares:       len(p.spares),
 		SparesWanted: p.spareTargetLocked(),
 		Starting:     p.starting,
-		State:        p.state,
+		State:        state,
 		Reason:       p.reason,
 		Restarts:     p.restarts,
 	}

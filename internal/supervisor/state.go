@@ -78,6 +78,7 @@ func (p *Pool) transitionLocked(sl *slot, to AgentState, now time.Time) error {
 			delete(p.slots, sl.id)
 		}
 	}
+	p.noteStateLocked(sl)
 	return nil
 }
 
@@ -113,10 +114,19 @@ func (p *Pool) recoveredLocked(now time.Time) []Event {
 		return nil
 	}
 	if p.activeN < p.effectiveReplicas() {
-		p.state = PoolDegraded
+		// A pool that was whole stays running while its replacements
+		// are under way: Status reports it degraded once it has been
+		// short for degradedAfter. One that never was whole (starting,
+		// or after a restart) is degraded at once.
+		if p.state != PoolRunning {
+			p.state = PoolDegraded
+		} else if p.shortSince.IsZero() {
+			p.shortSince = now
+		}
 		return nil
 	}
 	p.state = PoolRunning
+	p.shortSince = time.Time{}
 	evs := make([]Event, 0, len(p.pending))
 	for _, pr := range p.pending {
 		evs = append(evs, Event{

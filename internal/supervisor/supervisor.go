@@ -58,7 +58,9 @@ type Options struct {
 	Rand    func() float64
 	// Credentials resolves a pool's user and group; default os/user.
 	Credentials func(user, group string) (*syscall.Credential, error)
-	// EventBuffer is how many recent events are kept in memory (default 4096).
+	// EventBuffer is how many recent events are kept in memory (default
+	// 1024): enough for a follower to catch up; the daemon's API reads
+	// older history from its journal on disk.
 	EventBuffer int
 	// OnCall, when set, sees the outcome and duration of every call. It
 	// must not block.
@@ -85,6 +87,9 @@ type Options struct {
 	// OnStderr, when set, sees every stderr line of every agent. It must
 	// not block.
 	OnStderr func(agentID, line string)
+	// Keeper, when set, keeps every ready agent's files and state outside
+	// the daemon, for a next instance to adopt (adopt.go).
+	Keeper Keeper
 }
 
 // Supervisor is the root of the supervision tree.
@@ -107,7 +112,9 @@ type Supervisor struct {
 	// timer that pings idle agents.
 	sched    schedWatch
 	pingKick chan struct{}
+	pings    pingBudget
 	kept     []KeptAgent // left by Stop; see KeptAgents
+	adopting []*adoptee  // adopted, waiting for their pools (adopt.go)
 }
 
 // New returns a supervisor with no pools; call Apply to start some.
@@ -122,7 +129,7 @@ func New(opts Options) *Supervisor {
 		opts.Credentials = lookupCredential
 	}
 	if opts.EventBuffer <= 0 {
-		opts.EventBuffer = 4096
+		opts.EventBuffer = 1024
 	}
 	if opts.CancelGrace <= 0 {
 		opts.CancelGrace = time.Second
@@ -211,13 +218,19 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	s.buildTree(cfg.Groups)
 	s.mu.Unlock()
 	s.spawns.setMax(cfg.EffectiveSpawnBudget())
+	s.pings.rate.Store(int64(cfg.EffectivePingBudget()))
 
 	for _, p := range stop {
 		p.stop(ctx, "removed from config", false)
 	}
 	for _, p := range start {
-		p.start()
+		if ads := s.takeAdopted(p.name); len(ads) > 0 {
+			p.startAdopting(ads)
+		} else {
+			p.start()
+		}
 	}
+	s.dropAdopted()
 	for _, p := range failed {
 		s.emit(Event{Kind: EventPoolFailed, Pool: p.name, Reason: p.reason})
 	}

@@ -225,7 +225,10 @@ func TestGroupStrategies(t *testing.T) {
 		{config.StrategyRestForOne, false, true},
 	} {
 		t.Run(string(tc.strategy), func(t *testing.T) {
-			one := func(p *config.Pool) { p.Replicas, p.Spares, p.Retries = 1, 0, 0 }
+			// A crash on a first call is a start failure only within
+			// min_uptime: long, so that a slow (-race, loaded) host's
+			// agents still count as just started.
+			one := func(p *config.Pool) { p.Replicas, p.Spares, p.Retries, p.MinUptime = 1, 0, 0, time.Hour }
 			b := testPool(t, "b", one, func(p *config.Pool) { p.Intensity = config.Intensity{MaxRestarts: 1, Period: time.Minute} })
 			cfg := cfgOf(testPool(t, "a", one), b, testPool(t, "c", one))
 			cfg.Groups = []config.Group{{Name: "g", Strategy: tc.strategy, Intensity: config.Intensity{MaxRestarts: 5, Period: time.Minute}, Children: []string{"a", "b", "c"}}}
@@ -257,7 +260,7 @@ func TestGroupStrategies(t *testing.T) {
 
 func TestGroupEscalatesPastItsIntensity(t *testing.T) {
 	one := func(p *config.Pool) {
-		p.Replicas, p.Spares, p.Retries = 1, 0, 0
+		p.Replicas, p.Spares, p.Retries, p.MinUptime = 1, 0, 0, time.Hour // see TestGroupStrategies
 		p.Intensity = config.Intensity{MaxRestarts: 0, Period: time.Minute}
 	}
 	cfg := cfgOf(testPool(t, "a", one), testPool(t, "b", one))

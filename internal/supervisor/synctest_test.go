@@ -202,3 +202,36 @@ func TestVirtualMinUptimeTellsStartFromRuntime(t *testing.T) {
 		}
 	})
 }
+
+// A pool that was whole stays running while a runtime replacement is under
+// way, and is degraded once it has been short for degradedAfter.
+func TestVirtualDegradedAfterAGrace(t *testing.T) {
+	for _, tc := range []struct {
+		start time.Duration // a replacement's handshake
+		want  PoolState     // 1.5 s after the agents died
+	}{
+		{300 * time.Millisecond, PoolRunning},
+		{2 * time.Second, PoolDegraded},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			f := &fakeAgents{}
+			f.initDelay.Store(int64(tc.start))
+			f.exitAfter.Store(int64(5 * time.Second))
+			r := newFakeRun(t, f, fakePool("grace", 2, 0))
+			p, _ := r.sup.Pool("grace")
+			time.Sleep(tc.start / 2)
+			if st := p.Status(); st.State != PoolDegraded {
+				t.Fatalf("starting pool: %+v, want degraded until it is whole", st)
+			}
+			// Both agents die at start+5s; their replacements take start.
+			time.Sleep(tc.start/2 + 5*time.Second + 100*time.Millisecond)
+			if st := p.Status(); st.State != PoolRunning || st.Active == 2 {
+				t.Fatalf("100 ms into the replacement of a whole pool: %+v, want running and short", st)
+			}
+			time.Sleep(1400 * time.Millisecond)
+			if st := p.Status(); st.State != tc.want {
+				t.Fatalf("1.5 s after the deaths, replacements taking %v: %+v, want %s", tc.start, st, tc.want)
+			}
+		})
+	}
+}

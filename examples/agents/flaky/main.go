@@ -62,6 +62,7 @@ const (
 	codeMethodNotFound = -32601
 	codeInvalidParams  = -32602
 	codeUpstream       = -32000
+	codeUnavailable    = -32030 // docs/PROTOCOL.md: a dependency is unavailable, not this agent's fault
 	codeBadToken       = -32001
 )
 
@@ -78,6 +79,7 @@ type config struct {
 	slow            float64 // rate of calls slowed by slowLatency
 	slowLatency     time.Duration
 	upstream        string // HOST:PORT dialled on every call
+	unavailable     bool   // an unreachable upstream is answered with codeUnavailable
 	verifyJWT       bool
 
 	// Slow-burn faults (slowburn.go).
@@ -111,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.slow, "slow", 0, "rate of calls that take -slow-latency longer (the agent slows down now and then)")
 	fs.DurationVar(&c.slowLatency, "slow-latency", 500*time.Millisecond, "the extra delay of a slow call")
 	fs.StringVar(&c.upstream, "upstream", "", "HOST:PORT of a TCP echo service dialled on every call (like a vector database); a call fails when it cannot be reached")
+	fs.BoolVar(&c.unavailable, "upstream-unavailable", false, "answer an unreachable -upstream with -32030 (a dependency is unavailable: retried elsewhere, no agent replaced) instead of -32000")
 	fs.BoolVar(&c.verifyJWT, "verify-jwt", false, "reject an input whose JWT-shaped strings do not carry a valid HS256 signature by the demo key")
 	fs.DurationVar(&c.rampAfter, "ramp-after", 0, "slow-burn faults (-latency-ramp, -error-ramp, -leak) start this long after the first call")
 	fs.DurationVar(&c.rampJitter, "ramp-after-jitter", 0, "plus a share of this, drawn from -seed and the agent's name")
@@ -376,7 +379,11 @@ func (a *agent) call(id json.RawMessage, p *params, size int) (code int, exit bo
 	if a.cfg.upstream != "" {
 		if err := roundTrip(a.cfg.upstream); err != nil {
 			a.logf("call %d: upstream %s: %v", n, a.cfg.upstream, err)
-			a.replyError(id, codeUpstream, "upstream unreachable: "+err.Error())
+			code := codeUpstream
+			if a.cfg.unavailable {
+				code = codeUnavailable
+			}
+			a.replyError(id, code, "upstream unreachable: "+err.Error())
 			return 0, false
 		}
 	}

@@ -32,6 +32,12 @@ session. An output that breaks the contract is never added to the context;
 resilienced retries the call elsewhere, optionally with "feedback" saying
 what was wrong.
 
+Zygote mode ("start: zygote" in the pool's config): resilienced starts this
+program once, with RESILIENT_ZYGOTE_FD naming a socket. It initializes
+(imports, model clients, caches: whatever a fresh start would cost), then
+forks a ready child for each agent on request: see zygote() below and
+docs/PROTOCOL.md. The child serves exactly as a freshly started agent does.
+
 This template answers task/run by echoing its input:
   {"answer": <input as a string>, "context_len": N, "usage": {"total_tokens": K}}
 plus "feedback_seen": true when the call carried feedback. Replace run_task
@@ -41,6 +47,9 @@ with your own work.
 import argparse
 import json
 import math
+import os
+import signal
+import socket
 import sys
 
 PROTOCOL = "resilient/1"
@@ -141,12 +150,71 @@ def error_response(msg_id, code, message):
     return {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
 
 
+def zygote(fd, method):
+    """Forks a ready agent for each request on the socket fd, until it closes.
+
+    A request is one message {"id": AGENT} carrying three file descriptors
+    (SCM_RIGHTS): the child's stdin, stdout and stderr. The answer is one
+    message {"id": AGENT, "pid": PID}, or {"id": AGENT, "error": TEXT}. The
+    daemon moves the child into the agent's cgroup before it sends
+    initialize, so the child must do nothing before it reads its stdin.
+    """
+    sock = socket.socket(fileno=fd)
+    # Children are reaped by the kernel: their exit is the daemon's to see.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    log("zygote ready in pid %d" % os.getpid())
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 3)
+        except OSError as e:
+            log("zygote socket: %s" % e)
+            return
+        if not msg:
+            return  # the daemon closed the socket
+        agent_id = ""
+        try:
+            agent_id = json.loads(msg).get("id", "")
+            if len(fds) != 3:
+                raise ValueError("want 3 file descriptors, got %d" % len(fds))
+            pid = os.fork()
+        except (ValueError, OSError, AttributeError) as e:
+            for f in fds:
+                os.close(f)
+            sock.send(json.dumps({"id": agent_id, "error": str(e)}).encode())
+            continue
+        if pid == 0:
+            sock.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.setsid()  # a process group of its own, as a started agent has
+            for i, f in enumerate(fds):
+                os.dup2(f, i)
+            for f in fds:
+                if f > 2:
+                    os.close(f)
+            os.environ["RESILIENT_AGENT_ID"] = agent_id
+            try:
+                serve(method)
+            finally:
+                os._exit(0)
+        for f in fds:
+            os.close(f)
+        sock.send(json.dumps({"id": agent_id, "pid": pid}).encode())
+
+
 def main():
     parser = argparse.ArgumentParser(description="Echo agent for resilienced.")
     parser.add_argument("--method", default="task/run", help="name of the call method")
     args = parser.parse_args()
 
-    agent = Agent(args.method)
+    zfd = os.environ.get("RESILIENT_ZYGOTE_FD")
+    if zfd:
+        zygote(int(zfd), args.method)
+        return
+    serve(args.method)
+
+
+def serve(method):
+    agent = Agent(method)
     log("started")
     # Read bytes line by line: readline returns as soon as a line is in,
     # and bad UTF-8 becomes a parse error instead of an exception here.

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/adopt"
+	"github.com/resilienced/resilienced/internal/api"
+	"github.com/resilienced/resilienced/internal/cgroup"
+	"github.com/resilienced/resilienced/internal/supervisor"
+)
+
+// Agents outlive the daemon (internal/adopt, issue #14). Under systemd
+// every ready agent's files go into the service's fd store, and a
+// SIGTERM that is part of a restart job (systemctl restart, the package's
+// upgrade) leaves the agents to the next instance; a kill -9 leaves them
+// too, since the store outlives the process. Without systemd, SIGUSR2 or
+// POST /v1/upgrade (resilientctl upgrade) re-executes the binary from its
+// path with the same arguments and hands it the files; the old instance
+// exits once the new one serves.
+
+// Names of the non-agent descriptors of a handover.
+const (
+	fdNameAPI   = "api"
+	fdNameReady = "handover-ready"
+)
+
+// adoption is the daemon's side of internal/adopt.
+type adoption struct {
+	log    *slog.Logger
+	keeper *adopt.Keeper
+	store  *adopt.SystemdStore // nil outside systemd: no fd store
+	agents []*adopt.Agent      // inherited, until the supervisor adopts them
+	ln     net.Listener        // the API socket inherited, if any
+	ready  *os.File            // the previous instance's ready pipe (handover)
+	exe    string              // this binary's path, resolved at start
+}
+
+// inherit takes the descriptors a previous instance left (the fd store,
+// or a handover) and opens the fd store.
+func inherit(log *slog.Logger) *adoption {
+	ad := &adoption{log: log}
+	if exe, err := os.Executable(); err == nil {
+		ad.exe = strings.TrimSuffix(exe, " (deleted)")
+	}
+	named, err := adopt.Inherited()
+	if err != nil {
+		log.Warn("inherited descriptors", "err", err)
+	}
+	agents, others := adopt.Collect(named)
+	ad.agents = agents
+	for _, n := range others {
+		if n.Name == fdNameReady {
+			ad.ready = n.File
+			continue
+		}
+		if ad.ln == nil {
+			if ln, err := net.FileListener(n.File); err == nil {
+				if ul, ok := ln.(*net.UnixListener); ok && n.Name == fdNameAPI {
+					ul.SetUnlinkOnClose(true) // ours, as it was the previous instance's
+				}
+				ad.ln = ln
+				n.File.Close() // FileListener made its own
+				continue
+			}
+		}
+		log.Warn("an inherited descriptor is neither an agent's nor the API socket: closed", "name", n.Name)
+		n.File.Close()
+	}
+	if store, err := adopt.NewSystemdStore(); err == nil {
+		ad.store = store
+		ad.keeper = adopt.NewKeeper(store, log)
+	} else {
+		ad.keeper = adopt.NewKeeper(nil, log)
+	}
+	return ad
+}
+
+// claimCgroups checks the inherited agents and takes over the cgroups of
+// those that may be adopted, so that the reaping of the previous
+// instance's leftovers spares them. It returns the cgroups of the
+// isolated ones (their isolation pins stay).
+func (ad *adoption) claimCgroups(cg *cgroup.Manager) map[string]string {
+	isolated := map[string]string{}
+	for _, a := range ad.agents {
+		if err := adopt.Check(a); err != nil {
+			continue // refused, with its reason, by the supervisor
+		}
+		if a.Record.Cgroup == "" || cg.Mode() == cgroup.ModeNone {
+			continue
+		}
+		c, err := cg.Adopt(a.Record.Pool, a.Record.ID)
+		if err != nil {
+			continue
+		}
+		if supervisor.AgentState(a.Record.State) == supervisor.AgentIsolated {
+			isolated[a.Record.ID] = c.Path()
+		}
+	}
+	return isolated
+}
+
+// adoptAgents hands the inherited agents to the supervisor, before the
+// first Apply.
+func (d *daemon) adoptAgents(ctx context.Context) {
+	ad := d.adopt
+	if len(ad.agents) == 0 {
+		return
+	}
+	start := time.Now()
+	out := d.sup.Adopt(ctx, d.cfg.Load(), ad.agents)
+	ad.agents = nil
+	n := 0
+	for _, o := range out {
+		if o.Adopted {
+			n++
+		}
+	}
+	d.log.Info("adopted agents left by the previous instance", "adopted", n, "refused", len(out)-n, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// serving tells the previous instance of a handover that this one serves.
+func (ad *adoption) serving() {
+	if ad.ready == nil {
+		return
+	}
+	ad.ready.Write([]byte{1})
+	ad.ready.Close()
+	ad.ready = nil
+}
+
+// restartQueued reports whether systemd has a restart job for the
+// daemon's unit: the SIGTERM is then a restart (systemctl restart, the
+// package's upgrade), and the agents are left to the next instance.
+// systemd says nothing of this in the signal; its job list does.
+func (ad *adoption) restartQueued() bool {
+	if ad.store == nil {
+		return false
+	}
+	unit := ownUnit()
+	if unit == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The agents outlive the daemon only if systemd leaves them be.
+	km, err := exec.CommandContext(ctx, "systemctl", "show", "-p", "KillMode", "--value", unit).Output()
+	if err != nil || strings.TrimSpace(string(km)) != "process" {
+		return false
+	}
+	out, err := exec.CommandContext(ctx, "systemctl", "list-jobs", "--no-legend", "--no-pager", unit).Output()
+	if err != nil {
+		ad.log.Warn("asking systemd whether this stop is a restart; stopping the agents", "err", err)
+		return false
+	}
+	// JOB UNIT TYPE STATE
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[1] == unit && f[2] == "restart" {
+			return true
+		}
+	}
+	return false
+}
+
+// ownUnit is the systemd service the daemon runs in, from its cgroup.
+func ownUnit() string {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		_, path, ok := strings.Cut(line, "::")
+		if !ok {
+			if i := strings.LastIndexByte(line, ':'); i >= 0 && strings.Contains(line, "name=systemd") {
+				path = line[i+1:]
+			} else {
+				continue
+			}
+		}
+		for _, part := range strings.Split(path, "/") {
+			if strings.HasSuffix(part, ".service") {
+				return part
+			}
+		}
+	}
+	return ""
+}
+
+// errUpgradeUnderSystemd: under systemd the service manager restarts the
+// daemon, keeping the agents through its fd store.
+var errUpgradeUnderSystemd = errors.New("the daemon runs under systemd: `systemctl restart resilienced` (or installing the new package) restarts it and keeps the agents")
+
+// upgradeRoute serves POST /v1/upgrade: it answers, then the main loop
+// hands over to a new instance of the binary on disk.
+func (d *daemon) upgradeRoute() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := d.canUpgrade(); err != nil {
+			api.WriteError(w, &api.Error{Status: http.StatusConflict, Code: api.CodeBadRequest, Message: err.Error()})
+			return
+		}
+		select {
+		case d.upgradeReq <- struct{}{}:
+		default:
+		}
+		api.WriteJSON(w, http.StatusAccepted, api.UpgradeResult{PID: os.Getpid(), Executable: d.adopt.exe})
+	}
+}
+
+func (d *daemon) canUpgrade() error {
+	if d.adopt.store != nil {
+		return errUpgradeUnderSystemd
+	}
+	if d.adopt.exe == "" {
+		return errors.New("the daemon's executable path is unknown")
+	}
+	if fi, err := os.Stat(d.adopt.exe); err != nil {
+		return fmt.Errorf("the daemon's executable: %w", err)
+	} else if fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("the daemon's executable %s is not executable", d.adopt.exe)
+	}
+	return nil
+}
+
+// upgrade hands the agents to a new instance of the binary on disk,
+// started with the same arguments, and returns once it serves (or
+// failed). The caller then exits. Plain ExtraFiles and an environment
+// variable, as systemd's LISTEN_FDS, rather than cloudflare/tableflip:
+// tableflip hands over listeners and runs both instances side by side,
+// but an agent's pipes can have one reader only, so the old instance
+// stops first and only the fds and a ready pipe are needed.
+func (d *daemon) upgrade() (stopped bool, err error) {
+	if err := d.canUpgrade(); err != nil {
+		return false, err
+	}
+	// The API socket stays open (and its path in place) across the
+	// handover: callers queue in its backlog.
+	var apiFile *os.File
+	if ul, ok := d.sock.Listener.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+		f, err := ul.File()
+		if err != nil {
+			return false, fmt.Errorf("the API socket: %w", err)
+		}
+		apiFile = f
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return false, err
+	}
+	defer readyR.Close()
+	d.stop(true)
+
+	named := d.adopt.keeper.Handover()
+	if apiFile != nil {
+		named = append(named, adopt.Named{Name: fdNameAPI, File: apiFile})
+	}
+	named = append(named, adopt.Named{Name: fdNameReady, File: readyW})
+	cmd := exec.Command(d.adopt.exe, os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), adopt.HandoverEnv(named))
+	for _, n := range named {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, n.File)
+	}
+	start := time.Now()
+	err = cmd.Start()
+	readyW.Close()
+	if apiFile != nil {
+		apiFile.Close()
+	}
+	if err != nil {
+		d.adopt.keeper.Close()
+		return true, fmt.Errorf("starting %s: %w", d.adopt.exe, err)
+	}
+	d.log.Info("handed over to a new instance", "pid", cmd.Process.Pid, "exe", d.adopt.exe, "agents", d.adopt.keeper.Len())
+	served := make(chan bool, 1)
+	go func() {
+		b := make([]byte, 1)
+		n, _ := readyR.Read(b)
+		served <- n == 1
+	}()
+	ok := false
+	select {
+	case ok = <-served:
+	case <-time.After(5 * time.Minute):
+	}
+	d.adopt.keeper.Close()
+	pid := cmd.Process.Pid
+	cmd.Process.Release()
+	if !ok {
+		return true, fmt.Errorf("the new instance (pid %d) did not report serving: the agents go with it", pid)
+	}
+	d.log.Info("the new instance serves; exiting", "pid", pid, "took", time.Since(start).Round(time.Millisecond))
+	return true, nil
+}
+
+// listenInherited is listen with the API socket a previous instance (or
+// systemd) handed over, if any.
+func (d *daemon) listenInherited(path string) (*api.Socket, error) {
+	if ln := d.adopt.ln; ln != nil {
+		d.adopt.ln = nil
+		return api.FromListener(ln), nil
+	}
+	return api.Listen(path)
+}
+
+// runUpgrade upgrades. done says whether this instance has stopped, with
+// its exit status; if not, it goes on serving.
+func (d *daemon) runUpgrade() (status int, done bool) {
+	stopped, err := d.upgrade()
+	if err != nil {
+		d.log.Error("upgrade", "err", err)
+		if !stopped {
+			return 0, false
+		}
+		return 1, true
+	}
+	return 0, true
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Issue #17's table: what 5 % of bad outputs cost. The flaky Go agent,
+# 4 replicas and 4 spares, 32 callers through the socket, default backoff,
+# intensity and breaker (examples/stateless-bench.yaml), one daemon, the
+# pools called one after the other: clean (the baseline), 5 % with
+# agent_state none (and with violation_streak 2), 5 % stateful (replaced
+# on every violation). For each: calls/s, p50, p99, failed calls, calls
+# retried (each after a violation: 5 % hallucination), agents replaced (the
+# pool's restarts) and the daemon's CPU.
+# Root (cgroups). Environment: DURATION per row (default 60s); NONE_CALLS,
+# when set, runs the agent_state none row for at least that many calls
+# instead; ROWS picks rows (default "clean none none-s2 stateful").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+dur=${DURATION:-60s}
+rows=${ROWS:-clean none none-s2 stateful}
+die() { printf 'stateless-bench: %s\n' "$*" >&2; exit 2; }
+repo=$(pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/resilienced-stateless.XXXXXX")
+sock=$tmp/s.sock
+go build -o "$tmp/bin/" ./cmd/resilienced ./cmd/resilientctl ./cmd/resilient-load ./examples/agents/flaky || die "build failed"
+(cd "$tmp" && exec setsid bin/resilienced --config "$repo/examples/stateless-bench.yaml" --socket "$sock" \
+	--state-dir "$tmp/state" --cgroup-name resilienced-stateless-bench --log-level warn 2>"$tmp/daemon.log") &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+ctl() { "$tmp/bin/resilientctl" --socket "$sock" "$@"; }
+echo "stateless-bench $(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git describe --always --dirty)"
+printf '%-9s %9s %8s %8s %9s %7s %8s %9s %10s\n' pool calls calls/s p50_ms p99_ms failed retried replaced daemon_cpu
+restarts() { ctl -o json status | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(next(p["restarts"] for p in (d if isinstance(d, list) else d.get("pools", [])) if p["name"] == sys.argv[1]))' "$1"; }
+fail=0
+for row in $rows; do
+	args=(--duration "$dur")
+	if [ "$row" = none ] && [ -n "${NONE_CALLS:-}" ]; then args=(--calls "$NONE_CALLS"); fi
+	r0=$(restarts "$row")
+	c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	"$tmp/bin/resilient-load" run --socket "$sock" --pool "$row" "${args[@]}" --concurrency 32 \
+		--abort-after-failures -1 --warmup 0s --report-json "$tmp/$row.json" --quiet >"$tmp/$row.out" 2>&1
+	c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	r1=$(restarts "$row")
+	python3 - "$tmp/$row.json" "$((r1 - r0))" "$row" "$c0" "$c1" "$(getconf CLK_TCK)" <<'PY' || fail=1
+import json, sys
+r = json.load(open(sys.argv[1]))
+row = sys.argv[3]
+c = r["calls"]
+total, failed, took = c["total"], c["failed"], r["elapsed_s"]
+lat = c.get("latency_ms") or {}
+cpu = (int(sys.argv[5]) - int(sys.argv[4])) / int(sys.argv[6])
+print(f"{row:<9} {total:>9} {total/took:>8.0f} {lat.get('p50',0):>8.2f} {lat.get('p99',0):>9.2f} {failed:>7} {c['retried']:>8} {sys.argv[2]:>9} {cpu/took*100:>9.0f}%")
+sys.exit(0 if failed == 0 else 1)
+PY
+done
+exit $fail

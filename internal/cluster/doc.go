@@ -67,7 +67,18 @@
 // [Store] has the methods of the supervisor's SessionStore, so the
 // supervisor's call path is the same in both modes.
 //
-// Not yet in cluster mode: session and result expiry (TTL), forwarding a
-// call to its owner over the inter-node connection, the heartbeat, and
-// node isolation across the cluster.
+// # The mesh
+//
+// [Mesh] carries calls between nodes: one h2c connection per peer,
+// authenticated by the cluster token, on which a session's call is
+// forwarded to its owner and a heartbeat runs. A refused connection or a
+// heartbeat that hears nothing for its allowed silence (Misses
+// heartbeats, longer while the peer's answers are slow; ticks this daemon
+// missed while starved of CPU do not count) takes the peer for dead, and
+// the sessions it owned are taken over on the epoch seen as they are
+// called. A false alarm costs a takeover, never an exchange: the live
+// owner's next write is fenced.
+//
+// Not yet in cluster mode: session and result expiry (TTL), and node
+// isolation across the cluster.
 package cluster

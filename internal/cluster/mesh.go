@@ -12,7 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/resilienced/resilienced/internal/api"
@@ -28,8 +28,9 @@ type Caller interface {
 const (
 	// DefaultHeartbeat: every peer is pinged this often on its connection.
 	DefaultHeartbeat = 50 * time.Millisecond
-	// DefaultMisses: a peer that answers none of this many pings in a
-	// row is taken for dead (a machine down or cut off: ~200 ms).
+	// DefaultMisses: a peer from which nothing came back for this many
+	// heartbeats is taken for dead (a machine down or cut off: ~200 ms on
+	// an idle machine, more while its answers are slow; see heartbeat).
 	DefaultMisses = 4
 )
 
@@ -73,14 +74,18 @@ type Mesh struct {
 type peer struct {
 	name, addr string
 	client     *http.Client
-	misses     atomic.Int32
 	cancel     context.CancelFunc
 
 	mu     sync.Mutex
+	isDead bool
 	deadCh chan struct{} // closed while the peer is taken for dead
 }
 
-func (p *peer) dead(limit int) bool { return int(p.misses.Load()) >= limit }
+func (p *peer) dead() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.isDead
+}
 
 // died is closed when the peer is next taken for dead (at once if it is).
 func (p *peer) died() <-chan struct{} {
@@ -89,19 +94,20 @@ func (p *peer) died() <-chan struct{} {
 	return p.deadCh
 }
 
-func (p *peer) setDead(dead bool) {
+// setDead marks the peer dead or alive; it reports whether that changed.
+func (p *peer) setDead(dead bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	select {
-	case <-p.deadCh:
-		if !dead {
-			p.deadCh = make(chan struct{})
-		}
-	default:
-		if dead {
-			close(p.deadCh)
-		}
+	if p.isDead == dead {
+		return false
 	}
+	p.isDead = dead
+	if dead {
+		close(p.deadCh)
+	} else {
+		p.deadCh = make(chan struct{})
+	}
+	return true
 }
 
 // forwardedCall is a call on the inter-node connection.
@@ -240,7 +246,7 @@ func (m *Mesh) Call(ctx context.Context, pool string, req supervisor.CallRequest
 			m.rememberOwner(k, no)
 		}
 		p := m.peer(no.Node)
-		if p == nil || p.dead(m.opts.Misses) {
+		if p == nil || p.dead() {
 			m.forgetOwner(k)
 			m.takeOver(ctx, pool, req.Session, no)
 			continue
@@ -261,7 +267,6 @@ func (m *Mesh) Call(ctx context.Context, pool string, req supervisor.CallRequest
 			// The connection failed (reset, refused, timed out): the
 			// owner's daemon is gone. Take the session over.
 			m.log.Info("cluster: owner unreachable, taking the session over", "pool", pool, "session", req.Session, "owner", no.Node, "err", err)
-			p.misses.Store(int32(m.opts.Misses))
 			p.setDead(true)
 			m.forgetOwner(k)
 			m.takeOver(ctx, pool, req.Session, no)
@@ -375,7 +380,7 @@ func (m *Mesh) peer(name string) *peer {
 // PeerDead reports whether the heartbeat takes node for dead.
 func (m *Mesh) PeerDead(name string) bool {
 	p := m.peer(name)
-	return p == nil || p.dead(m.opts.Misses)
+	return p == nil || p.dead()
 }
 
 // followMembers keeps one connection and heartbeat per registered peer.
@@ -430,53 +435,122 @@ func (m *Mesh) peerClient() *http.Client {
 		DialContext: (&net.Dialer{Timeout: time.Second, KeepAlive: 15 * time.Second}).DialContext,
 		// HTTP/2's own ping closes a connection that stopped answering,
 		// so that the next call dials again instead of waiting on it.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: m.opts.Heartbeat * time.Duration(m.opts.Misses), PingTimeout: m.opts.Heartbeat * time.Duration(m.opts.Misses)},
+		// Not as fast as the heartbeat: a connection closed under load
+		// fails every call on it, and the heartbeat already ends the
+		// forwards to a peer it takes for dead.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: time.Second, PingTimeout: time.Second},
 	}}
 }
 
-// heartbeat pings p on its connection every Heartbeat; each ping not
-// answered within a Heartbeat is a miss (unless this daemon was starved),
-// and Misses in a row make p dead until it answers again.
+// heartbeat pings p on its connection every Heartbeat, each ping on its
+// own so that a slow answer does not hold back the next ping nor count as
+// a miss, and takes p for dead when nothing has answered for as many ticks
+// as its allowed silence: Misses heartbeats, or more when its answers have
+// been slow, srtt + 4·rttvar of their round trips as TCP's retransmission
+// timeout (RFC 6298), so that a peer slowed by a loaded machine is not
+// taken for one that is gone. Only ticks this daemon ran on time count: a
+// tick that came late (this daemon starved of CPU) counts as one
+// Heartbeat, not as the time it was away, since silence it did not wait
+// for is no evidence against the peer. A refused connection (a dead
+// daemon on a live kernel) makes p dead at once; any answer makes it
+// alive again.
 func (m *Mesh) heartbeat(ctx context.Context, p *peer) {
 	defer m.wg.Done()
 	hb := m.opts.Heartbeat
+	maxInFlight := m.opts.Misses + 1
+	answers := make(chan pingAnswer, maxInFlight)
+	inFlight := 0
+	silent := 0 // ticks since the last answer
+	var srtt, rttvar time.Duration
+	allowed := func() int {
+		if srtt == 0 {
+			return m.opts.Misses
+		}
+		return min(max(m.opts.Misses, int((srtt+4*rttvar)/hb)+1), maxSilentTicks*m.opts.Misses)
+	}
+	heard := func(a pingAnswer) {
+		inFlight--
+		switch {
+		case a.err == nil:
+			silent = 0
+			if srtt == 0 {
+				srtt, rttvar = a.rtt, a.rtt/2
+			} else {
+				rttvar += (absDuration(srtt-a.rtt) - rttvar) / 4
+				srtt += (a.rtt - srtt) / 8
+			}
+			if p.setDead(false) {
+				m.log.Info("cluster: peer answers again", "peer", p.name)
+			}
+		case errors.Is(a.err, syscall.ECONNREFUSED):
+			if p.setDead(true) {
+				m.log.Warn("cluster: peer refuses the connection", "peer", p.name)
+			}
+		}
+	}
 	t := time.NewTicker(hb)
 	defer t.Stop()
-	prev := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case a := <-answers:
+			heard(a)
+			continue
 		case <-t.C:
 		}
-		sent := time.Now()
-		late := sent.Sub(prev) > 2*hb // this daemon did not run in time
-		prev = sent
-		hctx, cancel := context.WithTimeout(ctx, hb)
-		r, err := m.do(hctx, p, http.MethodGet, "/cluster/v1/ping", nil)
-		if err == nil {
-			io.Copy(io.Discard, r.Body)
-			r.Body.Close()
-		}
-		cancel()
-		if err == nil && r.StatusCode == http.StatusOK {
-			if p.misses.Swap(0) >= int32(m.opts.Misses) {
-				p.setDead(false)
-				m.log.Info("cluster: peer answers again", "peer", p.name)
+		// Answers that arrived while this daemon was away count first.
+		for drained := false; !drained; {
+			select {
+			case a := <-answers:
+				heard(a)
+			default:
+				drained = true
 			}
-			continue
 		}
-		if late || time.Since(sent) > 2*hb {
-			// A ping that timed out while this daemon was starved of
-			// CPU (its ticker late, or the timeout itself fired late)
-			// says nothing of the peer: excused, as the supervisor
-			// excuses its agents' pings. A refused connection comes
-			// back at once and is never excused.
-			continue
+		if silent++; silent >= allowed() && p.setDead(true) {
+			m.log.Warn("cluster: peer missed its heartbeats", "peer", p.name, "silent", time.Duration(silent)*hb, "srtt", srtt, "rttvar", rttvar)
 		}
-		if p.misses.Add(1) == int32(m.opts.Misses) {
-			p.setDead(true)
-			m.log.Warn("cluster: peer missed its heartbeats", "peer", p.name, "misses", m.opts.Misses)
+		if inFlight < maxInFlight {
+			inFlight++
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				answers <- m.ping(ctx, p, 2*hb*time.Duration(maxSilentTicks*m.opts.Misses))
+			}()
 		}
 	}
+}
+
+// maxSilentTicks bounds the silence allowed to a slow peer: at most this
+// many times Misses heartbeats (2 s by default).
+const maxSilentTicks = 10
+
+type pingAnswer struct {
+	rtt time.Duration
+	err error
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// ping asks p whether it is there, within timeout.
+func (m *Mesh) ping(ctx context.Context, p *peer, timeout time.Duration) pingAnswer {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	r, err := m.do(ctx, p, http.MethodGet, "/cluster/v1/ping", nil)
+	if err != nil {
+		return pingAnswer{err: err}
+	}
+	io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		return pingAnswer{err: fmt.Errorf("cluster: node %s answered a ping with %s", p.name, r.Status)}
+	}
+	return pingAnswer{rtt: time.Since(start)}
 }

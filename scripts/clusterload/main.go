@@ -42,6 +42,7 @@ func main() {
 	duration := flag.Duration("duration", 30*time.Second, "how long to call")
 	attempt := flag.Duration("attempt", 2*time.Second, "timeout of one attempt on one node")
 	hedge := flag.Duration("hedge", 250*time.Millisecond, "an attempt unanswered this long is joined by one on the next node")
+	budget := flag.Duration("budget", 10*time.Second, "a call that no node answered within this long fails")
 	flag.Parse()
 
 	socks := strings.Split(*sockets, ",")
@@ -54,7 +55,9 @@ func main() {
 		calls, failed, sawLost, sawDoubled atomic.Int64
 		mu                                 sync.Mutex
 		gaps                               []time.Duration
+		perSecond                          = map[int]int{} // answered calls by second of the run
 	)
+	begin := time.Now()
 	stop := time.Now().Add(*duration)
 	var wg sync.WaitGroup
 	for c := range *callers {
@@ -63,7 +66,7 @@ func main() {
 				for s := c; s < *sessions && time.Now().Before(stop); s += *callers {
 					i := acked[s] + 1
 					start := time.Now()
-					ctxLen, ok := call(clients, (s+i)%len(clients), *pool, s, i, *attempt, *hedge)
+					ctxLen, ok := call(clients, (s+i)%len(clients), *pool, s, i, *attempt, *hedge, *budget)
 					gap := time.Since(start)
 					calls.Add(1)
 					if !ok {
@@ -79,6 +82,7 @@ func main() {
 					}
 					mu.Lock()
 					gaps = append(gaps, gap)
+					perSecond[int(time.Since(begin)/time.Second)]++
 					mu.Unlock()
 				}
 			}
@@ -145,6 +149,12 @@ func main() {
 	if len(gaps) > 0 {
 		p99 = float64(gaps[len(gaps)*99/100].Microseconds()) / 1000
 	}
+	// The answered calls second by second show when the cluster stalled.
+	var timeline []string
+	for sec := 0; sec <= int(duration.Seconds()); sec++ {
+		timeline = append(timeline, fmt.Sprint(perSecond[sec]))
+	}
+	fmt.Fprintf(os.Stderr, "clusterload: answered calls per second: %s\n", strings.Join(timeline, " "))
 	for msg, n := range errors {
 		fmt.Fprintf(os.Stderr, "clusterload: %d failed attempts: %s\n", n, msg)
 	}
@@ -169,12 +179,15 @@ func noteError(err error) {
 }
 
 // call makes call i of session s, first through node first, then through
-// the others in turn, with the same idempotency key, until one answers:
-// an attempt that fails moves on at once, and one still unanswered after
-// hedge is joined by the next node's (the key makes them one call). After
-// 4 rounds over the nodes it gives up. It returns the context length the
-// agent saw.
-func call(clients []*api.Client, first int, pool string, s, i int, attempt, hedge time.Duration) (int, bool) {
+// the others in turn, every attempt with the same idempotency key (the
+// key makes them one call), until one answers or budget has passed: an
+// attempt that fails is followed at once by one on the next node, and,
+// once every node has failed it, after a pause that grows to 400 ms (the
+// cluster is between owners, or without an etcd leader, for a moment);
+// an attempt unanswered after hedge is joined by the next node's, two at
+// most at a time (more would only add load to a cluster already slow to
+// answer). It returns the context length the agent saw.
+func call(clients []*api.Client, first int, pool string, s, i int, attempt, hedge, budget time.Duration) (int, bool) {
 	req := api.CallRequest{
 		Input:   json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)),
 		Session: fmt.Sprint("s", s),
@@ -185,10 +198,11 @@ func call(clients []*api.Client, first int, pool string, s, i int, attempt, hedg
 		out json.RawMessage
 		err error
 	}
-	answers := make(chan answer, 4*len(clients))
+	answers := make(chan answer)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	launched, pending := 0, 0
+	deadline := time.Now().Add(budget)
+	launched, pending, fails := 0, 0, 0
 	launch := func() {
 		c := clients[(first+launched)%len(clients)]
 		launched++
@@ -196,20 +210,31 @@ func call(clients []*api.Client, first int, pool string, s, i int, attempt, hedg
 		go func() {
 			actx, acancel := context.WithTimeout(ctx, attempt)
 			defer acancel()
-			res, err := c.Call(actx, pool, req)
-			if err != nil {
-				answers <- answer{err: err}
-				return
+			var a answer
+			if res, err := c.Call(actx, pool, req); err != nil {
+				a.err = err
+			} else {
+				a.out = res.Output
 			}
-			answers <- answer{out: res.Output}
+			select {
+			case answers <- a:
+			case <-ctx.Done():
+			}
 		}()
 	}
+	pause := func() time.Duration {
+		if fails < len(clients) {
+			return 0
+		}
+		return min(50*time.Millisecond<<min(fails/len(clients)-1, 3), 400*time.Millisecond)
+	}
+	const maxPending = 2
 	launch()
-	for pending > 0 {
-		t := time.NewTimer(hedge)
+	next := time.NewTimer(hedge)
+	defer next.Stop()
+	for {
 		select {
 		case a := <-answers:
-			t.Stop()
 			pending--
 			if a.err == nil {
 				var out struct {
@@ -218,17 +243,22 @@ func call(clients []*api.Client, first int, pool string, s, i int, attempt, hedg
 				json.Unmarshal(a.out, &out)
 				return out.ContextLen, true
 			}
-			if ctx.Err() == nil {
-				noteError(a.err)
+			noteError(a.err)
+			fails++
+			if time.Now().After(deadline) {
+				if pending == 0 {
+					return 0, false
+				}
+				continue
 			}
-			if launched < 4*len(clients) {
+			next.Reset(pause())
+		case <-next.C:
+			if time.Now().Before(deadline) && pending < maxPending {
 				launch()
+			} else if pending == 0 {
+				return 0, false
 			}
-		case <-t.C:
-			if launched < 4*len(clients) {
-				launch()
-			}
+			next.Reset(hedge)
 		}
 	}
-	return 0, false
 }

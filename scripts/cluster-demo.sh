@@ -62,7 +62,7 @@ for n in 1 2 3; do
 	ip netns exec "$ns" "$bin/etcd" --name "n$n" --data-dir "$work/etcd-n$n" \
 		--listen-client-urls "http://10.77.0.$n:2379" --advertise-client-urls "http://10.77.0.$n:2379" \
 		--listen-peer-urls "http://10.77.0.$n:2380" --initial-advertise-peer-urls "http://10.77.0.$n:2380" \
-		--initial-cluster "$initial" --initial-cluster-state new --log-level error >"$work/etcd-n$n.log" 2>&1 &
+		--initial-cluster "$initial" --initial-cluster-state new --log-level "${CLUSTER_DEMO_ETCD_LOG:-warn}" >"$work/etcd-n$n.log" 2>&1 &
 	pids+=($!)
 done
 for n in 1 2 3; do

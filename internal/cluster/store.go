@@ -47,10 +47,16 @@ type Store struct {
 	opts StoreOptions
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	owned  map[sessionKey]*ownership
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu    sync.Mutex
+	owned map[sessionKey]*ownership
+	// refused holds the results found stored when this node's own write
+	// of the same idempotency key was refused (another attempt of the
+	// call committed first), until the Result call that follows reads
+	// them: Result reads the node's etcd member, which may not have them
+	// yet.
+	refused map[string]resultRecord
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type mvccKV = mvccpb.KeyValue
@@ -103,7 +109,7 @@ func NewStore(node *Node, opts StoreOptions) *Store {
 	if opts.Logger == nil {
 		opts.Logger = node.log
 	}
-	s := &Store{node: node, cli: node.cli, keys: node.keys, opts: opts, log: opts.Logger, owned: map[sessionKey]*ownership{}}
+	s := &Store{node: node, cli: node.cli, keys: node.keys, opts: opts, log: opts.Logger, owned: map[sessionKey]*ownership{}, refused: map[string]resultRecord{}}
 	node.OnLeaseLost(func(err error) { s.dropAll(err, true) })
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -405,6 +411,7 @@ func (s *Store) duplicate(pool, sess, idemKey string, input json.RawMessage, kvs
 	if err := json.Unmarshal(kvs[0].Value, &rec); err != nil {
 		return session.Exchange{}, fmt.Errorf("cluster: result %s/%q: %w: %v", pool, idemKey, session.ErrCorrupt, err)
 	}
+	s.keepRefused(s.keys.result(pool, idemKey), rec)
 	if rec.Digest != nil && !bytes.Equal(rec.Digest, session.RequestDigest(sess, input)) {
 		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: key %q: %w", pool, sess, idemKey, session.ErrConflict)
 	}
@@ -436,15 +443,23 @@ func (s *Store) PutResult(ctx context.Context, pool, idemKey string, digest []by
 		return nil
 	}
 	var rec resultRecord
-	if kvs := r.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && json.Unmarshal(kvs[0].Value, &rec) == nil &&
-		rec.Digest != nil && digest != nil && !bytes.Equal(rec.Digest, digest) {
-		return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, session.ErrConflict)
+	if kvs := r.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && json.Unmarshal(kvs[0].Value, &rec) == nil {
+		s.keepRefused(key, rec)
+		if rec.Digest != nil && digest != nil && !bytes.Equal(rec.Digest, digest) {
+			return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, session.ErrConflict)
+		}
 	}
 	return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, session.ErrDuplicate)
 }
 
-// Result returns the stored result of a completed call (a linearizable
-// read: a result committed by any node is seen), false if there is none.
+// Result returns the stored result of a completed call, false if there is
+// none. It reads the etcd member this node is connected to, without a
+// Raft round trip (a serializable read: the first thing every call with a
+// key does, it must not cost a quorum): a result is written once and
+// never changed, so one found is the answer; one that a lagging member
+// does not show yet only lets the call run again, and its commit,
+// conditioned on the key being absent, is refused with the stored result
+// (session.ErrDuplicate), which is kept for the Result that follows.
 func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte) (json.RawMessage, bool, error) {
 	if err := checkName("pool", pool); err != nil {
 		return nil, false, err
@@ -452,16 +467,22 @@ func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte)
 	if err := checkName("idempotency key", idemKey); err != nil {
 		return nil, false, err
 	}
-	r, err := s.cli.Get(clientv3.WithRequireLeader(ctx), s.keys.result(pool, idemKey))
-	if err != nil {
-		return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, err)
-	}
-	if len(r.Kvs) == 0 {
-		return nil, false, nil
-	}
-	var rec resultRecord
-	if err := json.Unmarshal(r.Kvs[0].Value, &rec); err != nil {
-		return nil, false, fmt.Errorf("cluster: result %s/%q: %w: %v", pool, idemKey, session.ErrCorrupt, err)
+	key := s.keys.result(pool, idemKey)
+	s.mu.Lock()
+	rec, ok := s.refused[key]
+	delete(s.refused, key)
+	s.mu.Unlock()
+	if !ok {
+		r, err := s.cli.Get(clientv3.WithRequireLeader(ctx), key, clientv3.WithSerializable())
+		if err != nil {
+			return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, err)
+		}
+		if len(r.Kvs) == 0 {
+			return nil, false, nil
+		}
+		if err := json.Unmarshal(r.Kvs[0].Value, &rec); err != nil {
+			return nil, false, fmt.Errorf("cluster: result %s/%q: %w: %v", pool, idemKey, session.ErrCorrupt, err)
+		}
 	}
 	if rec.Digest != nil && digest != nil && !bytes.Equal(rec.Digest, digest) {
 		return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, session.ErrConflict)
@@ -470,6 +491,19 @@ func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte)
 		rec.Result = json.RawMessage{}
 	}
 	return rec.Result, true, nil
+}
+
+// maxRefused bounds the results kept for Result after a refused write;
+// past it they are dropped (a Result then reads etcd).
+const maxRefused = 1024
+
+func (s *Store) keepRefused(key string, rec resultRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.refused) >= maxRefused {
+		clear(s.refused)
+	}
+	s.refused[key] = rec
 }
 
 // forget drops o from the owned sessions if it is still the one there.

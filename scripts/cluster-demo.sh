@@ -10,7 +10,9 @@
 #
 # Needs root (namespaces, cgroups). etcd is built from its Go module
 # (go.etcd.io/etcd/server/v3, the version in go.mod). Environment:
-# CLUSTER_DEMO_SECONDS (default 40). Exit status: 0 when failed, lost,
+# CLUSTER_DEMO_SECONDS (default 40); CLUSTER_DEMO_PPROF=1 serves each
+# daemon's Go profiles on 127.0.0.1:6060 in its namespace;
+# CLUSTER_DEMO_ETCD_LOG (default warn); CLUSTER_DEMO_KEEP=1 keeps the logs. Exit status: 0 when failed, lost,
 # doubled and stale_commits are all 0; 1 otherwise; 2 when it cannot run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -86,7 +88,8 @@ done
 startnode() {
 	local n=$1
 	ip netns exec "rsdc-n$n" "$bin/resilienced" --config "$work/n$n/config.yaml" --socket "$work/n$n.sock" \
-		--state-dir "$work/n$n/state" --cgroup-name "resilienced-cdemo-n$n" --arbiter=false >>"$work/n$n.log" 2>&1 &
+		--state-dir "$work/n$n/state" --cgroup-name "resilienced-cdemo-n$n" --arbiter=false \
+		${CLUSTER_DEMO_PPROF:+--pprof 127.0.0.1:6060} >>"$work/n$n.log" 2>&1 &
 	daemon[$n]=$!
 	pids+=($!)
 }

@@ -445,13 +445,10 @@ func (m *Mesh) peerClient() *http.Client {
 // heartbeat pings p on its connection every Heartbeat, each ping on its
 // own so that a slow answer does not hold back the next ping nor count as
 // a miss, and takes p for dead when nothing has answered for as many ticks
-// as its allowed silence: Misses heartbeats, or more when its answers have
-// been slow, srtt + 4·rttvar of their round trips as TCP's retransmission
-// timeout (RFC 6298), so that a peer slowed by a loaded machine is not
-// taken for one that is gone. Only ticks this daemon ran on time count: a
-// tick that came late (this daemon starved of CPU) counts as one
-// Heartbeat, not as the time it was away, since silence it did not wait
-// for is no evidence against the peer. A refused connection (a dead
+// as its allowed silence (liveness: Misses heartbeats, more while its
+// answers are slow). A tick that came late (this daemon starved of CPU)
+// counts as one Heartbeat, not as the time it was away, since silence it
+// did not wait for is no evidence against the peer. A refused connection (a dead
 // daemon on a live kernel) makes p dead at once; any answer makes it
 // alive again.
 func (m *Mesh) heartbeat(ctx context.Context, p *peer) {
@@ -460,25 +457,12 @@ func (m *Mesh) heartbeat(ctx context.Context, p *peer) {
 	maxInFlight := m.opts.Misses + 1
 	answers := make(chan pingAnswer, maxInFlight)
 	inFlight := 0
-	silent := 0 // ticks since the last answer
-	var srtt, rttvar time.Duration
-	allowed := func() int {
-		if srtt == 0 {
-			return m.opts.Misses
-		}
-		return min(max(m.opts.Misses, int((srtt+4*rttvar)/hb)+1), maxSilentTicks*m.opts.Misses)
-	}
+	live := liveness{every: hb, misses: m.opts.Misses}
 	heard := func(a pingAnswer) {
 		inFlight--
 		switch {
 		case a.err == nil:
-			silent = 0
-			if srtt == 0 {
-				srtt, rttvar = a.rtt, a.rtt/2
-			} else {
-				rttvar += (absDuration(srtt-a.rtt) - rttvar) / 4
-				srtt += (a.rtt - srtt) / 8
-			}
+			live.answered(a.rtt)
 			if p.setDead(false) {
 				m.log.Info("cluster: peer answers again", "peer", p.name)
 			}
@@ -508,8 +492,8 @@ func (m *Mesh) heartbeat(ctx context.Context, p *peer) {
 				drained = true
 			}
 		}
-		if silent++; silent >= allowed() && p.setDead(true) {
-			m.log.Warn("cluster: peer missed its heartbeats", "peer", p.name, "silent", time.Duration(silent)*hb, "srtt", srtt, "rttvar", rttvar)
+		if live.tick() && p.setDead(true) {
+			m.log.Warn("cluster: peer missed its heartbeats", "peer", p.name, "silent", time.Duration(live.silent)*hb, "srtt", live.srtt, "rttvar", live.rttvar)
 		}
 		if inFlight < maxInFlight {
 			inFlight++
@@ -522,20 +506,9 @@ func (m *Mesh) heartbeat(ctx context.Context, p *peer) {
 	}
 }
 
-// maxSilentTicks bounds the silence allowed to a slow peer: at most this
-// many times Misses heartbeats (2 s by default).
-const maxSilentTicks = 10
-
 type pingAnswer struct {
 	rtt time.Duration
 	err error
-}
-
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 // ping asks p whether it is there, within timeout.

@@ -239,14 +239,18 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 		if err != nil {
 			return nil, err
 		}
+		// s.mu is never held while waiting for a session's lock: Append
+		// holds that lock across its transaction and then takes s.mu.
+		// The old ownership's writes are fenced by etcd meanwhile.
 		s.mu.Lock()
-		if old, ok := s.owned[k]; ok {
+		old, hadOld := s.owned[k]
+		s.owned[k] = o
+		s.mu.Unlock()
+		if hadOld {
 			old.mu.Lock()
 			old.gone = true
 			old.mu.Unlock()
 		}
-		s.owned[k] = o
-		s.mu.Unlock()
 		s.log.Debug("cluster: session taken", "pool", pool, "session", sess, "epoch", o.epoch)
 		return o, nil
 	}

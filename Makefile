@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin
 
-.PHONY: all build test test-short demo soak generate check-generate bench bench-mcp arbiter-bench bench-density deb vm-test clean
+.PHONY: all build test test-short demo cluster-demo soak generate check-generate bench bench-mcp arbiter-bench bench-density deb vm-test clean
 
 all: build
 
@@ -20,6 +20,11 @@ test:
 # The main job: a daemon under chaos and load, with the recovery table.
 demo: build
 	scripts/demo.sh
+
+# A real 3-member etcd and 3 nodes in 3 network namespaces; one node's
+# daemon killed, another cut off, under 300 sessions (needs root).
+cluster-demo:
+	scripts/cluster-demo.sh
 
 # Ten minutes of every fault kind at 1.5/s under 64 callers on default
 # settings, then checks that nothing leaked (root; not part of `make test`).

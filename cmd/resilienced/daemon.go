@@ -62,8 +62,9 @@ type daemon struct {
 	mcp      *mcp.Server // the MCP front door (mcpfront.go); nil when off
 	// closeLocalMCP ends the unix socket front door's streams.
 	closeLocalMCP context.CancelFunc
-	adopt         *adoption     // agents outliving the daemon (adopt.go)
-	upgradeReq    chan struct{} // POST /v1/upgrade asks the main loop
+	adopt         *adoption      // agents outliving the daemon (adopt.go)
+	upgradeReq    chan struct{}  // POST /v1/upgrade asks the main loop
+	cluster       *clusterWiring // cluster mode (cluster.go); nil on a single node
 }
 
 // startOptions are the daemon's command-line choices beyond the config.
@@ -133,6 +134,13 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		AgentNumbers: ids,
 		Keeper:       d.adopt.keeper,
 	}
+	if cfg.Cluster.Enabled() {
+		if d.cluster, err = d.joinCluster(ctx, cfg); err != nil {
+			store.Close()
+			return nil, err
+		}
+		opts.Store = d.cluster.store
+	}
 	if cg.Mode() != cgroup.ModeNone {
 		opts.Sandboxes = supervisor.CgroupSandboxes(cg)
 	}
@@ -160,6 +168,13 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		}
 	}
 	d.sup = supervisor.New(opts)
+	if d.cluster != nil {
+		if err := d.cluster.startMesh(d, d.sup); err != nil {
+			d.cluster.close(ctx)
+			store.Close()
+			return nil, err
+		}
+	}
 	go d.tel.sample()
 	if so.arbiter {
 		d.arb.Store(d.startArbiter(ctx, so.holdout))
@@ -175,6 +190,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	}
 	d.server = api.NewServer(api.Options{
 		Supervisor: d.sup,
+		Caller:     d.caller(),
 		Sessions:   store,
 		Version:    version,
 		Mode:       func() api.Mode { return d.mode },
@@ -208,6 +224,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 
 	if err := d.startMCP(cfg); err != nil {
 		d.server.Shutdown(ctx)
+		d.cluster.close(ctx)
 		store.Close()
 		return nil, err
 	}
@@ -499,6 +516,7 @@ func (d *daemon) stop(handover bool) {
 	d.chaos.Close() // undoes the faults of a running experiment, which then reports
 	d.stopMCP(ctx)  // first: its streams would hold the API's shutdown
 	d.server.Shutdown(ctx)
+	d.cluster.close(ctx) // before the agents stop: the sessions move now
 	if handover {
 		left := d.sup.Handover(ctx)
 		d.log.Info("agents left running for the next instance", "count", len(left))

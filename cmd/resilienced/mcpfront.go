@@ -121,7 +121,7 @@ func (m mcpPools) List() []mcp.Pool {
 // it. A call that cost more than one attempt, or failed, is logged with
 // ctx: the MCP client's trace context (tracectx) marks those lines.
 func (m mcpPools) Call(ctx context.Context, c mcp.Call) (json.RawMessage, error) {
-	res, err := m.d.sup.Call(ctx, c.Pool, supervisor.CallRequest{Input: c.Input, Session: c.Session, Progress: c.Progress})
+	res, err := m.d.caller().Call(ctx, c.Pool, supervisor.CallRequest{Input: c.Input, Session: c.Session, Progress: c.Progress})
 	if err != nil {
 		if ctx.Err() == nil {
 			m.d.log.InfoContext(ctx, "MCP call failed", "pool", c.Pool, "session", c.Session, "err", err)

@@ -45,10 +45,18 @@ type Options struct {
 	// Authorize decides whether a peer may use the API; default: root, the
 	// daemon's own uid, or a member of the socket's group.
 	Authorize func(cred PeerCred) error
+	// Caller, when set, runs the calls instead of Supervisor.Call: in
+	// cluster mode, the mesh that routes a session's call to its owner.
+	Caller Caller
 	// Journal, if set, answers for the events that the supervisor's
 	// in-memory ring no longer holds: older ones, and an earlier daemon
 	// instance's.
 	Journal EventJournal
+}
+
+// Caller runs a call; *supervisor.Supervisor is one.
+type Caller interface {
+	Call(ctx context.Context, pool string, req supervisor.CallRequest) (*supervisor.CallResult, error)
 }
 
 // EventJournal is the durable history of events.
@@ -279,12 +287,19 @@ func (s *Server) serveCall(ctx context.Context, w http.ResponseWriter, pool stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := s.opts.Supervisor.Call(ctx, pool, supervisor.CallRequest{Input: req.Input, Session: req.Session, IdempotencyKey: req.Key})
+	res, err := s.caller().Call(ctx, pool, supervisor.CallRequest{Input: req.Input, Session: req.Session, IdempotencyKey: req.Key})
 	if err != nil {
 		WriteError(w, err)
 		return
 	}
 	writeCallResponse(w, res)
+}
+
+func (s *Server) caller() Caller {
+	if s.opts.Caller != nil {
+		return s.opts.Caller
+	}
+	return s.opts.Supervisor
 }
 
 // fastBodyMax is the largest call body read whole for decodeCallFast.

@@ -147,7 +147,7 @@ type streamJob struct {
 func (s *Server) streamCall(ctx context.Context, aw *answerWriter, pool string, call StreamCall, line int) {
 	timeout, _ := callTimeout(call.Timeout) // checked by decodeStreamCall
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	res, err := s.opts.Supervisor.Call(ctx, pool, supervisor.CallRequest{Input: call.Input, Session: call.Session, IdempotencyKey: call.Key})
+	res, err := s.caller().Call(ctx, pool, supervisor.CallRequest{Input: call.Input, Session: call.Session, IdempotencyKey: call.Key})
 	cancel()
 	if err != nil {
 		aw.putError(call.ID, line, err)

@@ -70,6 +70,7 @@ func TestLoadFull(t *testing.T) {
 		StateDir:    "/var/lib/resilienced",
 		MetricsAddr: "127.0.0.1:9464",
 		Mesh:        Mesh{Interface: "eth0", CIDRs: []string{"10.0.0.0/8"}},
+		Cluster:     defaultCluster(),
 		Pools:       []Pool{echo, ingest, process},
 		Groups: []Group{{
 			Name:      "pipeline",

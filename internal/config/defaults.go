@@ -46,7 +46,7 @@ const (
 // metrics address left empty (the daemon picks the first two by uid; an
 // empty metrics address disables metrics).
 func Default() *Config {
-	return &Config{Version: CurrentVersion}
+	return &Config{Version: CurrentVersion, Cluster: defaultCluster()}
 }
 
 // DefaultPool returns a pool with every default applied and no name or

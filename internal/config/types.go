@@ -30,6 +30,8 @@ type Config struct {
 	Groups     []Group `yaml:"groups"`
 	// MCP is the MCP front door (mcp.go); off by default.
 	MCP MCPFront `yaml:"mcp"`
+	// Cluster is cluster mode on etcd (cluster.go); off by default.
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // Mesh names the interface and CIDRs that connect this node to its peers;

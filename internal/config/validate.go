@@ -165,6 +165,7 @@ func (v *validator) config(c *Config) {
 		v.cidr(joinIndex("mesh.cidrs", i), s)
 	}
 	v.mcpFront(c.MCP)
+	v.cluster(c.Cluster)
 
 	names := map[string]string{} // name -> key path of its first use
 	for i := range c.Pools {

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	"github.com/resilienced/resilienced/internal/api"
+	"github.com/resilienced/resilienced/internal/cluster"
+	"github.com/resilienced/resilienced/internal/config"
+)
+
+// clusterWiring is cluster mode (config cluster:, internal/cluster): the
+// node's registration in etcd, the session store on etcd that the
+// supervisor uses instead of the local one, and the mesh that routes a
+// session's call to its owner. nil in single-node mode.
+type clusterWiring struct {
+	cli   *clientv3.Client
+	node  *cluster.Node
+	store *cluster.Store
+	mesh  *cluster.Mesh
+	ln    net.Listener
+	token []byte
+}
+
+// joinCluster connects to etcd, registers the node and listens on its
+// advertise address; the mesh starts with startMesh, once the supervisor
+// exists.
+func (d *daemon) joinCluster(ctx context.Context, cfg *config.Config) (*clusterWiring, error) {
+	cc := cfg.Cluster
+	token, err := readClusterToken(cc.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	var tlsCfg *tls.Config
+	if t := cc.Etcd.TLS; t.CAFile != "" || t.CertFile != "" {
+		tlsCfg, err = (&transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("cluster.etcd.tls: %w", err)
+		}
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: cc.Etcd.Endpoints, DialTimeout: cc.Etcd.DialTimeout, TLS: tlsCfg, Logger: zap.NewNop(),
+		// A connection to a member that went silent (its machine cut
+		// off) is found within seconds, and one that comes back is dialed
+		// again within a second, not after gRPC's default backoff of up
+		// to two minutes: the node must be able to renew its lease.
+		// (etcd refuses keep-alive pings more often than its
+		// --grpc-keepalive-min-time, 5s by default, with GOAWAY.)
+		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 2 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		})},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: etcd: %w", err)
+	}
+	ln, err := net.Listen("tcp", cc.Advertise)
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("cluster.advertise: %w", err)
+	}
+	pools := make([]string, len(cfg.Pools))
+	for i, p := range cfg.Pools {
+		pools[i] = p.Name
+	}
+	jctx, cancel := context.WithTimeout(ctx, cc.Etcd.DialTimeout+cc.LeaseTTL)
+	defer cancel()
+	node, err := cluster.Join(jctx, cli, cluster.Options{
+		Cluster: cc.Name, Node: cc.Node, Advertise: cc.Advertise, Pools: pools, LeaseTTL: cc.LeaseTTL, Logger: d.log,
+	})
+	if err != nil {
+		ln.Close()
+		cli.Close()
+		return nil, err
+	}
+	store := cluster.NewStore(node, cluster.StoreOptions{Logger: d.log, OnLost: func(pool, sess string, err error) {
+		// The store already serves the session no more; its agents
+		// hold nothing of it between calls (the context travels with
+		// each call), so there is nothing else to take from them here.
+		d.log.Warn("cluster: session no longer owned here", "pool", pool, "session", sess, "err", err)
+	}})
+	d.log.Info("cluster: joined", "cluster", cc.Name, "node", cc.Node, "advertise", cc.Advertise, "etcd", cc.Etcd.Endpoints)
+	return &clusterWiring{cli: cli, node: node, store: store, ln: ln, token: token}, nil
+}
+
+// startMesh serves peers and routes calls through local, the supervisor.
+func (c *clusterWiring) startMesh(d *daemon, local cluster.Caller) error {
+	mesh, err := cluster.NewMesh(c.node, c.store, cluster.MeshOptions{Token: c.token, Local: local, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	c.mesh = mesh
+	go func() {
+		if err := mesh.Serve(c.ln); err != nil {
+			d.fatal <- fmt.Errorf("cluster mesh: %w", err)
+		}
+	}()
+	return nil
+}
+
+// close leaves the cluster: the lease is revoked, so the node's sessions
+// are free for the other nodes at once.
+func (c *clusterWiring) close(ctx context.Context) {
+	if c == nil {
+		return
+	}
+	if c.mesh != nil {
+		c.mesh.Close()
+	} else {
+		c.ln.Close()
+	}
+	c.store.Close()
+	c.node.Close(ctx)
+	c.cli.Close()
+}
+
+// caller is what runs the API's and the MCP front door's calls: the mesh
+// in cluster mode, else the supervisor.
+func (d *daemon) caller() api.Caller {
+	if d.cluster != nil && d.cluster.mesh != nil {
+		return d.cluster.mesh
+	}
+	return d.sup
+}
+
+func readClusterToken(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.token_file: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) < config.MinClusterTokenBytes {
+		return nil, fmt.Errorf("cluster.token_file: %s: %w", path, errShortToken)
+	}
+	return b, nil
+}
+
+var errShortToken = fmt.Errorf("the cluster token must be at least %d bytes", config.MinClusterTokenBytes)

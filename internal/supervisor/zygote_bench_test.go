@@ -29,14 +29,14 @@ func BenchmarkZygoteColdReplacement(b *testing.B) {
 			ctx := context.Background()
 			// Cold: the agent that serves was started after the kill. The
 			// surge (surge.go) keeps spares at a high replacement rate even
-			// with spares 0, and a spare's promotion is not a cold start:
-			// those samples are counted apart. Where a cold one's time goes,
+			// with spares 0: an agent started before the kill (a spare, or
+			// a start under way) is no cold start, and is counted apart. Where a cold one's time goes,
 			// from the supervisor's events: the kill's detection and the
 			// wait for a start (to its spawn event), the start itself (fork
 			// or exec, cgroup placement, handshake: to its ready event), and
 			// the call.
 			var cold, toSpawn, start, call []time.Duration
-			warm := 0
+			early := 0
 			for range n {
 				victim := h.agentsIn("zy", AgentActive)[0]
 				t0 := time.Now()
@@ -52,7 +52,7 @@ func BenchmarkZygoteColdReplacement(b *testing.B) {
 				end := time.Now()
 				spawn, ready := h.eventOf(EventSpawn, served), h.eventOf(EventReady, served)
 				if spawn.Before(t0) || ready.IsZero() {
-					warm++
+					early++
 					continue
 				}
 				cold = append(cold, end.Sub(t0))
@@ -60,7 +60,7 @@ func BenchmarkZygoteColdReplacement(b *testing.B) {
 				start = append(start, ready.Sub(spawn))
 				call = append(call, end.Sub(ready))
 			}
-			b.ReportMetric(float64(warm), "warm-spares")
+			b.ReportMetric(float64(early), "started-before-kill")
 			if len(cold) == 0 {
 				b.Log("every replacement was a spare's promotion: no cold start measured")
 				return

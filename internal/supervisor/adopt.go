@@ -48,9 +48,19 @@ func ConfigDigest(pc config.Pool) string {
 	return adopt.ConfigDigest(pc)
 }
 
+// configDigestLocked is ConfigDigest of the pool's configuration, encoded
+// once per configuration: every replacement records it. Called with p.mu
+// held.
+func (p *Pool) configDigestLocked() string {
+	if p.digest == "" || p.digestGen != p.cfgGen {
+		p.digest, p.digestGen = ConfigDigest(p.cfg), p.cfgGen
+	}
+	return p.digest
+}
+
 // keep hands a ready agent to the Keeper. Called with p.mu held, so that
 // its state changes reach the record in order.
-func (p *Pool) keepLocked(sl *slot, pc config.Pool) {
+func (p *Pool) keepLocked(sl *slot) {
 	k := p.sup.opts.Keeper
 	if k == nil || sl.a == nil {
 		return
@@ -66,16 +76,16 @@ func (p *Pool) keepLocked(sl *slot, pc config.Pool) {
 		p.log.Warn("agent will not outlive the daemon", "agent", sl.id, "err", err)
 		return
 	}
-	rec := p.recordLocked(sl, pc)
+	rec := p.recordLocked(sl, p.configDigestLocked())
 	if err := k.Keep(rec, adopt.Files{Pidfd: pidfd, Stdin: stdin, Stdout: stdout, Stderr: stderr}); err != nil {
 		p.log.Warn("agent will not outlive the daemon", "agent", sl.id, "err", err)
 	}
 }
 
-func (p *Pool) recordLocked(sl *slot, pc config.Pool) adopt.Record {
+func (p *Pool) recordLocked(sl *slot, digest string) adopt.Record {
 	rec := adopt.Record{
-		ID: sl.id, Pool: p.name, PID: sl.a.PID(), ConfigDigest: ConfigDigest(pc),
-		State: string(sl.state), Protocol: string(pc.Protocol), Started: sl.started,
+		ID: sl.id, Pool: p.name, PID: sl.a.PID(), ConfigDigest: digest,
+		State: string(sl.state), Protocol: string(p.cfg.Protocol), Started: sl.started,
 		Served: sl.served.Load(), IsolateReason: sl.isolateReason, IsolatedAt: sl.isolatedAt,
 	}
 	rec.StartTime, _ = adopt.StartTime(rec.PID)
@@ -384,8 +394,7 @@ func (p *Pool) startAdopting(ads []*adoptee) {
 			roll = true
 		}
 		if k := p.sup.opts.Keeper; k != nil {
-			rec := p.recordLocked(sl, pc)
-			rec.ConfigDigest = ad.rec.ConfigDigest // rolled if not current
+			rec := p.recordLocked(sl, ad.rec.ConfigDigest) // rolled if not current
 			if err := k.Adopt(rec, ad.files); err != nil {
 				p.log.Warn("an adopted agent will not outlive this instance", "agent", sl.id, "err", err)
 			}

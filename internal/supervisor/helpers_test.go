@@ -267,6 +267,18 @@ func (h *harness) eventsOf(kind EventKind) []Event {
 	return out
 }
 
+// eventOf returns the time of the last event of kind for agent, or zero.
+func (h *harness) eventOf(kind EventKind, agent string) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := len(h.events) - 1; i >= 0; i-- {
+		if ev := h.events[i]; ev.Kind == kind && ev.Agent == agent {
+			return ev.Time
+		}
+	}
+	return time.Time{}
+}
+
 // waitFor polls cond until it holds or 20 s pass.
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()

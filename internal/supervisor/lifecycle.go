@@ -251,7 +251,7 @@ func (p *Pool) ready(sl *slot, asked time.Time) bool {
 	} else {
 		p.mustTransitionLocked(sl, AgentSpare, now)
 	}
-	p.keepLocked(sl, p.cfg)
+	p.keepLocked(sl)
 	evs = append(evs, p.recoveredLocked(now)...)
 	p.prepareSandboxLocked()
 	p.mu.Unlock()

@@ -150,7 +150,9 @@ type Pool struct {
 	breaker     *breaker.Breaker
 	givingUp    bool // intensity exceeded; the escalation is under way
 	lat         latencyTracker
-	cfgGen      int           // bumped by every configure: a sandbox made for an older one is stale
+	cfgGen      int    // bumped by every configure: a sandbox made for an older one is stale
+	digest      string // ConfigDigest(cfg) for generation digestGen: one JSON encoding per configuration, not per agent
+	digestGen   int
 	nextSandbox *spareSandbox // the next agent's cgroup, made ahead of need
 	preparing   bool          // nextSandbox is being made
 	// tools are what the pool's latest MCP server to shake hands listed.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +45,7 @@ type adoption struct {
 	exe    string              // this binary's path, resolved at start
 	// scope is the agents' systemd scope (internal/agentscope), "" when
 	// they live in the daemon's own cgroup (no systemd, or no scope).
-	scope string
+	scope, scopeDir string
 }
 
 // agentScope puts the agents in a systemd scope of their own, outside the
@@ -68,7 +67,7 @@ func (ad *adoption) agentScope(ctx context.Context) string {
 		ad.log.Warn("agents stay in the service's cgroup: a restart of the service replaces them", "err", err)
 		return ""
 	}
-	ad.scope = s.Unit
+	ad.scope, ad.scopeDir = s.Unit, s.Dir
 	ad.log.Info("agents live in a scope of their own", "scope", s.Unit, "cgroup", s.Dir, "created", s.Created)
 	return s.Dir
 }
@@ -78,6 +77,9 @@ func (ad *adoption) agentScope(ctx context.Context) string {
 func (ad *adoption) stopScope() {
 	if ad.scope == "" {
 		return
+	}
+	if err := agentscope.Kill(ad.scopeDir); err != nil {
+		ad.log.Warn("killing what is left in the agents' scope", "scope", ad.scope, "err", err)
 	}
 	if err := agentscope.Stop(context.Background(), ad.scope); err != nil {
 		ad.log.Warn("stopping the agents' scope", "scope", ad.scope, "err", err)
@@ -182,33 +184,20 @@ func (ad *adoption) serving() {
 // package's upgrade), and the agents are left to the next instance.
 // systemd says nothing of this in the signal; its job list does.
 func (ad *adoption) restartQueued() bool {
-	if ad.store == nil {
-		return false
-	}
-	unit := agentscope.OwnService()
-	if unit == "" {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	// The agents outlive the daemon only outside its unit's cgroup, which
 	// systemd empties on a restart (KillMode=mixed).
-	if ad.scope == "" {
+	if ad.store == nil || ad.scope == "" {
 		return false
 	}
-	out, err := exec.CommandContext(ctx, "systemctl", "list-jobs", "--no-legend", "--no-pager", unit).Output()
+	// Well within TimeoutStopSec: a loaded host answers slowly.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ok, err := agentscope.RestartPending(ctx, agentscope.OwnService())
 	if err != nil {
 		ad.log.Warn("asking systemd whether this stop is a restart; stopping the agents", "err", err)
 		return false
 	}
-	// JOB UNIT TYPE STATE
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[1] == unit && f[2] == "restart" {
-			return true
-		}
-	}
-	return false
+	return ok
 }
 
 // errUpgradeUnderSystemd: under systemd the service manager restarts the

@@ -190,3 +190,36 @@ func Hold() {
 	signalNotify(ch)
 	<-ch
 }
+
+// RestartPending reports whether systemd has a restart job for service:
+// a SIGTERM then belongs to `systemctl restart` or a package upgrade's
+// try-restart (collapsed to restart), not to a stop. systemd says nothing
+// of this in the signal; its job list does (the job keeps the type
+// restart while the unit stops).
+func RestartPending(ctx context.Context, service string) (bool, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	jobs, err := c.ListJobsContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("agentscope: listing systemd's jobs: %w", err)
+	}
+	for _, j := range jobs {
+		if j.Unit == service && (j.JobType == "restart" || j.JobType == "try-restart" || j.JobType == "reload-or-restart") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Kill kills every process of the scope (cgroup.kill on its cgroup, the
+// frozen ones of isolated agents too, which a SIGTERM from systemd's stop
+// would not reach before its timeout). The scope, empty, then ends.
+func Kill(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
+		return fmt.Errorf("agentscope: %w", err)
+	}
+	return nil
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/resilienced/resilienced/internal/adopt"
+	"github.com/resilienced/resilienced/internal/agentscope"
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cgroup"
 	"github.com/resilienced/resilienced/internal/supervisor"
@@ -43,6 +43,47 @@ type adoption struct {
 	ln     net.Listener        // the API socket inherited, if any
 	ready  *os.File            // the previous instance's ready pipe (handover)
 	exe    string              // this binary's path, resolved at start
+	// scope is the agents' systemd scope (internal/agentscope), "" when
+	// they live in the daemon's own cgroup (no systemd, or no scope).
+	scope, scopeDir string
+}
+
+// agentScope puts the agents in a systemd scope of their own, outside the
+// service's cgroup, so that a restart of the service leaves them be. It
+// returns the scope's cgroup directory, "" when there is none (not under
+// systemd, or the scope could not be made: the agents then live in the
+// service's cgroup and a restart replaces them).
+func (ad *adoption) agentScope(ctx context.Context) string {
+	svc := agentscope.OwnService()
+	if svc == "" || ad.store == nil || ad.exe == "" {
+		return ""
+	}
+	mount, err := cgroup.Mount2()
+	if err != nil {
+		return ""
+	}
+	s, err := agentscope.Ensure(ctx, svc, ad.exe, mount)
+	if err != nil {
+		ad.log.Warn("agents stay in the service's cgroup: a restart of the service replaces them", "err", err)
+		return ""
+	}
+	ad.scope, ad.scopeDir = s.Unit, s.Dir
+	ad.log.Info("agents live in a scope of their own", "scope", s.Unit, "cgroup", s.Dir, "created", s.Created)
+	return s.Dir
+}
+
+// stopScope ends the agents' scope (its holder) when the daemon stops for
+// good, its agents stopped.
+func (ad *adoption) stopScope() {
+	if ad.scope == "" {
+		return
+	}
+	if err := agentscope.Kill(ad.scopeDir); err != nil {
+		ad.log.Warn("killing what is left in the agents' scope", "scope", ad.scope, "err", err)
+	}
+	if err := agentscope.Stop(context.Background(), ad.scope); err != nil {
+		ad.log.Warn("stopping the agents' scope", "scope", ad.scope, "err", err)
+	}
 }
 
 // inherit takes the descriptors a previous instance left (the fd store,
@@ -143,57 +184,20 @@ func (ad *adoption) serving() {
 // package's upgrade), and the agents are left to the next instance.
 // systemd says nothing of this in the signal; its job list does.
 func (ad *adoption) restartQueued() bool {
-	if ad.store == nil {
+	// The agents outlive the daemon only outside its unit's cgroup, which
+	// systemd empties on a restart (KillMode=mixed).
+	if ad.store == nil || ad.scope == "" {
 		return false
 	}
-	unit := ownUnit()
-	if unit == "" {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Well within TimeoutStopSec: a loaded host answers slowly.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	// The agents outlive the daemon only if systemd leaves them be.
-	km, err := exec.CommandContext(ctx, "systemctl", "show", "-p", "KillMode", "--value", unit).Output()
-	if err != nil || strings.TrimSpace(string(km)) != "process" {
-		return false
-	}
-	out, err := exec.CommandContext(ctx, "systemctl", "list-jobs", "--no-legend", "--no-pager", unit).Output()
+	ok, err := agentscope.RestartPending(ctx, agentscope.OwnService())
 	if err != nil {
 		ad.log.Warn("asking systemd whether this stop is a restart; stopping the agents", "err", err)
 		return false
 	}
-	// JOB UNIT TYPE STATE
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[1] == unit && f[2] == "restart" {
-			return true
-		}
-	}
-	return false
-}
-
-// ownUnit is the systemd service the daemon runs in, from its cgroup.
-func ownUnit() string {
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		_, path, ok := strings.Cut(line, "::")
-		if !ok {
-			if i := strings.LastIndexByte(line, ':'); i >= 0 && strings.Contains(line, "name=systemd") {
-				path = line[i+1:]
-			} else {
-				continue
-			}
-		}
-		for _, part := range strings.Split(path, "/") {
-			if strings.HasSuffix(part, ".service") {
-				return part
-			}
-		}
-	}
-	return ""
+	return ok
 }
 
 // errUpgradeUnderSystemd: under systemd the service manager restarts the

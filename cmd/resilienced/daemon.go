@@ -81,7 +81,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 
 	// cgroups: the daemon's own subtree; agents of a previous instance
 	// that died are reaped before anything starts.
-	cg, err := cgroup.Open(cgroup.Options{Logger: log, Name: so.cgroupName})
+	cg, err := cgroup.Open(cgroup.Options{Logger: log, Name: so.cgroupName, Root: d.adopt.agentScope(ctx)})
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}
@@ -505,6 +505,7 @@ func (d *daemon) reloadRoute(path string) http.HandlerFunc {
 func (d *daemon) shutdown() {
 	d.stop(false)
 	d.adopt.keeper.Close()
+	d.adopt.stopScope()
 }
 
 // stop stops the daemon; with handover its agents are left running, for

@@ -16,6 +16,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/resilienced/resilienced/internal/agentscope"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -32,6 +33,10 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
+	if os.Getenv(agentscope.HoldEnv) == "1" {
+		agentscope.Hold() // the agents' scope's holder (internal/agentscope)
+		return
+	}
 	os.Exit(run())
 }
 

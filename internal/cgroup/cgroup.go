@@ -32,6 +32,13 @@ type Options struct {
 	// Delegate forces (true) or forbids (false) using the daemon's own
 	// systemd-delegated cgroup; nil detects it.
 	Delegate *bool
+	// Root is a delegated cgroup2 directory to own instead of the
+	// daemon's own cgroup: a systemd scope of the agents' own
+	// (internal/agentscope), so that they live outside the service's
+	// cgroup and a restart of the service leaves them be. Its processes
+	// move to a leaf "hold" before controllers are enabled. Empty: the
+	// daemon's own cgroup when delegated, else <mount>/<Name>.
+	Root string
 	// Logger receives the notes once, at Open. Nil discards.
 	Logger *slog.Logger
 }

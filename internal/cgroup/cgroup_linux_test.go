@@ -811,3 +811,94 @@ func TestV1OnlyForLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestRoot runs the agents' scope layout (Options.Root, internal/agentscope)
+// on a scratch cgroup standing in for the scope: its holder moves to the
+// "hold" leaf, agents go beside it, the daemon's own cgroup is untouched,
+// and a second Manager (the next instance) takes the same root over.
+func TestRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create cgroups")
+	}
+	mnt, err := Mount2()
+	if err != nil {
+		t.Skip(err)
+	}
+	scope := filepath.Join(mnt, testName(t)+"-agents.scope")
+	if err := os.Mkdir(scope, 0o755); err != nil {
+		if notPermitted(err) {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		killProcsIn(filepath.Join(scope, "hold"))
+		time.Sleep(10 * time.Millisecond)
+		rmdir(filepath.Join(scope, "hold"))
+		if err := rmdir(scope); err != nil {
+			t.Error(err)
+		}
+	})
+	// The holder: a process in the scope's cgroup.
+	holder := exec.Command("sleep", "1000")
+	fd, err := unix.Open(scope, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	err = holder.Start()
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+
+	if _, err := Open(Options{Name: testName(t), Root: "relative/dir"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a relative Root: %v, want ErrInvalid", err)
+	}
+	m, err := Open(Options{Name: testName(t), Root: scope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Delegated() || m.Root() != scope {
+		t.Fatalf("delegated %v root %q, want true %q (notes %v)", m.Delegated(), m.Root(), scope, m.Notes())
+	}
+	b, _ := os.ReadFile(filepath.Join(scope, "hold", "cgroup.procs"))
+	if pids, _ := parsePids(b); !slices.Contains(pids, holder.Process.Pid) {
+		t.Errorf("hold leaf holds %v, want %d", pids, holder.Process.Pid)
+	}
+	if exists(filepath.Join(scope, "daemon")) {
+		t.Error("a daemon leaf was made in the scope: the daemon stays in its own cgroup")
+	}
+	c, err := m.Create("p", "a", Limits{Pids: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(scope, "agents", "p", "a"); c.Path() != want {
+		t.Errorf("agent at %s, want %s", c.Path(), want)
+	}
+	if m.Mode() == ModeV2 {
+		if v, _ := readInt(c.file("pids.max")); v != 8 {
+			t.Errorf("pids.max %d, want 8", v)
+		}
+	}
+	// The next instance opens the same root and adopts the agent's cgroup.
+	m2, err := Open(Options{Name: testName(t), Root: scope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := m2.Adopt("p", "a")
+	if err != nil {
+		t.Fatalf("adopting the agent's cgroup in the next instance: %v", err)
+	}
+	if c2.Path() != c.Path() {
+		t.Errorf("adopted %s, want %s", c2.Path(), c.Path())
+	}
+	if err := m2.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if exists(filepath.Join(scope, "agents")) || !exists(filepath.Join(scope, "hold")) {
+		t.Error("Shutdown must remove agents/ and keep the hold leaf")
+	}
+}

@@ -28,6 +28,7 @@ type Manager struct {
 	mode      Mode
 	notes     []string
 	delegated bool
+	own, leaf string            // a delegated root given in Options.Root, and its processes' leaf
 	root      string            // v2 directory holding agents/
 	v2        []string          // controllers enabled from the top down to agents/
 	v1        map[string]string // controller → v1 directory holding agents/
@@ -106,6 +107,9 @@ func open(opts Options, env sysEnv) (*Manager, error) {
 		return m.opened(), nil
 	}
 	m.delegated = m.detectDelegation(opts.Delegate, lay.V2, env.getenv)
+	if err := m.useRoot(opts.Root, lay.V2); err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
 	if err := m.setupV2(lay.V2); err != nil {
 		m.undoV2()
 		if notPermitted(err) {
@@ -191,6 +195,20 @@ func (m *Manager) detectDelegation(force *bool, own *hierarchy, getenv func(stri
 		unix.Access(own.Dir, unix.W_OK) == nil
 }
 
+// useRoot makes the Manager own root, a delegated cgroup2 directory
+// outside the daemon's own cgroup, when one is given.
+func (m *Manager) useRoot(root string, h *hierarchy) error {
+	if root == "" {
+		return nil
+	}
+	if !filepath.IsAbs(root) || !strings.HasPrefix(filepath.Clean(root)+"/", filepath.Clean(h.Mount)+"/") || filepath.Clean(root) == filepath.Clean(h.Mount) {
+		return fmt.Errorf("%w: root %q is not a cgroup below the cgroup2 mount %s", ErrInvalid, root, h.Mount)
+	}
+	m.delegated = true
+	m.own, m.leaf = filepath.Clean(root), "hold"
+	return nil
+}
+
 // setupV2 creates the agents directory and enables the limit controllers
 // from the top of the subtree down to it.
 func (m *Manager) setupV2(h *hierarchy) error {
@@ -198,8 +216,10 @@ func (m *Manager) setupV2(h *hierarchy) error {
 	if m.delegated {
 		// The no-internal-process rule: a cgroup that distributes controllers
 		// to children holds no processes itself, so ours move to a leaf.
-		own := h.Dir
-		leaf := filepath.Join(own, "daemon")
+		own, leaf := h.Dir, filepath.Join(h.Dir, "daemon")
+		if m.own != "" {
+			own, leaf = m.own, filepath.Join(m.own, m.leaf)
+		}
 		if _, err := mkdir(leaf); err != nil {
 			return err
 		}

@@ -19,6 +19,9 @@ OUT=/var/log/resilienced-vm
 RESULTS=$OUT/results
 SOCK=/run/resilienced/resilienced.sock
 UNIT=resilienced.service
+# The agents' own scope (internal/agentscope): their cgroups live there,
+# outside the service's, so that they outlive its restarts.
+SCOPE=resilienced-agents.scope
 CG2=/sys/fs/cgroup
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-420}
 
@@ -30,6 +33,7 @@ ctl() { resilientctl --socket "$SOCK" "$@"; }
 prop() { systemctl show -p "$1" --value "${2:-$UNIT}"; }
 mainpid() { prop MainPID; }
 unit_cg() { echo "$CG2$(prop ControlGroup)"; }
+agents_cg() { echo "$CG2$(prop ControlGroup $SCOPE)"; }
 
 # status_json prints the daemon's status, or fails.
 status_json() { ctl status -o json 2>/dev/null; }
@@ -104,11 +108,11 @@ probe_tcp() {
 }
 
 # live_agent_cg POOL: "PID CGROUP_DIR" of an active agent of POOL whose
-# process lives in a cgroup under the unit's agents/ directory. Never prints
+# process lives in a cgroup under the agents' scope's agents/ directory. Never prints
 # anything else: the callers write into that cgroup and kill what is in it.
 live_agent_cg() {
 	local i pid dir agents
-	agents="$(unit_cg)/agents/"
+	agents="$(agents_cg)/agents/"
 	for i in 1 2 3 4 5 6 7 8 9 10; do
 		pid=$(agent_field "$1" active pid)
 		dir="$CG2$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)"
@@ -171,7 +175,8 @@ check_3() {
 	local ucg fs pid id cg line uid mem pids leaky_before leaky_after agent_pid
 	fs=$(stat -fc %T $CG2)
 	[ "$fs" = cgroup2fs ] || die "$CG2 is $fs, not pure cgroup v2"
-	ucg=$(unit_cg)
+	[ "$(prop ActiveState $SCOPE)" = active ] || die "$SCOPE is $(prop ActiveState $SCOPE)"
+	ucg=$(agents_cg)
 	grep -qw memory "$ucg/cgroup.subtree_control" && grep -qw pids "$ucg/cgroup.subtree_control" ||
 		die "memory/pids not delegated below $ucg: subtree_control='$(cat "$ucg/cgroup.subtree_control")'"
 	local seen=0
@@ -181,7 +186,7 @@ check_3() {
 		line=$(cat "/proc/$pid/cgroup" 2>/dev/null) || continue
 		seen=$((seen + 1))
 		[ "$(echo "$line" | wc -l)" = 1 ] && [[ $line == 0::* ]] || die "agent $id: /proc/$pid/cgroup is not pure v2: $line"
-		[[ ${line#0::} == "$(prop ControlGroup)/agents/"* ]] || die "agent $id is at ${line#0::}, not under $(prop ControlGroup)/agents/"
+		[[ ${line#0::} == "$(prop ControlGroup $SCOPE)/agents/"* ]] || die "agent $id is at ${line#0::}, not under $(prop ControlGroup $SCOPE)/agents/"
 		uid=$(stat -c %U "/proc/$pid")
 		[ "$uid" = resilienced-agent ] || die "agent $id runs as $uid, want resilienced-agent"
 	done < <(ctl agents -o json | jq -r '.[] | select(.state == "active" or .state == "spare") | "\(.id) \(.pid)"')
@@ -221,7 +226,7 @@ check_3() {
 	leaky_after=$(ctl agents leaky -o json | jq -r '[.[].id] | sort | join(",")')
 	ctl agents leaky -o json | jq -e --arg id "$id" 'all(.id != $id)' >/dev/null || die "OOM-killed agent $id still listed ($leaky_after)"
 	events=$(ctl events --since 10m -o json | jq -r --arg id "$id" 'select(.agent == $id) | .kind' | sort -u | tr '\n' ' ')
-	ok "pure cgroup v2; $seen agents in $(prop ControlGroup)/agents/<pool>/<agent> as resilienced-agent; memory.max/pids.max set; pids.max enforced (pids.events max $before_max->$after_max); agent $id over memory.max: $oom OOM kill, events of $id: ${events:-none}; replaced ($leaky_before -> $leaky_after)"
+	ok "pure cgroup v2; $seen agents in $(prop ControlGroup $SCOPE)/agents/<pool>/<agent> as resilienced-agent; memory.max/pids.max set; pids.max enforced (pids.events max $before_max->$after_max); agent $id over memory.max: $oom OOM kill, events of $id: ${events:-none}; replaced ($leaky_before -> $leaky_after)"
 }
 
 check_4() {
@@ -247,48 +252,122 @@ check_5() {
 	ok "agent $id (pid $pid) SIGKILLed: replaced, 20/20 calls ok"
 }
 
-# restart_check HOW: kills the daemon with HOW, then checks that systemd
-# restarted it, sessions survived and nothing of the old instance is left.
-restart_check() {
-	local how=$1 sid=s-$RANDOM old_pid old_n old_pids old_cgs new_pid len out extra p
+# agent_list: "ID PID" of every active, spare or isolated agent, sorted.
+agent_list() { ctl agents -o json | jq -r '.[] | select(.state == "active" or .state == "spare" or .state == "isolated") | "\(.id) \(.pid)"' | sort; }
+
+# caller DIR N POOL: calls POOL in a loop until DIR/stop exists, each call
+# retried with its idempotency key (as the Go client does) for up to 90 s
+# while the daemon restarts. Counts in DIR/ok.N and DIR/fail.N.
+caller() {
+	local dir=$1 n=$2 pool=$3 i=0 t
+	while [ ! -e "$dir/stop" ]; do
+		i=$((i + 1))
+		t=$((SECONDS + 90))
+		until ctl call "$pool" "\"c$n-$i\"" --key "k$n-$i-$RANDOM$RANDOM" --timeout 30s >/dev/null 2>>"$dir/err.$n"; do
+			[ $SECONDS -lt $t ] || { echo "$i" >>"$dir/fail.$n"; break; }
+			sleep 0.2
+		done && echo "$i" >>"$dir/ok.$n"
+	done
+}
+
+# adopt_check HOW: with 8 callers in a loop on the echo pool (the net
+# pool's calls depend on an upstream that a loaded guest makes slow),
+# restarts the daemon with HOW and checks that the new instance adopted
+# every agent (same ids, same pids), that no call failed for good, and
+# that a session kept its context.
+adopt_check() {
+	local how=$1 sid=s-$RANDOM old_pid before after dir n okc failc len adopted
 	ensure_running
+	[ "$(prop ActiveState $SCOPE)" = active ] || die "$SCOPE is $(prop ActiveState $SCOPE)"
 	for i in 1 2 3; do call echo "\"$sid-$i\"" --session "$sid" >/dev/null || die "session call $i failed"; done
-	old_pid=$(mainpid) old_n=$(prop NRestarts)
-	old_pids=$(ctl agents -o json | jq -r '.[].pid')
-	# Old agents' cgroups by inode: a new agent may reuse a path, never an inode.
-	old_cgs=$(for c in $(ctl agents -o json | jq -r '.[].cgroup | strings | select(contains("/agents/"))'); do
-		[ -d "$(cgdir "$c")" ] && echo "$(cgdir "$c"):$(stat -c %i "$(cgdir "$c")")"
-	done)
-	[ -n "$old_cgs" ] || die "no agent cgroup listed before the kill"
+	before=$(agent_list)
+	[ "$(echo "$before" | wc -l)" -ge 8 ] || die "$(echo "$before" | wc -l) agents active, spare or isolated, want 8"
+	old_pid=$(mainpid)
+	dir=$(mktemp -d /tmp/rvm-callers.XXXXXX)
+	for n in 1 2 3 4 5 6 7 8; do
+		caller "$dir" $n echo &
+	done
+	sleep 5
+	local since
+	since=$(date '+%Y-%m-%d %H:%M:%S')
 	eval "$how"
 	wait_until 120 bash -c '[ "$(systemctl show -p MainPID --value resilienced.service)" != "$1" ] && [ "$(systemctl show -p ActiveState --value resilienced.service)" = active ]' _ "$old_pid" ||
-		die "not restarted: $(prop ActiveState)/$(prop SubState), MainPID $(mainpid)"
-	new_pid=$(mainpid)
-	[ "$(prop NRestarts)" -gt "$old_n" ] || die "NRestarts did not grow ($old_n -> $(prop NRestarts))"
-	wait_until 120 pools_ready || die "pools not ready after the restart"
+		{ touch "$dir/stop"; die "not restarted: $(prop ActiveState)/$(prop SubState), MainPID $(mainpid)"; }
+	wait_until 120 pools_ready || { touch "$dir/stop"; die "pools not ready after the restart"; }
+	sleep 5
+	touch "$dir/stop"
+	wait
+	okc=$(cat "$dir"/ok.* 2>/dev/null | wc -l) failc=$(cat "$dir"/fail.* 2>/dev/null | wc -l)
+	after=$(agent_list)
+	[ "$failc" = 0 ] || die "$failc calls failed for good ($okc ok) across the restart: $(cat "$dir"/err.* | sort | uniq -c | sort -rn | head -3 | tr '\n' ';')"
+	[ "$before" = "$after" ] || die "agents changed across the restart: before [$(echo $before)] after [$(echo $after)]; $(journalctl -u $UNIT --since "$since" -o cat --no-pager | grep -i 'adopt' | head -5 | tr '\n' ';')"
 	len=$(ctl session show "$sid" -o json | jq '.context | length') || die "session $sid lost"
 	[ "$len" = 3 ] || die "session $sid has $len entries after the restart, want 3"
-	out=$(call echo '"after"' --session "$sid") || die "call on session $sid failed after the restart"
-	[ "$(echo "$out" | jq .context_len)" = 3 ] || die "the agent got $(echo "$out" | jq .context_len) context entries, want 3"
-	for p in $old_pids $old_pid; do
-		alive "$p" && die "process $p of the old instance still alive ($(cat /proc/$p/comm))"
-	done
-	for c in $old_cgs; do
-		[ -d "${c%:*}" ] && [ "$(stat -c %i "${c%:*}")" = "${c##*:}" ] && die "cgroup ${c%:*} of the old instance remains"
-	done
-	# Every process in the unit's cgroup is the new daemon or a listed agent.
-	extra=$(comm -23 <(procs_under "$(unit_cg)") <( (echo "$new_pid"; ctl agents -o json | jq -r '.[].pid') | sort -n))
-	for p in $extra; do
-		[ "$(cat /proc/$p/comm 2>/dev/null)" = flaky ] && die "orphan agent process $p in $(unit_cg)"
-	done
-	echo "restarted: MainPID $old_pid -> $new_pid, NRestarts $old_n -> $(prop NRestarts), session $sid intact (3 entries), old agents and cgroups gone"
+	adopted=$(ctl events --since 5m -o json | jq -r 'select(.kind == "adopt") | .agent' | sort -u | wc -l)
+	rm -rf "$dir"
+	echo "MainPID $old_pid -> $(mainpid): $(echo "$after" | wc -l) agents kept (same ids and pids), $adopted adopt events; 8 callers: $okc calls ok, 0 failed; session $sid intact"
 }
 
 check_6() {
-	local a b
-	a=$(restart_check 'systemctl kill -s SIGKILL resilienced') || die "systemctl kill -s SIGKILL: $(echo "$a" | tail -1 | sed 's/^RVM-CHECK-FAIL: //')"
-	b=$(restart_check 'systemctl kill --kill-whom=main -s SIGKILL resilienced') || die "SIGKILL of the daemon alone (agents left to systemd): $(echo "$b" | tail -1 | sed 's/^RVM-CHECK-FAIL: //')"
-	ok "kill all: ${a##*$'\n'}; kill main only: ${b##*$'\n'}"
+	local a
+	a=$(adopt_check 'kill -9 "$old_pid"') || die "kill -9 of the main pid: $(echo "$a" | tail -1 | sed 's/^RVM-CHECK-FAIL: //')"
+	[ "$(prop NRestarts)" -ge 1 ] || die "NRestarts $(prop NRestarts): systemd did not restart the daemon"
+	ok "kill -9 of the main pid, systemd restarted it: ${a##*$'\n'}"
+}
+
+check_15() {
+	local a
+	a=$(adopt_check 'systemctl restart "$UNIT"') || die "systemctl restart: $(echo "$a" | tail -1 | sed 's/^RVM-CHECK-FAIL: //')"
+	ok "systemctl restart: ${a##*$'\n'}"
+}
+
+# check_16: an agent killed while the daemon is down is found dead and
+# replaced; a SIGSTOPped one fails its ping and is replaced; the others
+# are adopted. RestartSec=1s leaves the daemon down long enough.
+check_16() {
+	ensure_running
+	local old_pid dead_id dead_pid stop_id stop_pid before after ev
+	before=$(agent_list)
+	read -r dead_id dead_pid < <(ctl agents echo -o json | jq -r '[.[] | select(.state == "active")][0] | "\(.id) \(.pid)"')
+	read -r stop_id stop_pid < <(ctl agents net -o json | jq -r '[.[] | select(.state == "active")][0] | "\(.id) \(.pid)"')
+	[ -n "$dead_pid" ] && [ -n "$stop_pid" ] || die "no active echo or net agent"
+	old_pid=$(mainpid)
+	kill -9 "$old_pid" && kill -9 "$dead_pid" && kill -STOP "$stop_pid"
+	wait_until 120 bash -c '[ "$(systemctl show -p MainPID --value resilienced.service)" != "$1" ] && [ "$(systemctl show -p ActiveState --value resilienced.service)" = active ]' _ "$old_pid" ||
+		die "not restarted: $(prop ActiveState)/$(prop SubState)"
+	wait_until 120 pools_ready || die "pools not ready after the restart"
+	after=$(agent_list)
+	echo "$after" | grep -q "^$dead_id " && die "agent $dead_id, killed while the daemon was down, is listed again"
+	echo "$after" | grep -q "^$stop_id " && die "agent $stop_id, SIGSTOPped, is listed again"
+	alive "$stop_pid" && die "the SIGSTOPped agent $stop_id (pid $stop_pid) was not killed"
+	local kept
+	kept=$(comm -12 <(echo "$before") <(echo "$after") | wc -l)
+	[ "$kept" -ge "$(($(echo "$before" | wc -l) - 2))" ] || die "only $kept of the other agents adopted: before [$(echo $before)] after [$(echo $after)]"
+	ev=$(ctl events --since 5m -o json | jq -r --arg a "$dead_id" --arg b "$stop_id" 'select(.kind == "adopt_refused" and (.agent == $a or .agent == $b)) | "\(.agent): \(.reason)"' | tr '\n' ';')
+	echo "$ev" | grep -q "$dead_id" && echo "$ev" | grep -q "$stop_id" || die "no adopt_refused event for both: $ev"
+	[ "$(calls echo 3)" = 3 ] && [ "$(calls net 3)" = 3 ] || die "calls fail after the restart"
+	ok "dead $dead_id and stopped $stop_id refused and replaced, $kept others adopted; events: $(echo "$ev" | cut -c1-200)"
+}
+
+# check_17: figures, not limits: from the command until every pool is at
+# strength, `systemctl restart` (the agents adopted) beside `systemctl
+# stop` + `systemctl start` (every agent started cold), same guest, same
+# run; and the adoption's own time from the new instance's log.
+check_17() {
+	ensure_running
+	local t0 adopt cold took since
+	since=$(date '+%Y-%m-%d %H:%M:%S')
+	t0=$(date +%s%N)
+	systemctl restart "$UNIT"
+	until service_ready; do sleep 0.1; [ $(($(date +%s%N) - t0)) -lt 120000000000 ] || die "not ready 120 s after the restart"; done
+	adopt=$((($(date +%s%N) - t0) / 1000000))
+	took=$(journalctl -u "$UNIT" --since "$since" -o cat --no-pager | sed -n 's/.*adopted agents left by the previous instance.*adopted=\([0-9]*\).*took=\([^ ]*\).*/\1 adopted in \2/p' | tail -1)
+	t0=$(date +%s%N)
+	systemctl stop "$UNIT"
+	systemctl start "$UNIT"
+	until service_ready; do sleep 0.1; [ $(($(date +%s%N) - t0)) -lt 120000000000 ] || die "not ready 120 s after stop + start"; done
+	cold=$((($(date +%s%N) - t0) / 1000000))
+	ok "8 agents: systemctl restart, agents adopted: ${adopt} ms (${took:-no adoption line}); systemctl stop + start, agents cold: ${cold} ms"
 }
 
 check_7() {
@@ -343,10 +422,10 @@ check_8() {
 		probe_tcp "$cg" && die "agent $id reaches the network again after the daemon restart"
 		how="agent $id kept through the restart and still cut off"
 	else
-		alive "$pid" && die "agent $id's cgroup is gone but its process $pid lives"
-		how="agent $id did not outlive the old daemon (KillMode=mixed) and took its cut with it"
-		[ -e /sys/fs/bpf/resilienced/isolate/"$id" ] && how="$how; its pins remain (stale)"
+		die "isolated agent $id (pid $pid) did not outlive the daemon's restart (alive: $(alive "$pid" && echo yes || echo no))"
 	fi
+	ctl agents -o json | jq -e --arg id "$id" 'any(.id == $id and .state == "isolated")' >/dev/null ||
+		die "agent $id is not listed as isolated after the restart: $(ctl agents net -o json | jq -c '[.[] | {id, state}]')"
 	[ "$(calls net 3)" = 3 ] || die "calls on the net pool fail after the restart"
 	ok "isolate $id: its cgroup cannot connect, pool still serves 5/5; pins: ${pins:-none}; after restart: $how"
 }
@@ -431,6 +510,7 @@ leftovers() {
 	done
 	[ -d "$CG2/system.slice/resilienced.service" ] && echo "cgroup $CG2/system.slice/resilienced.service ($(procs_under "$CG2/system.slice/resilienced.service" | wc -l) procs)"
 	[ -d "$CG2/resilienced" ] && echo "cgroup $CG2/resilienced"
+	[ -d "$CG2/system.slice/$SCOPE" ] && echo "cgroup $CG2/system.slice/$SCOPE ($(procs_under "$CG2/system.slice/$SCOPE" | wc -l) procs)"
 	[ -e /sys/fs/bpf/resilienced ] && echo "bpf pins /sys/fs/bpf/resilienced: $(find /sys/fs/bpf/resilienced | head -5 | tr '\n' ' ')"
 	[ -e $SOCK ] && echo "socket $SOCK"
 	[ "$(prop ActiveState resilienced.socket)" = active ] && echo "resilienced.socket active"
@@ -478,10 +558,10 @@ check_13() {
 NAMES=(
 	[1]="service active after boot, READY, STATUS line"
 	[2]="resilientctl: root and group resilienced allowed, others refused"
-	[3]="agents in delegated cgroup v2 subtree, memory/pids limits, OOM kill replaced"
+	[3]="agents in their delegated scope's cgroup v2 subtree, memory/pids limits, OOM kill replaced"
 	[4]="eBPF telemetry on the Debian kernel (status ebpf true)"
 	[5]="SIGKILL of an agent: replaced, calls succeed"
-	[6]="SIGKILL of the daemon: restarted, sessions intact, no orphans"
+	[6]="kill -9 of the daemon: restarted, every agent adopted, no failed call"
 	[7]="SIGSTOP of the daemon: watchdog restarts it"
 	[8]="resilientctl isolate cuts an agent off the network, across a restart"
 	[9]="systemctl reload applies a config change (new pool)"
@@ -490,8 +570,11 @@ NAMES=(
 	[12]="dpkg -i enables and starts the service"
 	[13]="purge removes state and config"
 	[14]="journald logs: levels as priorities, no doubled timestamps, agent ids"
+	[15]="systemctl restart: every agent adopted (same pids), no failed call"
+	[16]="agent dead or SIGSTOPped while the daemon is down: refused and replaced"
+	[17]="figures: systemctl restart with agents adopted beside stop + start cold"
 )
-ORDER=(1 2 3 4 5 6 7 8 9 14 11 10 12 13)
+ORDER=(1 2 3 4 5 15 6 16 17 7 8 9 14 11 10 12 13)
 
 run_check() {
 	local n=$1 out rc line t0=$SECONDS

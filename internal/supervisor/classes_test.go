@@ -185,7 +185,7 @@ func TestBreakerOpensOnBrokenStartsAndProbesBack(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "fixed")
 	pc := defaultsPool(t, "br", func(pc *config.Pool) {
 		pc.Env["TEST_FIXED_FLAG"] = flag
-		pc.Breaker.OpenFor = time.Second
+		pc.Breaker.OpenFor = 5 * time.Second // long enough that a loaded machine does not reach half-open between two calls
 	})
 	h := newHarness(t, cfgOf(pc))
 	h.ready()

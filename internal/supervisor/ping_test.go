@@ -43,7 +43,9 @@ func TestVirtualPingBudgetBoundsTheRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeAgents{}
 		r := newFakeRun(t, f)
-		cfg := &config.Config{PingBudget: 100, Pools: []config.Pool{pingPool("many", 1000)}}
+		// 200 agents at 20 pings/s: each is due every ping_interval (1 s),
+		// so unbudgeted they would be pinged 10× as often as allowed.
+		cfg := &config.Config{PingBudget: 20, Pools: []config.Pool{pingPool("many", 200)}}
 		if err := r.sup.Apply(context.Background(), cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -52,8 +54,8 @@ func TestVirtualPingBudgetBoundsTheRate(t *testing.T) {
 		before := f.pings.Load()
 		time.Sleep(20 * time.Second)
 		synctest.Wait()
-		if got := f.pings.Load() - before; got < 100*18 || got > 100*21 {
-			t.Fatalf("%d pings in 20 s at a budget of 100/s, want about 2,000 (not 20,000)", got)
+		if got := f.pings.Load() - before; got < 20*18 || got > 20*21 {
+			t.Fatalf("%d pings in 20 s at a budget of 20/s, want about 400 (not 4,000)", got)
 		}
 		p, _ := r.sup.Pool("many")
 		p.mu.Lock()
@@ -65,7 +67,7 @@ func TestVirtualPingBudgetBoundsTheRate(t *testing.T) {
 		}
 		p.mu.Unlock()
 		if never > 0 {
-			t.Fatalf("%d of 1,000 agents not pinged in the last 12 s: the budget is not shared longest idle first", never)
+			t.Fatalf("%d of 200 agents not pinged in the last 12 s: the budget is not shared longest idle first", never)
 		}
 		if n := len(r.eventsOf(EventHang)); n != 0 {
 			t.Fatalf("%d hang events for agents that answer", n)

@@ -82,6 +82,9 @@ trap 'exit 130' INT TERM
 log "building the package and the test agent ($VERSION)"
 VERSION=$VERSION OUT=$work scripts/build-deb.sh >&2
 deb=$(ls "$work"/resilienced_*.deb)
+# The same tree rebuilt with a higher version, for the upgrade check (18).
+VERSION=$VERSION.upgrade OUT=$work/newer scripts/build-deb.sh >&2
+newer=$(ls "$work"/newer/resilienced_*.deb)
 CGO_ENABLED=0 $GO build -trimpath -o "$work/flaky" ./examples/agents/flaky
 CGO_ENABLED=0 $GO build -trimpath -o "$work/vm-echo" ./test/vm/echo
 
@@ -143,6 +146,7 @@ t=$SECONDS
 r=$work/rootfs
 cp -a "$base/rootfs" "$r"
 install -m 0644 "$deb" "$r/root/"
+install -D -m 0644 "$newer" "$r/root/newer/$(basename "$newer")"
 # Installed as an administrator would; there is no systemd running in the
 # chroot, so postinst enables the units and the boot starts them.
 chroot "$r" dpkg -i "/root/$(basename "$deb")" >"$work/dpkg.log" 2>&1 ||

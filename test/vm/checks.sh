@@ -370,6 +370,24 @@ check_17() {
 	ok "8 agents: systemctl restart, agents adopted: ${adopt} ms (${took:-no adoption line}); systemctl stop + start, agents cold: ${cold} ms"
 }
 
+# check_18: the package upgraded under load, as an administrator does it:
+# apt installs a rebuilt resilienced_<newer>.deb, whose postinst restarts
+# the service; the new version adopts every agent (same ids, same pids),
+# no call fails for good, a session keeps its context.
+check_18() {
+	local deb a old new
+	deb=$(ls /root/newer/resilienced_*.deb 2>/dev/null | head -1)
+	[ -n "$deb" ] || die "no newer package in /root/newer"
+	ensure_running
+	old=$(ctl status -o json | jq -r .version)
+	# dpkg -i only if apt cannot work in the guest; the result says which ran.
+	a=$(adopt_check "{ apt-get install -y --no-download $deb >/tmp/rvm-apt.log 2>&1 && echo apt-get >/tmp/rvm-how; } || { dpkg -i $deb >>/tmp/rvm-apt.log 2>&1 && echo dpkg -i >/tmp/rvm-how; }") ||
+		die "apt install $(basename "$deb"): $(echo "$a" | tail -1 | sed 's/^RVM-CHECK-FAIL: //'); apt: $(tail -3 /tmp/rvm-apt.log | tr '\n' ';')"
+	new=$(ctl status -o json | jq -r .version)
+	[ "$new" != "$old" ] || die "still version $old after installing $(basename "$deb"): the package did not replace the daemon"
+	ok "$(cat /tmp/rvm-how) $(basename "$deb"): version $old -> $new, ${a##*$'\n'}"
+}
+
 check_7() {
 	mkdir -p /etc/systemd/system/resilienced.service.d
 	cp /usr/local/lib/resilienced-vm/watchdog.conf /etc/systemd/system/resilienced.service.d/vm-test-watchdog.conf
@@ -574,7 +592,7 @@ NAMES=(
 	[16]="agent dead or SIGSTOPped while the daemon is down: refused and replaced"
 	[17]="figures: systemctl restart with agents adopted beside stop + start cold"
 )
-ORDER=(1 2 3 4 5 15 6 16 17 7 8 9 14 11 10 12 13)
+ORDER=(1 2 3 4 5 15 6 16 17 18 7 8 9 14 11 10 12 13)
 
 run_check() {
 	local n=$1 out rc line t0=$SECONDS

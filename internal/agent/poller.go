@@ -63,6 +63,11 @@ func pollers() (exits, stderr *poller) {
 	return exitPoller, stderrPoller
 }
 
+// StartPollers starts the node's pollers now rather than with the first
+// agent. They live as long as the process (like Go's own netpoller): a
+// test that checks for leaked goroutines and descriptors calls this first.
+func StartPollers() { pollers() }
+
 func newPoller() (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {

@@ -16,8 +16,12 @@
 #
 # Env: DENSITY_N (default "100 1000 2000"), DENSITY_IDLE (60), DENSITY_CALLS
 # (20000), DENSITY_CONCURRENCY (64), DENSITY_RUNIT (1: also the baseline),
-# DENSITY_PPROF (0; 1 saves a 20 s CPU profile of the idle daemon),
-# DENSITY_OUT (results directory). Root (cgroups). Exit 1 if a run failed.
+# DENSITY_PPROF (0; 1 saves a 20 s CPU profile of the idle daemon, a heap
+# profile and its goroutine count after the idle window),
+# DENSITY_OUT (results directory), DENSITY_REVS (git revisions whose
+# daemon also runs, each in a row of its own before the working tree's, in
+# the same run: "main" for a before/after). Root (cgroups). Exit 1 if a run
+# failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 die() { printf 'density-bench: %s\n' "$*" >&2; exit 2; }
@@ -37,6 +41,17 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/resilienced-density.XXXXXX")
 out=${DENSITY_OUT:-$tmp/out}
 mkdir -p "$out"
 go build -o "$tmp/bin/" ./cmd/resilienced ./cmd/resilientctl ./cmd/resilient-load || die "build failed"
+# daemons: label=binary, the working tree's last.
+daemons=()
+for rev in ${DENSITY_REVS:-}; do
+	sha=$(git rev-parse --short "$rev^{commit}") || die "DENSITY_REVS: no revision $rev"
+	mkdir -p "$tmp/src-$sha" "$tmp/bin/$sha"
+	git archive "$sha" | tar -x -C "$tmp/src-$sha" || die "git archive $rev failed"
+	(cd "$tmp/src-$sha" && go build -o "$tmp/bin/$sha/" ./cmd/resilienced) || die "build of $rev failed"
+	rm -rf "$tmp/src-$sha"
+	daemons+=("resilienced@$sha=$tmp/bin/$sha/resilienced")
+done
+daemons+=("resilienced=$tmp/bin/resilienced")
 cc -O2 -o "$tmp/bin/echo" examples/agents/echo/echo.c || die "cc examples/agents/echo/echo.c failed"
 cp "$tmp/bin/echo" "$tmp/bin/echo-runit" # its own name, so pgrep finds only runit's
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -85,7 +100,10 @@ sock=$tmp/s.sock
 ctl() { "$tmp/bin/resilientctl" --socket "$sock" "$@"; }
 
 run_resilienced() {
-	local n=$1 log=$out/daemon-$n.log
+	local n=$1 name=${2%%=*} bin=${2#*=}
+	local tag=$n${name#resilienced}
+	tag=${tag/@/-}
+	local log=$out/daemon-$tag.log
 	local kill_n=$(((n + 9) / 10))
 	rm -rf "$sock" "$tmp/state"
 	cat >"$tmp/pool.yaml" <<-EOF
@@ -99,10 +117,10 @@ run_resilienced() {
 	[ "$pprof" = 1 ] && pp=(--pprof "127.0.0.1:$((20000 + RANDOM % 20000))")
 	local t0
 	t0=$(now)
-	(cd "$tmp" && exec setsid bin/resilienced --config "$tmp/pool.yaml" --socket "$sock" --state-dir "$tmp/state" \
+	(cd "$tmp" && exec setsid "$bin" --config "$tmp/pool.yaml" --socket "$sock" --state-dir "$tmp/state" \
 		--log-level warn --cgroup-name "density-$$" "${pp[@]}" 2>"$log") &
 	daemon=$!
-	evfile=$out/events-$n.jsonl
+	evfile=$out/events-$tag.jsonl
 	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	ctl -o json events --follow >"$evfile" 2>/dev/null &
 	follow=$!
@@ -119,7 +137,7 @@ print(p["active"], p["state"])' 2>/dev/null)
 	done
 	if [ -z "$ready" ]; then
 		echo "!!! resilienced, $n agents: not ready after 120 s (active, state: ${st:-no answer})"
-		rows+=("resilienced $n not-ready(${st// /,}) - - - - - - - - - -")
+		rows+=("$name $n not-ready(${st// /,}) - - - - - - - - - -")
 		fail=1
 		kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
 		kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=
@@ -130,12 +148,18 @@ print(p["active"], p["state"])' 2>/dev/null)
 	since=$(now)
 	c0=$(ticks "$daemon"); w0=$(now)
 	if [ "$pprof" = 1 ]; then
-		curl -s -o "$out/idle-$n.pprof" "http://${pp[1]}/debug/pprof/profile?seconds=$((idle < 20 ? idle : 20))" &
+		curl -s -o "$out/idle-$tag.pprof" "http://${pp[1]}/debug/pprof/profile?seconds=$((idle < 20 ? idle : 20))" &
 		prof=$!
 	fi
 	sleep "$idle"
 	c1=$(ticks "$daemon"); w1=$(now)
 	[ -n "$prof" ] && wait "$prof"
+	local gor=-
+	if [ "$pprof" = 1 ]; then
+		curl -s -o "$out/heap-$tag.pprof" "http://${pp[1]}/debug/pprof/heap"
+		gor=$(curl -s "http://${pp[1]}/debug/pprof/goroutine?debug=1" | sed -n 's/^goroutine profile: total //p')
+		curl -s "http://${pp[1]}/debug/pprof/heap?debug=1" | grep -E '^# (HeapAlloc|HeapSys|HeapIdle|HeapInuse|HeapReleased|Stack|Sys|NextGC|NumGC) ' >"$out/memstats-$tag.txt"
+	fi
 	cpu=$(calc "round(100 * ($c1 - $c0) / $hz / ($w1 - $w0), 2)")
 	rss=$(calc "round($(field VmRSS "$daemon") / 1024, 1)")
 	thr=$(field Threads "$daemon")
@@ -155,7 +179,7 @@ print(n)')
 	lo=$("$tmp/bin/resilient-load" run --socket "$sock" --pool echo --calls "$calls" --concurrency "$conc" --quiet 2>&1)
 	cps=$(sed -n 's/.*(\([0-9.]*\) calls\/s.*/\1/p' <<<"$lo")
 	p99=$(sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' <<<"$lo")
-	echo "$lo" >"$out/load-$n.txt"
+	echo "$lo" >"$out/load-$tag.txt"
 
 	# Kill 10 % of the active agents at once. Their recovered events are
 	# taken from a subscription opened before, not from the daemon's ring
@@ -187,9 +211,12 @@ else: print(0, "-", "-")' "$victims")
 		sleep 0.1
 	done
 	[ -n "$back" ] || { back="not-back(${st// /,})"; fail=1; }
-	rows+=("resilienced $n $ready $cpu $rss $thr $fd $kills ${cps:--} ${p99:--} ${rec// /\/} $back")
-	echo "resilienced $n agents: ready ${ready}s; idle ${cpu}% CPU, RSS ${rss} MB, ${thr} threads, ${fd} fds, ${kills} killed; ${cps:--} calls/s p99 ${p99:--} ms; killed ${kill_n}: recovered n/p99/max ${rec} ms, back at strength in ${back} ms   (load $(load))"
-	[ -n "$prof" ] && go tool pprof -top -nodecount 25 "$tmp/bin/resilienced" "$out/idle-$n.pprof" >"$out/idle-$n.top" 2>/dev/null
+	rows+=("$name $n $ready $cpu $rss $thr $fd $kills ${cps:--} ${p99:--} ${rec// /\/} $back")
+	echo "$name $n agents: ready ${ready}s; idle ${cpu}% CPU, RSS ${rss} MB, ${thr} threads, ${fd} fds, ${gor} goroutines, ${kills} killed; ${cps:--} calls/s p99 ${p99:--} ms; killed ${kill_n}: recovered n/p99/max ${rec} ms, back at strength in ${back} ms   (load $(load))"
+	if [ -n "$prof" ]; then
+		go tool pprof -top -nodecount 25 "$bin" "$out/idle-$tag.pprof" >"$out/idle-$tag.top" 2>/dev/null
+		go tool pprof -top -sample_index=inuse_space -nodecount 25 "$bin" "$out/heap-$tag.pprof" >"$out/heap-$tag.top" 2>/dev/null
+	fi
 	kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
 	kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=
 }
@@ -259,7 +286,7 @@ print(round(1000 * (time.time() - t0)) if not left else "not-back(%d)" % len(lef
 
 for n in $ns; do
 	echo "=== $n agents   (load $(load))"
-	run_resilienced "$n"
+	for d in "${daemons[@]}"; do run_resilienced "$n" "$d"; done
 	[ "$runit" = 1 ] && run_runit "$n"
 done
 

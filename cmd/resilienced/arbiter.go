@@ -16,8 +16,9 @@ import (
 	"github.com/resilienced/resilienced/internal/supervisor"
 )
 
-// arbiterWiring feeds the Arbiter one sample per agent per second (from
-// telemetry, the supervisor and the agent's stderr), replaces agents it
+// arbiterWiring feeds the Arbiter a sample of each agent every second
+// that brought it something new (calls, stderr lines, a fresh telemetry
+// sample), replaces agents it
 // predicts will fail (drain: a spare takes over first, the call in flight
 // finishes), tells it the ground truth of every failure, sizes each pool's
 // warm spares from its forecast, and keeps a bounded journal of records
@@ -31,6 +32,8 @@ type arbiterWiring struct {
 	lines   map[string][]string  // agent → stderr lines since the last sample
 	calls   map[string]uint64    // agent → calls at the last sample
 	lat     map[string]latState  // agent → call latency at the last sample
+	fed     map[string]time.Time // agent → time of the telemetry sample last fed
+	fedAt   map[string]time.Time // agent → when it was last fed
 	journal *arbiter.FileJournal // nil if it could not be opened
 	fits    int
 }
@@ -47,6 +50,8 @@ func (d *daemon) startArbiter(ctx context.Context, holdout float64) *arbiterWiri
 		lines: make(map[string][]string),
 		calls: make(map[string]uint64),
 		lat:   make(map[string]latState),
+		fed:   make(map[string]time.Time),
+		fedAt: make(map[string]time.Time),
 	}
 	// On disk, not in memory: a ring in memory grew the daemon's RSS for
 	// hours until it was full (by ~100 MB), more quickly the more agents.
@@ -104,6 +109,16 @@ func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
 		if a.State != supervisor.AgentActive && a.State != supervisor.AgentSpare {
 			continue
 		}
+		st, haveTel := w.d.tel.Latest(a.ID)
+		if last, seen := w.calls[a.ID]; seen && last == a.Calls && len(w.lines[a.ID]) == 0 &&
+			(!haveTel || !st.Time.After(w.fed[a.ID])) && now.Sub(w.fedAt[a.ID]) < arbiterIdleFeed {
+			// Nothing new since its last sample (an idle agent between
+			// its telemetry samples): observing it again would journal
+			// and score the same figures, every second, for every idle
+			// agent. Its next fresh sample carries the time since.
+			continue
+		}
+		w.fedAt[a.ID] = now
 		s := arbiter.Sample{Time: now, Agent: a.ID, Pool: a.Pool}
 		if pc := cfg.Pool(a.Pool); pc != nil {
 			s.MemLimit = pc.Limits.Memory
@@ -114,7 +129,8 @@ func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
 		ls := w.lat[a.ID].next(a)
 		w.lat[a.ID] = ls
 		s.CallLatency = ls.mean
-		if st, ok := w.d.tel.Latest(a.ID); ok {
+		if haveTel {
+			w.fed[a.ID] = st.Time
 			if st.HaveProc {
 				s.RSS = int64(st.Proc.RSSBytes)
 			}
@@ -140,6 +156,8 @@ func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
 	gone := func(id string) bool { return !live[id] }
 	maps.DeleteFunc(w.calls, func(id string, _ uint64) bool { return gone(id) })
 	maps.DeleteFunc(w.lat, func(id string, _ latState) bool { return gone(id) })
+	maps.DeleteFunc(w.fed, func(id string, _ time.Time) bool { return gone(id) })
+	maps.DeleteFunc(w.fedAt, func(id string, _ time.Time) bool { return gone(id) })
 	maps.DeleteFunc(w.lines, func(id string, _ []string) bool { return gone(id) })
 	// Pools' spares follow the forecast, within [spares, max_spares].
 	for _, p := range w.d.sup.Pools() {
@@ -152,6 +170,11 @@ func (w *arbiterWiring) Samples(ctx context.Context) ([]arbiter.Sample, error) {
 	w.persistModel()
 	return out, nil
 }
+
+// arbiterIdleFeed is how long an agent with nothing new goes without a
+// sample: well within the Arbiter's StaleAfter (a minute), after which it
+// would forget the agent.
+const arbiterIdleFeed = 20 * time.Second
 
 // latState is what an agent's call counters were at the previous sample.
 type latState struct {

@@ -126,6 +126,8 @@ func run() int {
 		return 2
 	}
 	log.Info("daemon threads", "cpus", nprocs, "by", why, "host_cpus", runtime.NumCPU())
+	gcPercent, gcBy := tuneGC()
+	log.Info("daemon GC", "gogc", gcPercent, "by", gcBy)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -70,7 +70,7 @@ func Adopt(cfg Config, h Adopted) (*Agent, error) {
 	a.nextID.Store(1<<40 + rand.Uint64N(1<<50-1<<41))
 	go a.waitAdopted()
 	go a.readStdout()
-	go a.readStderr()
+	a.startStderr()
 	return a, nil
 }
 

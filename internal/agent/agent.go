@@ -103,7 +103,10 @@ type Agent struct {
 
 	readDone chan struct{} // closed when the stdout reader stops
 	errDone  chan struct{} // closed when the stderr reader stops
-	readErr  error
+	// stderrWatch reads stderr on the node's poller (watch.go); nil
+	// when a goroutine of its own does (readStderr).
+	stderrWatch *stderrWatch
+	readErr     error
 
 	closeOnce sync.Once
 	started   time.Time
@@ -221,10 +224,21 @@ func newAgent(cfg Config, pid int, inW, outR, errR *os.File) *Agent {
 	}
 }
 
+// run starts watching the agent: its exit and stderr on the node's
+// pollers (a goroutine each where they cannot be used), its stdout on a
+// goroutine of its own.
 func (a *Agent) run() {
-	go a.wait()
+	if !a.watchExit() {
+		go a.wait()
+	}
 	go a.readStdout()
-	go a.readStderr()
+	a.startStderr()
+}
+
+func (a *Agent) startStderr() {
+	if !a.watchStderr() {
+		go a.readStderr()
+	}
 }
 
 // environment variables of the daemon's own service manager that must not
@@ -319,6 +333,7 @@ func (a *Agent) SignalGroup(sig syscall.Signal) error {
 // kills it through its cgroup (or process group) first.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
+		a.stopStderrWatch() // while its fd is open
 		a.stdin.Close()
 		a.stdout.Close()
 		a.stderr.Close()

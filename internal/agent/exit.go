@@ -30,20 +30,24 @@ func waitExit(pid int) (syscall.WaitStatus, error) {
 	}
 	var ws syscall.WaitStatus
 	var werr error
-	err = rc.Read(func(uintptr) bool {
-		for {
-			got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-			switch {
-			case errors.Is(err, syscall.EINTR):
-				continue
-			case err != nil:
-				werr = err
-				return true
-			}
-			return got == pid // 0: still running; wait for readability
-		}
-	})
+	err = rc.Read(func(uintptr) bool { return reaped(pid, &ws, &werr) })
 	return ws, errors.Join(err, werr)
+}
+
+// reaped reaps pid if it has exited (wait4 WNOHANG) and reports whether
+// the wait is over: it exited, or waiting failed (*werr).
+func reaped(pid int, ws *syscall.WaitStatus, werr *error) bool {
+	for {
+		got, err := syscall.Wait4(pid, ws, syscall.WNOHANG, nil)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			*werr = err
+			return true
+		}
+		return got == pid // 0: still running; wait for readability
+	}
 }
 
 func waitBlocking(pid int) (syscall.WaitStatus, error) {

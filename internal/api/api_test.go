@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilienced/resilienced/internal/agent"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/leakcheck"
 	"github.com/resilienced/resilienced/internal/session"
@@ -27,6 +28,7 @@ import (
 // TestMain checks, after every test, that the package's tests left no
 // goroutines or file descriptors behind (each test also checks its own).
 func TestMain(m *testing.M) {
+	agent.StartPollers() // the node's, for the life of the process
 	code := leakcheck.Main(m)
 	testagent.Cleanup()
 	os.Exit(code)

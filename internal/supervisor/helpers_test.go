@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilienced/resilienced/internal/agent"
 	"github.com/resilienced/resilienced/internal/cgroup"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/leakcheck"
@@ -30,6 +31,7 @@ func TestMain(m *testing.M) {
 		runTestAgent()
 		os.Exit(0)
 	}
+	agent.StartPollers() // the node's, for the life of the process
 	os.Exit(leakcheck.Main(m))
 }
 

@@ -50,17 +50,35 @@ func (s *Supervisor) kickPings() {
 	}
 }
 
+// dueSlot is an agent due for a ping.
+type dueSlot struct {
+	p       *Pool
+	sl      *slot
+	last    int64
+	timeout time.Duration
+}
+
 // pingDue starts a ping of every agent due at now, as far as the node's
 // ping budget allows, longest idle first, and returns how long the pinger
-// may sleep. Called only from pingLoop.
+// may sleep. Agents left over for lack of budget wait in s.pingBacklog and
+// are served from there at the next wake-ups, without a scan of every
+// pool each time (ten scans a second of a thousand agents was most of the
+// pinger's cost). Called only from pingLoop.
 func (s *Supervisor) pingDue(now time.Time) time.Duration {
-	sleep := pingMaxSleep
-	type dueSlot struct {
-		p       *Pool
-		sl      *slot
-		last    int64
-		timeout time.Duration
+	if len(s.pingBacklog) > 0 {
+		n := s.pings.take(now, len(s.pingBacklog))
+		for _, d := range s.pingBacklog[:n] {
+			if d.stillDue(now) {
+				d.start(now)
+			}
+		}
+		s.pingBacklog = slices.Delete(s.pingBacklog, 0, n)
+		if len(s.pingBacklog) > 0 {
+			return pingBudgetWait
+		}
+		s.pingBacklog = nil
 	}
+	sleep := pingMaxSleep
 	var due []dueSlot
 	for _, p := range s.Pools() {
 		pc := p.config()
@@ -74,10 +92,10 @@ func (s *Supervisor) pingDue(now time.Time) time.Duration {
 		slack := pc.PingInterval / 20
 		p.mu.Lock()
 		for _, sl := range p.slots {
-			if sl.a == nil || (sl.state != AgentActive && sl.state != AgentSpare) || sl.isolated.Load() || sl.pinging.Load() {
+			if !pingable(sl) {
 				continue
 			}
-			last := max(sl.lastCall.Load(), sl.lastPing.Load(), sl.started.UnixNano(), sl.activeSince.UnixNano())
+			last := lastSign(sl)
 			if at := time.Unix(0, last).Add(pc.PingInterval); at.After(now.Add(slack)) {
 				sleep = min(sleep, max(at.Sub(now), slack))
 				continue
@@ -91,14 +109,38 @@ func (s *Supervisor) pingDue(now time.Time) time.Duration {
 		// Over budget: the longest idle go first, the rest at a later
 		// wake-up, once the budget has refilled a little.
 		slices.SortFunc(due, func(a, b dueSlot) int { return cmp.Compare(a.last, b.last) })
+		s.pingBacklog = due[n:]
 		sleep = min(sleep, pingBudgetWait)
 	}
 	for _, d := range due[:n] {
-		d.sl.pinging.Store(true)
-		d.sl.lastPing.Store(now.UnixNano())
-		go d.p.ping(d.sl, d.timeout)
+		d.start(now)
 	}
 	return max(sleep, time.Millisecond)
+}
+
+// pingable reports whether sl may be pinged at all; under its pool's lock.
+func pingable(sl *slot) bool {
+	return sl.a != nil && (sl.state == AgentActive || sl.state == AgentSpare) && !sl.isolated.Load() && !sl.pinging.Load()
+}
+
+// lastSign is the last time sl showed it lives (unix nanos): its last
+// call or ping, or its start; under its pool's lock.
+func lastSign(sl *slot) int64 {
+	return max(sl.lastCall.Load(), sl.lastPing.Load(), sl.started.UnixNano(), sl.activeSince.UnixNano())
+}
+
+// stillDue reports whether an agent left in the backlog still needs its
+// ping: it may have served a call, died or been pinged since.
+func (d dueSlot) stillDue(now time.Time) bool {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
+	return d.p.slots[d.sl.id] == d.sl && pingable(d.sl) && lastSign(d.sl) <= d.last
+}
+
+func (d dueSlot) start(now time.Time) {
+	d.sl.pinging.Store(true)
+	d.sl.lastPing.Store(now.UnixNano())
+	go d.p.ping(d.sl, d.timeout)
 }
 
 // pingBudgetWait is how long the pinger sleeps when agents wait for the
@@ -148,19 +190,23 @@ func (p *Pool) ping(sl *slot, timeout time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var excused atomic.Int64
-	var check func()
-	check = func() {
+	var t *time.Timer
+	check := func() {
 		// An agent waiting for a CPU (runnable) or whose answer is in
 		// the pipe is slow, not stuck: on an overloaded node the agents
 		// starve too, not only the daemon.
 		if ctx.Err() == nil && excused.Load() < pingStarvedLimit && (p.sup.sched.starvedWithin(timeout) || progressing(sl.a)) {
 			excused.Add(1)
-			time.AfterFunc(timeout, check)
+			t.Reset(timeout)
 			return
 		}
 		cancel()
 	}
-	time.AfterFunc(timeout, check)
+	// Set before it can fire; stopped once answered, so that an answered
+	// ping leaves no timer to fire later.
+	t = time.AfterFunc(365*24*time.Hour, check)
+	t.Reset(timeout)
+	defer t.Stop()
 	err := sl.a.Ping(ctx)
 	if err == nil {
 		return

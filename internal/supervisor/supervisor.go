@@ -113,8 +113,11 @@ type Supervisor struct {
 	sched    schedWatch
 	pingKick chan struct{}
 	pings    pingBudget
-	kept     []KeptAgent // left by Stop; see KeptAgents
-	adopting []*adoptee  // adopted, waiting for their pools (adopt.go)
+	// pingBacklog: agents due for a ping that wait for budget; only the
+	// pinger's goroutine touches it.
+	pingBacklog []dueSlot
+	kept        []KeptAgent // left by Stop; see KeptAgents
+	adopting    []*adoptee  // adopted, waiting for their pools (adopt.go)
 }
 
 // New returns a supervisor with no pools; call Apply to start some.

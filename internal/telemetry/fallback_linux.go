@@ -47,7 +47,7 @@ func procStats(fs procfs.FS, pid int) (ProcSample, error) {
 // CgroupProcStats sums ProcStats over the processes in the cgroup directory
 // (its cgroup.procs). Processes that exit while it reads are skipped.
 func CgroupProcStats(cgroupPath string) (ProcSample, error) {
-	b, err := os.ReadFile(filepath.Join(cgroupPath, "cgroup.procs"))
+	b, err := readSmallFile(filepath.Join(cgroupPath, "cgroup.procs"))
 	if err != nil {
 		return ProcSample{}, fmt.Errorf("telemetry: %w", err)
 	}
@@ -102,7 +102,7 @@ func readPSIFiles(scope string, path func(resource string) string) (PSI, error) 
 		{"memory", &psi.Memory},
 		{"io", &psi.IO},
 	} {
-		b, err := os.ReadFile(path(r.name))
+		b, err := readSmallFile(path(r.name))
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.EOPNOTSUPP) {
 			continue
 		}
@@ -120,4 +120,33 @@ func readPSIFiles(scope string, path func(resource string) string) (PSI, error) 
 		return PSI{}, fmt.Errorf("%w: no %s PSI files (%s)", ErrNotSupported, scope, path("*"))
 	}
 	return psi, nil
+}
+
+// readSmallFile reads a small kernel file (PSI, cgroup.procs) with plain
+// syscalls. os.ReadFile would register it with Go's netpoller (pressure
+// files are pollable, for PSI triggers) and remove it again at Close: two
+// epoll_ctl calls per file, a third of the cost of sampling an idle agent.
+func readSmallFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
 }

@@ -18,7 +18,12 @@ grep -E '^\s*--- SKIP' -B1 "$log" | grep -vE '^(--|\s*--- SKIP|=== )' | sed 's/^
 if [ "$failed" -gt 0 ]; then
 	echo
 	echo "failures, with their tests' log lines:"
-	grep -E '^\s*--- FAIL|^\s+[A-Za-z0-9_]+_test\.go:[0-9]+:|leakcheck|panic:' "$log" | head -60
+	# Each failed test's own lines, from its RUN to its FAIL (go test -v
+	# prints a package's tests in order, parallel ones aside).
+	grep -oE -- '--- FAIL: [^ ]+' "$log" | awk '{print $3}' | awk '!seen[$0]++' | while read -r name; do
+		echo "--- FAIL: $name"
+		awk -v n="$name" '$1 == "===" && $3 == n {p = 1} p && /_test\.go:[0-9]+:|leakcheck|panic:/ {print} $1 == "---" && $3 == n {p = 0}' "$log" | head -40
+	done
 fi
 echo
 echo "${passed} passed, ${failed} failed, ${skipped} skipped"

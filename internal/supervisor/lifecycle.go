@@ -60,16 +60,25 @@ func (p *Pool) run(sl *slot, delay time.Duration, urgent bool, pc config.Pool, c
 	// Whoever ends the slot's life hands back its process and sandbox
 	// here; the worker destroys them itself so Stop can wait for it.
 	defer p.destroy(sl)
-	if !p.waitToSpawn(delay, down) {
-		close(sl.up)
-		p.retire(sl)
-		return
-	}
-	asked := p.sup.opts.Now()
-	if !p.sup.spawns.acquire(down, urgent) {
-		close(sl.up)
-		p.retire(sl)
-		return
+	var asked time.Time
+	for {
+		if !p.waitToSpawn(delay, down) {
+			close(sl.up)
+			p.retire(sl)
+			return
+		}
+		asked = p.sup.opts.Now()
+		if !p.sup.spawns.acquire(down, urgent) {
+			close(sl.up)
+			p.retire(sl)
+			return
+		}
+		// The breaker may have opened while this start waited its turn.
+		if !p.breakerOpen() {
+			break
+		}
+		p.sup.spawns.release()
+		delay = 0
 	}
 	if p.calledOff(sl) {
 		p.sup.spawns.release()
@@ -117,6 +126,14 @@ func (p *Pool) waitToSpawn(delay time.Duration, down chan struct{}) bool {
 			return false
 		}
 	}
+}
+
+// breakerOpen reports whether the pool's breaker refuses starts now.
+func (p *Pool) breakerOpen() bool {
+	p.mu.Lock()
+	b := p.breaker
+	p.mu.Unlock()
+	return !b.OpenUntil().IsZero()
 }
 
 func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {

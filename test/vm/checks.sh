@@ -591,6 +591,7 @@ NAMES=(
 	[15]="systemctl restart: every agent adopted (same pids), no failed call"
 	[16]="agent dead or SIGSTOPped while the daemon is down: refused and replaced"
 	[17]="figures: systemctl restart with agents adopted beside stop + start cold"
+	[18]="apt install of a rebuilt newer .deb: every agent adopted by the new version, no failed call"
 )
 ORDER=(1 2 3 4 5 15 6 16 17 18 7 8 9 14 11 10 12 13)
 

@@ -195,7 +195,7 @@ func TestUpgradeKeepsAgents(t *testing.T) {
 	st, _ := d.client.Status(context.Background())
 	firstPID := st.PID
 
-	cs := startCallers(d.client, []string{"a", "b", "c"}, 8)
+	cs := startCallers(d.client, []string{"a", "b", "c"}, 64) // the 64 callers
 	time.Sleep(300 * time.Millisecond)
 
 	// 1. resilientctl upgrade.
@@ -236,6 +236,7 @@ func TestUpgradeKeepsAgents(t *testing.T) {
 	if cs.ok.Load() <= okAt {
 		t.Errorf("no call succeeded after the second handover")
 	}
+	t.Logf("64 callers across two handovers: %d calls ok, %d failed", cs.ok.Load(), cs.failed.Load())
 	adopted := 0
 	err = d.client.Events(context.Background(), api.EventQuery{EventFilter: api.EventFilter{Kinds: []string{"adopt", "adopt_refused"}}}, func(ev api.Event) error {
 		if ev.Kind == "adopt_refused" {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/resilienced/resilienced/internal/api"
+	"github.com/resilienced/resilienced/internal/supervisor"
 )
 
 // handoverDaemon is a daemon whose log is a file: the instance a handover
@@ -210,6 +211,23 @@ func TestUpgradeKeepsAgents(t *testing.T) {
 	st = waitServing(t, d.client, firstPID)
 	if got := pidsByPool(t, d.client); !mapsEqual(got, before) {
 		t.Errorf("agent pids changed across resilientctl upgrade:\nbefore %v\nafter  %v", before, got)
+	}
+	// Pools adopted whole are running, not degraded until something happens.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st, err := d.client.Status(context.Background())
+		var notRunning []string
+		for _, p := range st.Pools {
+			if p.State != supervisor.PoolRunning {
+				notRunning = append(notRunning, p.Name+" "+string(p.State))
+			}
+		}
+		if err == nil && len(notRunning) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("pools not running after the upgrade: %v %v", notRunning, err)
+			break
+		}
 	}
 	okAt := cs.ok.Load()
 

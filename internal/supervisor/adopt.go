@@ -416,12 +416,20 @@ func (p *Pool) startAdopting(ads []*adoptee) {
 			p.serve(sl, pc, p.down)
 		}()
 	}
+	// An active agent that died while the daemon was down leaves the
+	// pool short: spares take its place, and a pool adopted whole is
+	// running at once.
+	evs := p.promoteLocked(now)
+	evs = append(evs, p.recoveredLocked(now)...)
 	p.ensureLocked(0, false)
 	var actives, spares []*slot
 	if roll {
 		actives, spares = p.newGenerationLocked()
 	}
 	p.mu.Unlock()
+	for _, e := range evs {
+		p.sup.emit(e)
+	}
 	if roll {
 		p.rollOut(context.Background(), actives, spares, "config changed while the daemon was down")
 	}

@@ -73,13 +73,7 @@ func (k *Keeper) Keep(rec Record, files Files) error {
 			}
 		}
 	}
-	k.mu.Lock()
-	old := k.agents[rec.ID]
-	k.agents[rec.ID] = kp
-	k.mu.Unlock()
-	if old != nil {
-		old.files.Close()
-	}
+	k.put(rec.ID, kp)
 	return nil
 }
 
@@ -198,16 +192,21 @@ func (k *Keeper) Adopt(rec Record, files Files) error {
 	if kp.size, err = writeRecord(files.State, &rec, kp.size); err != nil {
 		return fmt.Errorf("adopt: record of %s: %w", rec.ID, err)
 	}
-	k.mu.Lock()
-	old := k.agents[rec.ID]
-	k.agents[rec.ID] = kp
-	k.mu.Unlock()
-	if old != nil {
-		old.files.Close()
-	}
+	k.put(rec.ID, kp)
 	return nil
 }
 
 // Discard removes from the store the files of an agent that was not
 // adopted.
 func (k *Keeper) Discard(id string) { k.removeFromStore(id, Streams) }
+
+// put keeps kp for agent id, closing the files of one it replaces.
+func (k *Keeper) put(id string, kp *kept) {
+	k.mu.Lock()
+	old := k.agents[id]
+	k.agents[id] = kp
+	k.mu.Unlock()
+	if old != nil {
+		old.files.Close()
+	}
+}

@@ -186,12 +186,7 @@ func (p *Pool) handover(ctx context.Context) []string {
 	p.mu.Unlock()
 	p.stopAgents(ctx) // what is left: starting and draining agents
 	p.dropSandbox()
-	done := make(chan struct{})
-	go func() { p.live.Wait(); p.bg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	p.waitWorkers(ctx)
 	return left
 }
 

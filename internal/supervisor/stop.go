@@ -127,13 +127,19 @@ func (p *Pool) stop(ctx context.Context, reason string, keep bool) []KeptAgent {
 	// ahead of need is removed once made; attempts abandoned by their
 	// callers finish by their deadline. Wait for all of them, and for the
 	// pool's other goroutines, so that nothing outlives Stop.
+	p.waitWorkers(ctx)
+	return kept
+}
+
+// waitWorkers waits for the pool's agent workers and other goroutines to
+// end, or for ctx.
+func (p *Pool) waitWorkers(ctx context.Context) {
 	done := make(chan struct{})
 	go func() { p.live.Wait(); p.bg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
-	return kept
 }
 
 // goTracked runs fn on a goroutine that stop waits for.

@@ -134,6 +134,7 @@ type Pool struct {
 	surge       int
 	shortSince  time.Time // when a whole pool fell short of its replicas (recoveredLocked)
 	surgeAt     time.Time
+	surgeTimer  *time.Timer   // armed while a surge stands (surge.go)
 	replaced    []time.Time   // runtime replacements of the last surgeWindow
 	startTime   time.Duration // EWMA of spawn to ready
 	lost        int           // temporary/transient agents not replaced

@@ -27,6 +27,7 @@ func (p *Pool) failNode(ctx context.Context, reason string) {
 }
 
 func (p *Pool) closeDownLocked() {
+	p.stopSurgeLocked()
 	if p.down != nil {
 		select {
 		case <-p.down:

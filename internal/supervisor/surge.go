@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -50,6 +51,19 @@ func (p *Pool) noteStartLocked(d time.Duration) {
 // noteReplacementLocked counts a runtime replacement at now and sizes the
 // surge. Called with p.mu held.
 func (p *Pool) noteReplacementLocked(now time.Time) {
+	p.replaced = append(p.replaced, now)
+	if len(p.replaced) > 1024 {
+		p.replaced = p.replaced[len(p.replaced)-1024:]
+	}
+	p.sizeSurgeLocked(now)
+}
+
+// sizeSurgeLocked sizes the surge to the replacement rate of the last
+// surgeWindow at now: up at once, down only surgeHold after it was last
+// raised. While a surge stands, a timer looks again when it may end, so
+// that spares raised by a burst of deaths are let go when the deaths stop
+// rather than at the next death. Called with p.mu held.
+func (p *Pool) sizeSurgeLocked(now time.Time) {
 	cut := now.Add(-surgeWindow)
 	keep := p.replaced[:0]
 	for _, t := range p.replaced {
@@ -57,22 +71,55 @@ func (p *Pool) noteReplacementLocked(now time.Time) {
 			keep = append(keep, t)
 		}
 	}
-	p.replaced = append(keep, now)
-	if len(p.replaced) > 1024 {
-		p.replaced = p.replaced[len(p.replaced)-1024:]
+	p.replaced = keep
+	need := 0
+	if len(p.replaced) > 0 {
+		span := max(now.Sub(p.replaced[0]), time.Second)
+		rate := float64(len(p.replaced)) / span.Seconds()
+		start := p.startTime
+		if start == 0 {
+			start = defaultStartTime
+		}
+		need = min(sparesFor(rate*start.Seconds(), surgeRisk), p.surgeCapLocked())
 	}
-	span := max(now.Sub(p.replaced[0]), time.Second)
-	rate := float64(len(p.replaced)) / span.Seconds()
-	start := p.startTime
-	if start == 0 {
-		start = defaultStartTime
-	}
-	need := min(sparesFor(rate*start.Seconds(), surgeRisk), p.surgeCapLocked())
 	switch {
 	case need >= p.surge:
 		p.surge, p.surgeAt = need, now
 	case now.Sub(p.surgeAt) > surgeHold:
 		p.surge = need
+	}
+	if p.surge > p.sparesWanted && p.surgeTimer == nil {
+		wait := max(p.surgeAt.Add(surgeHold).Sub(now), 0) + surgeWindow
+		p.surgeTimer = time.AfterFunc(wait, p.surgeCheck)
+	}
+}
+
+// surgeCheck runs when a surge may have ended: it sizes the surge again
+// and drains the spares above the new target, oldest first.
+func (p *Pool) surgeCheck() {
+	p.mu.Lock()
+	p.surgeTimer = nil
+	if p.state == PoolStopped || p.state == PoolFailed {
+		p.mu.Unlock()
+		return
+	}
+	was := p.surge
+	p.sizeSurgeLocked(p.sup.opts.Now())
+	if p.surge >= was {
+		p.mu.Unlock()
+		return
+	}
+	evs, extra := p.resizeLocked(fmt.Sprintf("surge over: spares %d", p.spareTargetLocked()))
+	p.mu.Unlock()
+	p.finishResize(evs, extra)
+}
+
+// stopSurgeLocked stops the surge's timer (the pool stops). Called with
+// p.mu held.
+func (p *Pool) stopSurgeLocked() {
+	if p.surgeTimer != nil {
+		p.surgeTimer.Stop()
+		p.surgeTimer = nil
 	}
 }
 

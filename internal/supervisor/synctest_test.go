@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -234,4 +235,45 @@ func TestVirtualDegradedAfterAGrace(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Spares raised by a burst of deaths are let go once the deaths stop:
+// surgeHold after the last raise the surge follows the rate down, and the
+// spares above the configured number are drained, oldest first.
+func TestVirtualSurgeSparesDrainAfterTheBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAgents{}
+		f.badFrom.Store(2)
+		r := newFakeRun(t, f, fakePool("burst", 2, 1))
+		p, _ := r.sup.Pool("burst")
+		for range 200 {
+			p.Call(context.Background(), CallRequest{Input: json.RawMessage(`{"text":"x"}`)})
+		}
+		synctest.Wait()
+		raised := p.Status()
+		if raised.SparesWanted <= 1 || raised.Spares <= 1 {
+			t.Fatalf("after a burst of violations: %+v, want the surge to have raised the spares", raised)
+		}
+		f.badFrom.Store(0)
+		time.Sleep(surgeHold / 2)
+		synctest.Wait()
+		if st := p.Status(); st.SparesWanted != raised.SparesWanted {
+			t.Fatalf("%v after the burst: %+v, want the surge held (%d spares)", surgeHold/2, st, raised.SparesWanted)
+		}
+		time.Sleep(surgeHold + 2*surgeWindow)
+		synctest.Wait()
+		st := p.Status()
+		if st.State != PoolRunning || st.Active != 2 || st.SparesWanted != 1 || st.Spares != 1 {
+			t.Fatalf("%v after the burst: %+v, want 2 active and the configured 1 spare", surgeHold/2+surgeHold+2*surgeWindow, st)
+		}
+		drained := 0
+		for _, ev := range r.eventsOf(EventScale) {
+			if strings.HasPrefix(ev.Reason, "surge over") {
+				drained++
+			}
+		}
+		if drained == 0 {
+			t.Fatal("no scale event says the surge is over")
+		}
+	})
 }

@@ -416,6 +416,13 @@ func (p *Pool) startAdopting(ads []*adoptee) {
 	// running at once.
 	evs := p.promoteLocked(now)
 	evs = append(evs, p.recoveredLocked(now)...)
+	// Spares adopted above the pool's number are the surge of the
+	// instance before: held for surgeHold, then drained as its surge
+	// would have been.
+	if n := len(p.spares); n > p.spareTargetLocked() {
+		p.surge, p.surgeAt = n, now
+		p.sizeSurgeLocked(now)
+	}
 	p.ensureLocked(0, false)
 	var actives, spares []*slot
 	if roll {

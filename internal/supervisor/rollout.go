@@ -29,7 +29,7 @@ func (p *Pool) scale(n int, o ScaleOptions) error {
 	p.replicas = n
 	evs, extra := p.resizeLocked(fmt.Sprintf("replicas %d", n))
 	p.mu.Unlock()
-	p.finishResize(evs, extra)
+	p.finishResize(evs, extra, "scaled down")
 	return nil
 }
 
@@ -69,12 +69,14 @@ func (p *Pool) resizeLocked(why string) ([]Event, []*slot) {
 	return evs, extra
 }
 
-func (p *Pool) finishResize(evs []Event, extra []*slot) {
+// finishResize emits a resize's events and drains the agents it left
+// over, each with drainWhy.
+func (p *Pool) finishResize(evs []Event, extra []*slot, drainWhy string) {
 	for _, e := range evs {
 		p.sup.emit(e)
 	}
 	for _, sl := range extra {
-		p.drainNoReplace(sl, "scaled down")
+		p.drainNoReplace(sl, drainWhy)
 	}
 	if len(extra) > 0 {
 		// Drained agents no longer count: start the spares still wanted.
@@ -96,7 +98,7 @@ func (p *Pool) update(ctx context.Context, pc config.Pool) error {
 		p.applySizeLocked(old, pc)
 		evs, extra := p.resizeLocked(fmt.Sprintf("reload: replicas %d, spares %d", p.replicas, p.sparesWanted))
 		p.mu.Unlock()
-		p.finishResize(evs, extra)
+		p.finishResize(evs, extra, "scaled down")
 		return nil
 	}
 	if err := p.configure(pc); err != nil {

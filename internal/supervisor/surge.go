@@ -111,7 +111,7 @@ func (p *Pool) surgeCheck() {
 	}
 	evs, extra := p.resizeLocked(fmt.Sprintf("surge over: spares %d", p.spareTargetLocked()))
 	p.mu.Unlock()
-	p.finishResize(evs, extra)
+	p.finishResize(evs, extra, "surge over")
 }
 
 // stopSurgeLocked stops the surge's timer (the pool stops). Called with

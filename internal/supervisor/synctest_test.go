@@ -275,5 +275,14 @@ func TestVirtualSurgeSparesDrainAfterTheBurst(t *testing.T) {
 		if drained == 0 {
 			t.Fatal("no scale event says the surge is over")
 		}
+		want := raised.Spares - 1
+		if got := len(r.eventsOf(EventDrain)); got != want {
+			t.Fatalf("%d agents drained, want the %d surge spares", got, want)
+		}
+		for _, ev := range r.eventsOf(EventDrain) {
+			if ev.Reason != "surge over" {
+				t.Fatalf("drain %+v, want reason \"surge over\"", ev)
+			}
+		}
 	})
 }

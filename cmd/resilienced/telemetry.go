@@ -145,8 +145,8 @@ func (t *telemetryWiring) routes(s *api.Server) {
 // cost at most idleSamplesPerSecond samples a second (one sample reads
 // cgroup.procs, each process's stat and fd directory and three PSI files:
 // ~150 µs), spread over the seconds rather than in a burst. An idle agent
-// whose memory moved between its last two samples (what a leak looks like
-// to the Arbiter) is watched as closely as at 100 agents: every 10 s.
+// whose RSS grew between its last two samples (what a leak looks like to
+// the Arbiter) is watched as closely as at 100 agents: every 10 s.
 func (t *telemetryWiring) sample() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

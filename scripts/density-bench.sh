@@ -21,7 +21,9 @@
 # DENSITY_OUT (results directory), DENSITY_REVS (git revisions whose
 # daemon also runs, each in a row of its own before the working tree's, in
 # the same run: "main" for a before/after). Root (cgroups). Exit 1 if a run
-# failed.
+# failed. The summary ends with the idle cost per agent: divided by N, and
+# added per agent over the smallest N of the run (DENSITY_N="1 100 1000":
+# the first row is the daemon's fixed cost, one agent aside).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 die() { printf 'density-bench: %s\n' "$*" >&2; exit 2; }
@@ -296,4 +298,22 @@ echo "=== summary (idle CPU: % of one CPU over ${idle}s; per agent: idle CPU and
 	echo "supervisor agents ready_s idle_cpu_% rss_MB threads fds idle_kills calls/s p99_ms recovered/p99_ms/max_ms back_ms"
 	printf '%s\n' "${rows[@]}"
 } | column -t
+# Idle cost per agent: CPU and RSS divided by N, and, beside it, what each
+# agent adds over the same supervisor's smallest N in this run ((cost(N) -
+# cost(N0)) / (N - N0)): the daemon's fixed cost (runtime, tickers, API)
+# shared by fewer agents makes the first figure fall with N even when
+# nothing per agent changes.
+echo
+echo "=== idle cost per agent (CPU: % of one CPU; RSS: MB)"
+printf '%s\n' "${rows[@]}" | python3 -c '
+import sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+first = {}
+print("supervisor agents cpu/agent rss/agent cpu/added-agent rss/added-agent over")
+for r in rows:
+    try: name, n, cpu, rss = r[0], int(r[1]), float(r[3]), float(r[4])
+    except (ValueError, IndexError): continue
+    f = first.setdefault(name, (n, cpu, rss))
+    added = ("%.5f %.4f %d" % ((cpu - f[1]) / (n - f[0]), (rss - f[2]) / (n - f[0]), f[0])) if n > f[0] else "- - -"
+    print("%s %d %.5f %.4f %s" % (name, n, cpu / n, rss / n, added))' | column -t
 exit $fail

@@ -136,21 +136,21 @@ func (t *telemetryWiring) routes(s *api.Server) {
 	})
 }
 
-// sample collects agents' stats at a rate that follows their work: an
-// agent that served calls since its last sample is sampled every second,
-// so that rates are over a known, short interval and readers (resilientctl,
-// the Arbiter) see a busy agent's trend at once; an idle agent, whose
-// counters do not move, only every idleSampleEvery, which grows with the
-// number of idle agents so that reading them costs a bounded number of
-// samples a second however many there are.
+// sample collects agents' stats at a rate that follows their work and what
+// the Arbiter needs of them: an agent that served calls since its last
+// sample is sampled every second, so that rates are over a known, short
+// interval and readers (resilientctl, the Arbiter) see a busy agent's trend
+// at once. An idle agent's counters do not move: it is sampled every
+// idleSampleEvery, which grows with the number of idle agents so that they
+// cost at most idleSamplesPerSecond samples a second (one sample reads
+// cgroup.procs, each process's stat and fd directory and three PSI files:
+// ~150 µs), spread over the seconds rather than in a burst. An idle agent
+// whose RSS grew between its last two samples (what a leak looks like to
+// the Arbiter) is watched as closely as at 100 agents: every 10 s.
 func (t *telemetryWiring) sample() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	type sampled struct {
-		at    time.Time
-		calls uint64
-	}
-	last := map[string]sampled{}
+	var plan samplePlan
 	for {
 		select {
 		case <-t.d.stopBG:
@@ -159,47 +159,109 @@ func (t *telemetryWiring) sample() {
 		}
 		now := time.Now()
 		as, _ := t.d.sup.Agents("")
-		every := idleSampleEvery(len(as))
-		seen := make(map[string]bool, len(as))
+		plan.begin(len(as))
 		for _, a := range as {
-			if a.PID == 0 {
-				continue
-			}
-			seen[a.ID] = true
-			if l, ok := last[a.ID]; ok && l.calls == a.Calls && now.Sub(l.at) < every {
+			if a.PID == 0 || !plan.due(a.ID, a.Calls, now) {
 				continue
 			}
 			st, err := t.coll.Collect(telemetry.Agent{CgroupID: a.CgroupID, CgroupPath: a.Cgroup, PID: a.PID})
 			if err != nil {
 				continue
 			}
-			last[a.ID] = sampled{at: now, calls: a.Calls}
+			plan.sampled(a.ID, a.Calls, now, st)
 			t.mu.Lock()
 			t.latest[a.ID] = st
 			t.mu.Unlock()
 		}
 		t.mu.Lock()
 		for id := range t.latest {
-			if !seen[id] {
+			if !plan.seen[id] {
 				delete(t.latest, id)
 			}
 		}
 		t.mu.Unlock()
-		for id := range last {
-			if !seen[id] {
-				delete(last, id)
-			}
+		plan.end()
+	}
+}
+
+// samplePlan decides, once a second, which agents the telemetry loop
+// samples (see sample).
+type samplePlan struct {
+	last     map[string]lastSample
+	seen     map[string]bool // agents of this round
+	every    time.Duration   // an idle agent's period this round
+	idleLeft int             // idle samples left this round
+}
+
+type lastSample struct {
+	at      time.Time
+	calls   uint64
+	rss     uint64
+	growing bool // its RSS grew between its last two samples
+}
+
+func (p *samplePlan) begin(agents int) {
+	if p.last == nil {
+		p.last, p.seen = map[string]lastSample{}, map[string]bool{}
+	}
+	clear(p.seen)
+	p.every = idleSampleEvery(agents)
+	p.idleLeft = idleSamplesPerSecond
+}
+
+// due reports whether the agent is to be sampled now: a new agent or one
+// that served calls since its last sample always; an idle one once its
+// period has passed, within this round's idle samples.
+func (p *samplePlan) due(id string, calls uint64, now time.Time) bool {
+	p.seen[id] = true
+	l, known := p.last[id]
+	if !known || l.calls != calls {
+		return true
+	}
+	period := p.every
+	if l.growing {
+		period = idleSampleMin
+	}
+	if now.Sub(l.at) < period || p.idleLeft == 0 {
+		return false
+	}
+	p.idleLeft--
+	return true
+}
+
+func (p *samplePlan) sampled(id string, calls uint64, now time.Time, st telemetry.Stats) {
+	l, known := p.last[id]
+	next := lastSample{at: now, calls: calls, rss: l.rss}
+	if st.HaveProc {
+		next.rss = st.Proc.RSSBytes
+		next.growing = known && st.Proc.RSSBytes > l.rss
+	}
+	p.last[id] = next
+}
+
+// end forgets the agents gone this round.
+func (p *samplePlan) end() {
+	for id := range p.last {
+		if !p.seen[id] {
+			delete(p.last, id)
 		}
 	}
 }
 
-// idleSamplesPerSecond bounds the samples a second spent on idle agents.
-const idleSamplesPerSecond = 50
+// idleSamplesPerSecond bounds the samples a second spent on idle agents:
+// ~0.15 % of a CPU.
+const idleSamplesPerSecond = 10
 
-// idleSampleEvery is how often each of n agents is sampled while idle: every
-// 10 s, or less often once there are more than idleSamplesPerSecond*10.
+// idleSampleMin is how often an idle agent is sampled when there are few
+// of them, or when its memory moves.
+const idleSampleMin = 10 * time.Second
+
+// idleSampleEvery is how often each of n agents is sampled while idle:
+// every idleSampleMin, or less often once there are more than
+// idleSamplesPerSecond*10 (1,000 agents: every 100 s; the Arbiter is fed
+// each agent every 20 s regardless, with its last sample).
 func idleSampleEvery(n int) time.Duration {
-	return max(10*time.Second, time.Duration(n/idleSamplesPerSecond)*time.Second)
+	return max(idleSampleMin, time.Duration(n/idleSamplesPerSecond)*time.Second)
 }
 
 // Latest returns an agent's last sample.

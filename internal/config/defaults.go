@@ -132,16 +132,22 @@ func (c *Config) EffectiveSpawnBudget() int {
 }
 
 // pingBudgetPerCPU is how many idle agents may be pinged per second per
-// CPU when ping_budget is 0. A ping costs the daemon ~50-80 µs of CPU
-// (a write, a read, a timer): at 64 a second per CPU, pinging stays
-// under 1 % of the node's CPU however many agents idle. A hundred idle
-// agents on two CPUs are pinged every ping_interval; a thousand, every
-// ~8 s: an idle agent's hang matters only to the next call, which has its
-// own stall detection and retry.
-const pingBudgetPerCPU = 64
+// CPU when ping_budget is 0. A ping costs the daemon ~60 µs of CPU (a
+// write, the agent's answer read, a goroutine, a timer): at 16 a second
+// per CPU, idle liveness costs about 0.1 % of each CPU however many agents
+// idle. Up to that many idle agents are pinged every ping_interval; past
+// it, less often (1,000 idle agents on 2 CPUs: every ~31 s). That is
+// enough, because a ping finds only one fault: an idle agent alive but
+// hung. An agent that dies or closes its stdout is found at once by its
+// pidfd and its pipe, ping or not; and a call sent to a hung agent that
+// no ping had found yet has its own stall detection, deadline and retry on
+// another agent. A faster ping only moves the replacement of a hung idle
+// agent earlier, and at a thousand agents that cost more of the node's CPU
+// than the agents' own idling.
+const pingBudgetPerCPU = 16
 
 // EffectivePingBudget is how many idle agents may be pinged per second on
-// the node: PingBudget when positive, else 64 × runtime.NumCPU().
+// the node: PingBudget when positive, else 16 × runtime.NumCPU().
 func (c *Config) EffectivePingBudget() int {
 	return pingBudget(c.PingBudget, runtime.NumCPU())
 }

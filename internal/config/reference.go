@@ -29,7 +29,7 @@ var Reference = []Field{
 	{"state_dir", "string", `"" (/var/lib/resilienced as root, else under $XDG_STATE_HOME)`, "sessions, idempotent results, the event journal, Arbiter models; --state-dir overrides; changed only by a restart"},
 	{"metrics_addr", "string", `"" (off)`, "host:port of the Prometheus metrics endpoint"},
 	{"spawn_budget", "integer", "0 (2 × CPUs)", "at most this many agents starting at once on the node, over all pools, so that a storm of replacements cannot fork-bomb it"},
-	{"ping_budget", "integer", "0 (64 × CPUs)", "at most this many idle agents pinged per second on the node, over all pools, longest idle first: past it an idle agent is pinged less often than its ping_interval, so idle liveness costs the same at a thousand agents as at a hundred"},
+	{"ping_budget", "integer", "0 (16 × CPUs)", "at most this many idle agents pinged per second on the node, over all pools, longest idle first: past it an idle agent is pinged less often than its ping_interval, so idle liveness costs the same at a thousand agents as at a hundred"},
 	{"mesh", "mapping", "", "what `resilientctl isolate --node` cuts"},
 	{"mesh.interface", "string", `""`, "network interface that connects this node to its peers"},
 	{"mesh.cidrs", "list of strings", "[]", "peer networks, as CIDRs"},

@@ -22,7 +22,7 @@ type Config struct {
 	// over all pools; 0 means 2 × CPUs. See [Config.EffectiveSpawnBudget].
 	SpawnBudget int `yaml:"spawn_budget"`
 	// PingBudget is how many idle agents may be pinged per second on the
-	// node, over all pools; 0 means 64 × CPUs. See
+	// node, over all pools; 0 means 16 × CPUs. See
 	// [Config.EffectivePingBudget].
 	PingBudget int     `yaml:"ping_budget"`
 	Mesh       Mesh    `yaml:"mesh"`

@@ -30,6 +30,8 @@ type fakeAgents struct {
 	// hangPings makes pings go unanswered; pings counts them.
 	hangPings atomic.Bool
 	pings     atomic.Int64
+	// hangPID, when set, makes only that process's pings go unanswered.
+	hangPID atomic.Int64
 
 	mu      sync.Mutex
 	nextPID int
@@ -121,7 +123,7 @@ func (fakeReply) Running() <-chan struct{} { return nil }
 
 func (p *fakeProcess) Ping(ctx context.Context) error {
 	p.f.pings.Add(1)
-	if p.f.hangPings.Load() {
+	if p.f.hangPings.Load() || p.f.hangPID.Load() == int64(p.pid) {
 		select {
 		case <-p.done:
 			return errFakeExit

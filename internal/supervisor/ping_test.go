@@ -17,18 +17,19 @@ func pingPool(name string, replicas int) config.Pool {
 }
 
 // Idle agents are pinged once per ping_interval each, all from one timer;
-// none is killed while they answer.
+// none is killed while they answer. (10 agents: within the default ping
+// budget of 16 a second per CPU, even on one CPU.)
 func TestVirtualIdleAgentsArePingedEachInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeAgents{}
-		r := newFakeRun(t, f, pingPool("idle", 50))
+		r := newFakeRun(t, f, pingPool("idle", 10))
 		time.Sleep(500 * time.Millisecond)
 		synctest.Wait()
 		start := f.pings.Load()
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
-		if got := f.pings.Load() - start; got < 50*9 || got > 50*11 {
-			t.Fatalf("%d pings of 50 idle agents in 10 intervals, want about 500", got)
+		if got := f.pings.Load() - start; got < 10*9 || got > 10*11 {
+			t.Fatalf("%d pings of 10 idle agents in 10 intervals, want about 100", got)
 		}
 		if n := len(r.eventsOf(EventHang)); n != 0 {
 			t.Fatalf("%d hang events for agents that answer", n)
@@ -72,6 +73,54 @@ func TestVirtualPingBudgetBoundsTheRate(t *testing.T) {
 		if n := len(r.eventsOf(EventHang)); n != 0 {
 			t.Fatalf("%d hang events for agents that answer", n)
 		}
+	})
+}
+
+// On default settings, one hung agent among idle ones well past the ping
+// budget (four times as many as it pings a second: each pinged every ~4 s,
+// not every second) is found by the pinger within the time the budget
+// takes to go round them all and a timeout, and only it is killed: the
+// lower default budget keeps idle liveness real. (At 1,000 agents the same
+// holds with a round of ~31 s on 2 CPUs, but takes minutes under -race.)
+func TestVirtualHungIdleAgentFoundAtDefaultBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		budget := (&config.Config{}).EffectivePingBudget()
+		n := 4 * budget
+		f := &fakeAgents{}
+		r := newFakeRun(t, f, pingPool("idle", n))
+		round := time.Duration(n/budget+1) * time.Second
+		// A round of pings so that every agent has been seen answering.
+		time.Sleep(round)
+		synctest.Wait()
+		p, _ := r.sup.Pool("idle")
+		var pid int
+		var id string
+		p.mu.Lock()
+		for _, sl := range p.slots {
+			if sl.a != nil && sl.state == AgentActive {
+				pid, id = sl.a.PID(), sl.id
+				break
+			}
+		}
+		p.mu.Unlock()
+		if pid == 0 {
+			t.Fatal("no active agent")
+		}
+		f.hangPID.Store(int64(pid))
+		hungAt := time.Now()
+		for time.Since(hungAt) < 2*round+time.Second && len(r.eventsOf(EventHang)) == 0 {
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+		}
+		hangs := r.eventsOf(EventHang)
+		if len(hangs) != 1 {
+			t.Fatalf("%d hang events %v after %v, want the one hung agent of %d found within two rounds of the default budget (%d pings/s)",
+				len(hangs), hangs, time.Since(hungAt), n, budget)
+		}
+		if hangs[0].Agent != id || !strings.Contains(hangs[0].Reason, "no answer to a ping") {
+			t.Fatalf("hang event %+v, want agent %s and a missed ping", hangs[0], id)
+		}
+		t.Logf("1 hung agent of %d found %v after it hung (default budget %d pings/s)", n, time.Since(hungAt), budget)
 	})
 }
 

@@ -170,6 +170,9 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		start = func(cfg agent.Config) (process, error) { return p.zygoteProcess(cfg, pc, cred, sl.sb, p.downChan()) }
 	}
 	a, err := start(cfg)
+	if r, ok := sl.sb.(interface{ ReleaseFD() }); ok && cfg.CgroupFD > 0 {
+		r.ReleaseFD() // cloned into it: the descriptor is not needed again
+	}
 	if err != nil {
 		return err
 	}

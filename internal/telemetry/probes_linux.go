@@ -112,7 +112,7 @@ func attachNet(path string, progs []netProg) (*netAttach, error) {
 // same name that is not a's. Unlike a link, an attachment outlives the
 // process that made it.
 func detachStale(dir *os.File, a netProg) {
-	info, err := a.prog.Info()
+	info, err := progInfo(a.prog)
 	if err != nil {
 		return
 	}
@@ -137,6 +137,21 @@ func detachStale(dir *os.File, a netProg) {
 		}
 		old.Close()
 	}
+}
+
+// progInfos caches the info of the daemon's own programs (read from
+// /proc, at every agent's start otherwise).
+var progInfos sync.Map // *ebpf.Program → *ebpf.ProgramInfo
+
+func progInfo(p *ebpf.Program) (*ebpf.ProgramInfo, error) {
+	if v, ok := progInfos.Load(p); ok {
+		return v.(*ebpf.ProgramInfo), nil
+	}
+	info, err := p.Info()
+	if err == nil {
+		progInfos.Store(p, info)
+	}
+	return info, err
 }
 
 // Close detaches the programs, unless the cgroup is gone (and they with it).

@@ -142,12 +142,12 @@ func New(opts Options) *Supervisor {
 	}
 
 	s := &Supervisor{
-		opts:   opts,
-		log:    opts.Logger,
-		hub:    newHub(opts.EventBuffer, opts.OnEvent),
-		pools:  make(map[string]*Pool),
-		groups: make(map[string]*group),
-		quit:   make(chan struct{}),
+		opts:       opts,
+		log:        opts.Logger,
+		hub:        newHub(opts.EventBuffer, opts.OnEvent),
+		pools:      make(map[string]*Pool),
+		groups:     make(map[string]*group),
+		quit:       make(chan struct{}),
 		spawns:     newSpawnGate(2 * runtime.NumCPU()),
 		handshakes: newSpawnGate(handshakesPerSpawn * 2 * runtime.NumCPU()),
 

@@ -35,6 +35,7 @@ func init() { chaos.MaybeRunHelper() }
 // daemon is the wiring of one running resilienced.
 type daemon struct {
 	log *slog.Logger
+	fds fdBudget // the agents the open-file limit allows
 	// The running config's generation and reload outcome, for status.
 	reloadMu sync.Mutex // one reload at a time
 	confMu   sync.Mutex
@@ -76,6 +77,10 @@ type startOptions struct {
 
 func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath string, so startOptions) (*daemon, error) {
 	d := &daemon{log: log, fatal: make(chan error, 1), events: make(chan supervisor.Event, 4096), stopBG: make(chan struct{}), upgradeReq: make(chan struct{}, 1)}
+	d.fds = raiseFDLimit(log)
+	if err := d.fds.check(cfg); err != nil {
+		return nil, err
+	}
 	d.cfg.Store(cfg)
 	d.adopt = inherit(log)
 
@@ -431,6 +436,9 @@ func (d *daemon) reload(path string) (api.ReloadResult, error) {
 	sddaemon.SdNotify(false, fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
 	cfg, err := config.Load(path)
+	if err == nil {
+		err = d.fds.check(cfg)
+	}
 	if err != nil {
 		d.log.Error("reload refused: invalid config; keeping the running one", "err", err)
 		d.setReloadError(err.Error())

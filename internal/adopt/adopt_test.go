@@ -3,6 +3,7 @@ package adopt
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/resilienced/resilienced/internal/leakcheck"
 )
 
 func TestFDNames(t *testing.T) {
@@ -128,13 +131,79 @@ func pipeFiles(t *testing.T) Files {
 	return fs
 }
 
+// sourceOf gives duplicates of fs, as an agent's Handles do.
+func sourceOf(fs Files) Source { return fs.Dup }
+
+// opened counts the descriptors opened since snap.
+func opened(t *testing.T, snap *leakcheck.Snapshot) int {
+	t.Helper()
+	fds, err := snap.Opened()
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(fds)
+}
+
+// The Keeper holds no copy of a running agent's pidfd or pipes: in
+// memory it holds nothing until the handover, under a store only the
+// state record. Their copies are made at Hold, while the agent's own ends
+// are open, and handed over whole.
+func TestKeeperHoldsNoCopiesUntilTheHandover(t *testing.T) {
+	const n = 50
+	srcs := make([]Source, n)
+	for i := range srcs {
+		srcs[i] = sourceOf(pipeFiles(t))
+	}
+	for _, tc := range []struct {
+		name     string
+		store    Store
+		perAgent int
+	}{{"in memory", nil, 0}, {"under a store", &fakeStore{names: map[string]int{}}, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := NewKeeper(tc.store, nil)
+			defer k.Close()
+			before := leakcheck.Take()
+			for i, src := range srcs {
+				if err := k.Keep(record(fmt.Sprintf("p-%d", i+1)), src); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := opened(t, before); got > tc.perAgent*n {
+				t.Errorf("%d agents kept: %d descriptors more, want at most %d", n, got, tc.perAgent*n)
+			}
+			if tc.store != nil {
+				return
+			}
+			k.Update("p-1", func(r *Record) { r.State = "spare" })
+			if err := k.Hold("p-1"); err != nil {
+				t.Fatal(err)
+			}
+			if got := opened(t, before); got != FilesPerAgent {
+				t.Errorf("one agent held: %d descriptors more, want %d", got, FilesPerAgent)
+			}
+			named := k.Handover()
+			if len(named) != n*FilesPerAgent {
+				t.Fatalf("handover: %d files, want %d", len(named), n*FilesPerAgent)
+			}
+			agents, _ := Collect(dupNamed(t, named))
+			if len(agents) != n || agents[0].Err != nil || agents[0].Record.State != "spare" {
+				t.Fatalf("collected %d agents, the first %+v", len(agents), agents[0])
+			}
+			for _, a := range agents {
+				a.Files.Close()
+			}
+			k.Forget("p-1")
+		})
+	}
+}
+
 func TestKeeperStoresEveryStreamAndForgets(t *testing.T) {
 	st := &fakeStore{names: map[string]int{}}
 	k := NewKeeper(st, nil)
-	if err := k.Keep(record("p-1"), pipeFiles(t)); err != nil {
+	if err := k.Keep(record("p-1"), sourceOf(pipeFiles(t))); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.Keep(record("p-2"), pipeFiles(t)); err != nil {
+	if err := k.Keep(record("p-2"), sourceOf(pipeFiles(t))); err != nil {
 		t.Fatal(err)
 	}
 	if len(st.names) != 2*FilesPerAgent {
@@ -164,7 +233,7 @@ func TestKeeperStoresEveryStreamAndForgets(t *testing.T) {
 	}
 	// A store that refuses a file leaves nothing of the agent in it.
 	st.failAt = FDName("p-3", StreamStdout)
-	if err := k.Keep(record("p-3"), pipeFiles(t)); err == nil {
+	if err := k.Keep(record("p-3"), sourceOf(pipeFiles(t))); err == nil {
 		t.Error("Keep succeeded though the store refused a file")
 	}
 	for name := range st.names {
@@ -191,7 +260,7 @@ func dupNamed(t *testing.T, named []Named) []Named {
 
 func TestCollectFlagsIncompleteAgents(t *testing.T) {
 	k := NewKeeper(nil, nil)
-	if err := k.Keep(record("p-1"), pipeFiles(t)); err != nil {
+	if err := k.Keep(record("p-1"), sourceOf(pipeFiles(t))); err != nil {
 		t.Fatal(err)
 	}
 	named := dupNamed(t, k.Handover())

@@ -136,8 +136,8 @@ func (a *Agent) Resync(ctx context.Context) error {
 	}
 }
 
-// signalAdopted signals an adopted process through its pidfd.
-func (a *Agent) signalAdopted(sig syscall.Signal) error {
+// signalPidfd signals the process through its pidfd.
+func (a *Agent) signalPidfd(sig syscall.Signal) error {
 	rc, err := a.pidfd.SyscallConn()
 	if err != nil {
 		return os.ErrProcessDone

@@ -68,10 +68,15 @@ type Config struct {
 // Agent is one running agent process. Its methods are safe for concurrent
 // use, but only one Call or Ping runs at a time.
 type Agent struct {
-	cfg    Config
-	cmd    *exec.Cmd // nil for an adopted agent (adopt.go)
-	pidfd  *os.File  // an adopted agent's
-	pid    int       // cmd.Process.Pid, which Release resets
+	cfg Config
+	// child: started by this daemon (Start), so reaped by it; not an
+	// adopted agent (adopt.go) nor a zygote's child (forked.go).
+	child bool
+	// pidfd pins the process: signals go through it, and its exit is seen
+	// on it. The only one an agent holds (os/exec's own handle is
+	// released at the start); nil for a zygote's child.
+	pidfd  *os.File
+	pid    int
 	stdin  *os.File
 	stdout *os.File
 	stderr *os.File
@@ -145,6 +150,11 @@ func Start(cfg Config) (*Agent, error) {
 	} else {
 		attr.Setpgid = true
 	}
+	// The clone's pidfd is the agent's; os/exec keeps a duplicate of it
+	// as its handle, released at once below (an agent holds one pidfd,
+	// not two: descriptors are what bounds the agents of a node).
+	pidfd := -1
+	attr.PidFD = &pidfd
 	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		closeChildEnds()
@@ -154,9 +164,18 @@ func Start(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent %s: start %q: %w", cfg.ID, cfg.Command[0], err)
 	}
 	closeChildEnds()
-	cmd.Env = nil // started: not worth keeping, a copy of the environment per agent
-	a := newAgent(cfg, cmd.Process.Pid, inW, outR, errR)
-	a.cmd = cmd
+	pid := cmd.Process.Pid
+	// Never reaped by os/exec (wait does it), and signalled through the
+	// agent's own pidfd: the handle os/exec keeps goes now.
+	cmd.Process.Release()
+	a := newAgent(cfg, pid, inW, outR, errR)
+	a.child = true
+	if pidfd < 0 { // no CLONE_PIDFD: the child is unreaped, its pid ours still
+		pidfd, _ = unix.PidfdOpen(pid, 0)
+	}
+	if pidfd >= 0 {
+		a.pidfd = os.NewFile(uintptr(pidfd), "pidfd:"+cfg.ID)
+	}
 	a.run()
 	return a, nil
 }
@@ -293,15 +312,16 @@ func (a *Agent) ExitedOK() bool {
 
 func (a *Agent) wait() {
 	// Not cmd.Wait: that holds a thread per agent in waitid.
-	if a.cmd == nil {
+	if !a.child {
 		a.waitErr = waitNotChild(a.pid)
 		a.exitTime = a.cfg.Now()
 		close(a.done)
 		return
 	}
 	ws, err := waitExit(a.pid)
-	// Reaped here, so the handle os/exec keeps (a pidfd of its own) goes now.
-	a.cmd.Process.Release()
+	if a.pidfd != nil {
+		a.pidfd.Close()
+	}
 	a.exitTime = a.cfg.Now()
 	a.status, a.waitErr = ws, err
 	close(a.done)
@@ -314,13 +334,10 @@ func (a *Agent) Signal(sig syscall.Signal) error {
 		return os.ErrProcessDone
 	default:
 	}
-	if a.cmd == nil {
-		if a.pidfd != nil {
-			return a.signalAdopted(sig) // started by a previous daemon
-		}
-		return syscall.Kill(a.pid, sig) // a zygote's child (see StartForked)
+	if a.pidfd != nil {
+		return a.signalPidfd(sig)
 	}
-	return a.cmd.Process.Signal(sig)
+	return syscall.Kill(a.pid, sig) // a zygote's child (see StartForked)
 }
 
 // SignalGroup sends sig to the agent's process group; meaningful only when

@@ -149,26 +149,29 @@ func (a *Agent) stopStderrWatch() {
 // if it could not (no pidfd: the caller then starts wait).
 func (a *Agent) watchExit() bool {
 	p, _ := pollers()
-	if p == nil || a.cmd == nil {
+	if p == nil || !a.child || a.pidfd == nil {
 		return false
 	}
-	fd, err := unix.PidfdOpen(a.pid, 0)
+	rc, err := a.pidfd.SyscallConn()
 	if err != nil {
+		return false
+	}
+	var fd int
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return false
 	}
 	var ws syscall.WaitStatus
 	var werr error
 	ready := func() bool { return reaped(a.pid, &ws, &werr) }
 	over := func() {
-		unix.Close(fd)
-		// Reaped here, so the handle os/exec keeps (a pidfd of its own) goes now.
-		a.cmd.Process.Release()
+		// Reaped: a signal now fails on the closed pidfd rather than
+		// reach a reused pid.
+		a.pidfd.Close()
 		a.exitTime = a.cfg.Now()
 		a.status, a.waitErr = ws, werr
 		close(a.done)
 	}
 	if _, err := p.add(fd, ready, over); err != nil {
-		unix.Close(fd)
 		return false
 	}
 	return true

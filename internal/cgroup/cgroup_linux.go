@@ -24,7 +24,7 @@ type Cgroup struct {
 	id          uint64
 
 	mu      sync.Mutex
-	fd      int // directory fd, -1 once removed (or for orphans)
+	fd      int // directory fd, -1 when closed (ReleaseFD), removed, or for orphans
 	removed bool
 }
 
@@ -41,13 +41,33 @@ func (c *Cgroup) Agent() string { return c.agent }
 // bpf_get_current_cgroup_id returns it for the cgroup's tasks.
 func (c *Cgroup) ID() uint64 { return c.id }
 
-// FD is a read-only directory descriptor kept open until Remove, for
-// exec.Cmd's SysProcAttr{UseCgroupFD: true, CgroupFD: c.FD()} (clone3
-// CLONE_INTO_CGROUP, kernel >= 5.7) and for attaching BPF programs.
+// FD is a read-only directory descriptor, for exec.Cmd's
+// SysProcAttr{UseCgroupFD: true, CgroupFD: c.FD()} (clone3
+// CLONE_INTO_CGROUP, kernel >= 5.7) and for attaching BPF programs. It
+// stays open until ReleaseFD or Remove; after ReleaseFD it is opened
+// again. -1 once the cgroup is removed (or cannot be opened).
 func (c *Cgroup) FD() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.fd < 0 && !c.removed && c.id != 0 {
+		if fd, err := unix.Open(c.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			c.fd = fd
+		}
+	}
 	return c.fd
+}
+
+// ReleaseFD closes the directory descriptor once the agent's process has
+// been cloned into the cgroup: held for the agent's whole life it would
+// be one descriptor per agent for nothing (descriptors bound the agents a
+// node can run). FD opens it again when wanted.
+func (c *Cgroup) ReleaseFD() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
 }
 
 func (c *Cgroup) file(name string) string { return filepath.Join(c.path, name) }

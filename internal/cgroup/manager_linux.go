@@ -493,7 +493,10 @@ func (m *Manager) Adopt(pool, agent string) (*Cgroup, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("cgroup: adopt %s: %w", key, &fs.PathError{Op: "fstat", Path: c.path, Err: err})
 	}
-	c.fd, c.id = fd, st.Ino
+	// Its agent runs already: the directory is opened again only if
+	// wanted (FD), not held for the agent's life.
+	unix.Close(fd)
+	c.id = st.Ino
 	m.live[key] = c
 	return c, nil
 }

@@ -114,6 +114,11 @@ func (s *Snapshot) Leaks(opts ...Option) error {
 	}
 }
 
+// Opened lists the descriptors open now that were not at the snapshot (or
+// were, to another file), as "fd 7 → pipe:[123]": for a test that bounds
+// what something holds open.
+func (s *Snapshot) Opened() ([]string, error) { return s.newFDs(build(nil)) }
+
 // newFDs lists the descriptors open now that were not at the snapshot (or
 // were, to another file), as "fd 7 → socket:[123]".
 func (s *Snapshot) newFDs(o *options) ([]string, error) {

@@ -111,6 +111,12 @@ type Ring struct {
 	// 16384 points).
 	index []uint32
 	shift uint
+	// stale: members became active or left since points was built, which
+	// is rebuilt when next wanted (fresh). A pool of a thousand agents is
+	// a ring of 256,000 points; rebuilding it at every start and death
+	// made each replacement copy megabytes under the pool's lock, and a
+	// stateless pool never looks a key up at all.
+	stale bool
 	// owner maps every assigned key to its (always active) member.
 	owner map[string]*member
 }
@@ -216,7 +222,7 @@ func (r *Ring) Remove(name string) []string {
 // the member Assign would choose now. It changes nothing and does not
 // allocate. ok is false when no member is active.
 func (r *Ring) Lookup(key string) (owner string, ok bool) {
-	r.mu.RLock()
+	r.rlockFresh()
 	defer r.mu.RUnlock()
 	if m, ok := r.owner[key]; ok {
 		return m.name, true
@@ -248,6 +254,7 @@ func (r *Ring) Assign(key string) (owner string, ok bool) {
 	if r.active == 0 {
 		return "", false
 	}
+	r.fresh()
 	m = r.place(h, r.capacity(len(r.owner)+1), nil)
 	r.owner[key] = m
 	m.keys[key] = struct{}{}
@@ -277,6 +284,7 @@ func (r *Ring) Rebalance() []string {
 	if r.active == 0 {
 		return nil
 	}
+	r.fresh()
 	limit := r.capacity(len(r.owner))
 	var over []*member
 	for _, m := range r.members {
@@ -318,7 +326,7 @@ func (r *Ring) Rebalance() []string {
 
 // Members lists the members sorted by name.
 func (r *Ring) Members() []MemberInfo {
-	r.mu.RLock()
+	r.rlockFresh()
 	defer r.mu.RUnlock()
 	share := make(map[*member]float64, r.active)
 	if r.active == 1 {
@@ -452,43 +460,81 @@ func (r *Ring) setPoints(points []uint64, owners []*member) {
 	r.index = index
 }
 
-// activate inserts m's points into the ring. Nothing moves: m starts empty.
+// activate counts m in; its points join the ring when it is next wanted.
+// Nothing moves: m starts empty.
 func (r *Ring) activate(m *member) {
-	points := make([]uint64, 0, len(r.points)+len(m.vnodes))
-	owners := make([]*member, 0, cap(points))
-	i, j := 0, 0
-	for i < len(r.points) || j < len(m.vnodes) {
-		// Equal hashes are ordered by member name, so the ring depends only
-		// on which members are active, not on the order they became so.
-		if j == len(m.vnodes) || i < len(r.points) &&
-			(r.points[i] < m.vnodes[j] || r.points[i] == m.vnodes[j] && r.owners[i].name < m.name) {
-			points = append(points, r.points[i])
-			owners = append(owners, r.owners[i])
-			i++
-		} else {
-			points = append(points, m.vnodes[j])
-			owners = append(owners, m)
-			j++
+	r.active++
+	r.stale = true
+}
+
+// rlockFresh read-locks r with its points current.
+func (r *Ring) rlockFresh() {
+	r.mu.RLock()
+	for r.stale {
+		r.mu.RUnlock()
+		r.mu.Lock()
+		r.fresh()
+		r.mu.Unlock()
+		r.mu.RLock()
+	}
+}
+
+// fresh rebuilds the ring from the active members if it is stale: their
+// points sorted by (hash, member name), so the ring depends only on which
+// members are active, not on the order they became so. r.mu is held.
+func (r *Ring) fresh() {
+	if !r.stale {
+		return
+	}
+	r.stale = false
+	type point struct {
+		h uint64
+		m *member
+	}
+	all := make([]point, 0, r.active*r.vnodes)
+	for _, m := range r.members {
+		if m.state == Active {
+			for _, h := range m.vnodes {
+				all = append(all, point{h, m})
+			}
 		}
 	}
+	slices.SortFunc(all, func(a, b point) int {
+		if c := cmp.Compare(a.h, b.h); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.m.name, b.m.name)
+	})
+	points := make([]uint64, len(all))
+	owners := make([]*member, len(all))
+	for i, p := range all {
+		points[i], owners[i] = p.h, p.m
+	}
 	r.setPoints(points, owners)
-	r.active++
 }
 
 // deactivate takes m's points off the ring and places its keys again, in
 // sorted order so that the outcome does not depend on map iteration order.
-// It returns those keys.
+// It returns those keys. m is no longer Active (or no longer a member).
 func (r *Ring) deactivate(m *member) []string {
-	points := make([]uint64, 0, len(r.points)-len(m.vnodes))
-	owners := make([]*member, 0, cap(points))
-	for i, o := range r.owners {
-		if o != m {
-			points = append(points, r.points[i])
-			owners = append(owners, o)
-		}
-	}
-	r.setPoints(points, owners)
 	r.active--
+	if len(m.keys) == 0 {
+		r.stale = true // rebuilt when next wanted
+		return nil
+	}
+	if r.stale {
+		r.fresh() // without m: it is not Active
+	} else {
+		points := make([]uint64, 0, len(r.points)-len(m.vnodes))
+		owners := make([]*member, 0, cap(points))
+		for i, o := range r.owners {
+			if o != m {
+				points = append(points, r.points[i])
+				owners = append(owners, o)
+			}
+		}
+		r.setPoints(points, owners)
+	}
 
 	keys := make([]string, 0, len(m.keys))
 	for k := range m.keys {

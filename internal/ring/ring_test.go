@@ -476,7 +476,7 @@ func boundFor(eps float64, keys, active int) int {
 // members own keys, counts agree, the ring holds exactly the active members'
 // points in order.
 func checkInvariants(r *Ring) error {
-	r.mu.RLock()
+	r.rlockFresh() // the points as the next lookup sees them
 	defer r.mu.RUnlock()
 	active, held := 0, 0
 	for name, m := range r.members {

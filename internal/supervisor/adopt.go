@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/resilienced/resilienced/internal/adopt"
@@ -33,10 +34,15 @@ const (
 // (*adopt.Keeper). Its methods are called with pool locks held and must
 // not block.
 type Keeper interface {
-	Keep(rec adopt.Record, files adopt.Files) error
-	// Adopt keeps an adopted agent's files, already in the store.
-	Adopt(rec adopt.Record, files adopt.Files) error
+	// Keep keeps a ready agent, whose files src gives when wanted.
+	Keep(rec adopt.Record, src adopt.Source) error
+	// Adopt keeps an adopted agent's files, already in the store; src
+	// is nil for an agent with no process handle here.
+	Adopt(rec adopt.Record, files adopt.Files, src adopt.Source) error
 	Update(id string, change func(*adopt.Record))
+	// Hold takes an agent's files for a handover, before this process
+	// closes its ends of its pipes.
+	Hold(id string) error
 	Forget(id string)
 }
 
@@ -65,20 +71,30 @@ func (p *Pool) keepLocked(sl *slot) {
 	if k == nil || sl.a == nil {
 		return
 	}
-	h, ok := sl.a.(interface {
+	src := handlesOf(sl.a)
+	if src == nil {
+		return // a test's fake process
+	}
+	rec := p.recordLocked(sl, p.configDigestLocked())
+	if err := k.Keep(rec, src); err != nil {
+		p.log.Warn("agent will not outlive the daemon", "agent", sl.id, "err", err)
+	}
+}
+
+// handlesOf is the Keeper's source of a's files: copies made when the
+// Keeper asks (under a store at once, else at a handover), so that no
+// running agent costs the daemon a second set of descriptors. nil for a
+// test's fake process.
+func handlesOf(a process) adopt.Source {
+	h, ok := a.(interface {
 		Handles() (pidfd, stdin, stdout, stderr *os.File, err error)
 	})
 	if !ok {
-		return // a test's fake process
+		return nil
 	}
-	pidfd, stdin, stdout, stderr, err := h.Handles()
-	if err != nil {
-		p.log.Warn("agent will not outlive the daemon", "agent", sl.id, "err", err)
-		return
-	}
-	rec := p.recordLocked(sl, p.configDigestLocked())
-	if err := k.Keep(rec, adopt.Files{Pidfd: pidfd, Stdin: stdin, Stdout: stdout, Stderr: stderr}); err != nil {
-		p.log.Warn("agent will not outlive the daemon", "agent", sl.id, "err", err)
+	return func() (adopt.Files, error) {
+		pidfd, stdin, stdout, stderr, err := h.Handles()
+		return adopt.Files{Pidfd: pidfd, Stdin: stdin, Stdout: stdout, Stderr: stderr}, err
 	}
 }
 
@@ -172,6 +188,12 @@ func (p *Pool) handover(ctx context.Context) []string {
 		if sl.a == nil && sl.keptPID == 0 {
 			continue
 		}
+		if k := p.sup.opts.Keeper; k != nil {
+			// Its worker closes this process's ends of its pipes.
+			if err := k.Hold(sl.id); err != nil {
+				p.log.Warn("an agent's files cannot be handed over", "agent", sl.id, "err", err)
+			}
+		}
 		sl.kept.Store(true) // destroy leaves process and cgroup alone
 		sl.graceful.Store(true)
 		if l, ok := sl.sb.(interface{ Leave() error }); ok {
@@ -258,17 +280,14 @@ func (s *Supervisor) adoptOne(ctx context.Context, cfg *config.Config, a *adopt.
 	}
 	p := &Pool{sup: s, name: pc.Name, log: s.log.With("pool", pc.Name), cfg: *pc}
 	tail := newLogTail(rec.ID)
-	// The agent owns copies; the originals stay with the Keeper, for the
-	// next instance.
-	own, err := a.Files.Dup()
-	if err != nil {
-		return refuse(err.Error(), sb)
-	}
+	// The agent owns its pidfd and pipes (no copies: the store has its
+	// own, and a handover makes them); the record stays for the Keeper.
+	own := a.Files
 	ag, err := agent.Adopt(p.agentConfig(rec.ID, *pc, tail), agent.Adopted{PID: rec.PID, Pidfd: own.Pidfd, Stdin: own.Stdin, Stdout: own.Stdout, Stderr: own.Stderr, Tools: tools})
 	if err != nil {
-		own.Close()
 		return refuse(err.Error(), sb)
 	}
+	a.Files = adopt.Files{State: own.State}
 	timeout := pc.PingTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -277,6 +296,7 @@ func (s *Supervisor) adoptOne(ctx context.Context, cfg *config.Config, a *adopt.
 	err = ag.Resync(pctx)
 	cancel()
 	if err != nil {
+		ag.Signal(syscall.SIGKILL) // its pidfd is the agent's now
 		ag.Close()
 		return refuse("no answer to its ping: "+err.Error(), sb)
 	}
@@ -390,7 +410,7 @@ func (p *Pool) startAdopting(ads []*adoptee) {
 		}
 		if k := p.sup.opts.Keeper; k != nil {
 			rec := p.recordLocked(sl, ad.rec.ConfigDigest) // rolled if not current
-			if err := k.Adopt(rec, ad.files); err != nil {
+			if err := k.Adopt(rec, ad.files, handlesOf(sl.a)); err != nil {
 				p.log.Warn("an adopted agent will not outlive this instance", "agent", sl.id, "err", err)
 			}
 		} else {
@@ -445,7 +465,7 @@ func (p *Pool) adoptKeptLocked(ad *adoptee) {
 		ad.files.Close()
 		return
 	}
-	if err := k.Adopt(*ad.rec, ad.files); err != nil {
+	if err := k.Adopt(*ad.rec, ad.files, nil); err != nil {
 		p.log.Warn("an adopted isolated agent will not outlive this instance", "agent", ad.rec.ID, "err", err)
 	}
 }
@@ -461,6 +481,9 @@ func (s *Supervisor) dropAdopted() {
 		a := &adopt.Agent{ID: ad.rec.ID, Record: ad.rec, Files: ad.files}
 		if ad.a != nil {
 			ad.a.SignalGroup(9)
+			if sig, ok := ad.a.(interface{ Signal(syscall.Signal) error }); ok {
+				sig.Signal(syscall.SIGKILL) // its pidfd is the agent's
+			}
 			ad.a.Close()
 		}
 		s.killLeft(a, ad.sb)

@@ -213,6 +213,12 @@ func newHarness(t testing.TB, cfg *config.Config) *harness {
 // cgroups unless cgroups is set.
 func newHarnessIn(t testing.TB, cfg *config.Config, cgroups bool) *harness {
 	t.Helper()
+	return newHarnessWith(t, cfg, cgroups, nil)
+}
+
+// newHarnessWith is newHarnessIn with options mod changes (a Keeper, say).
+func newHarnessWith(t testing.TB, cfg *config.Config, cgroups bool, mod func(*Options)) *harness {
+	t.Helper()
 	// Registered first, so it runs last: after the supervisor stopped and
 	// everything it holds should be gone.
 	leakcheck.Check(t)
@@ -232,6 +238,9 @@ func newHarnessIn(t testing.TB, cfg *config.Config, cgroups bool) *harness {
 		if m.Mode() != cgroup.ModeNone {
 			opts.Sandboxes = CgroupSandboxes(m)
 		}
+	}
+	if mod != nil {
+		mod(&opts)
 	}
 	h.sup = New(opts)
 	t.Cleanup(func() {

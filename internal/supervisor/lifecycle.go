@@ -85,9 +85,22 @@ func (p *Pool) run(sl *slot, delay time.Duration, urgent bool, pc config.Pool, c
 		close(sl.up)
 		return
 	}
-	err := p.spawn(sl, pc, cred)
+	// The spawn budget's place is handed for a handshake's once the
+	// process is cloned (see handshakesPerSpawn).
+	held := p.sup.spawns // the gate whose place this start holds
+	started := func() {
+		next := p.sup.handshakes
+		if !next.acquire(down, urgent) {
+			next = nil // the pool went down: the handshake fails soon
+		}
+		held.release()
+		held = next
+	}
+	err := p.spawn(sl, pc, cred, started)
 	ok := err == nil && p.ready(sl, asked)
-	p.sup.spawns.release()
+	if held != nil {
+		held.release()
+	}
 	close(sl.up)
 	if err != nil {
 		if !p.calledOff(sl) {
@@ -136,7 +149,10 @@ func (p *Pool) breakerOpen() bool {
 	return !b.OpenUntil().IsZero()
 }
 
-func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
+// spawn makes the agent's sandbox, starts its process and waits for its
+// handshake; started runs once the process is in its cgroup, before the
+// wait.
+func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential, started func()) error {
 	p.mu.Lock()
 	sl.started = p.sup.opts.Now()
 	p.mu.Unlock()
@@ -170,6 +186,9 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 		start = func(cfg agent.Config) (process, error) { return p.zygoteProcess(cfg, pc, cred, sl.sb, p.downChan()) }
 	}
 	a, err := start(cfg)
+	if r, ok := sl.sb.(interface{ ReleaseFD() }); ok && cfg.CgroupFD > 0 {
+		r.ReleaseFD() // cloned into it: the descriptor is not needed again
+	}
 	if err != nil {
 		return err
 	}
@@ -181,6 +200,7 @@ func (p *Pool) spawn(sl *slot, pc config.Pool, cred *syscall.Credential) error {
 			return fmt.Errorf("cgroup join: %w", err)
 		}
 	}
+	started()
 	timeout := pc.StartTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second

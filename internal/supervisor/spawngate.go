@@ -5,6 +5,17 @@ import (
 	"sync"
 )
 
+// handshakesPerSpawn: an agent holds its place in the spawn budget while
+// the daemon makes its cgroup and clones it, the daemon's own work; then
+// it waits for its handshake holding a place among handshakesPerSpawn ×
+// the budget instead. The wait is the agent's time, not the daemon's: at
+// 4 places held across it, 100 replacements of a 2 ms C agent took
+// seconds, each place idle in a wait most of the time. The second bound
+// keeps an interpreter's start (tens of milliseconds of CPU each) from
+// running a thousand at once on a small host, where all would miss
+// their start timeout together.
+const handshakesPerSpawn = 16
+
 // spawnGate is the node's spawn budget: at most max agents starting at once,
 // so that a storm of replacements cannot fork-bomb the host. Urgent starts
 // (replacing a failed agent, refilling spares) are admitted before others

@@ -108,6 +108,9 @@ type Supervisor struct {
 	bg     sync.WaitGroup // the background loops; Stop waits for them
 
 	spawns *spawnGate
+	// handshakes bounds the agents started and not yet ready (see
+	// handshakesPerSpawn).
+	handshakes *spawnGate
 	// The idle machinery: the daemon's own scheduling delay, and the one
 	// timer that pings idle agents.
 	sched    schedWatch
@@ -139,13 +142,14 @@ func New(opts Options) *Supervisor {
 	}
 
 	s := &Supervisor{
-		opts:   opts,
-		log:    opts.Logger,
-		hub:    newHub(opts.EventBuffer, opts.OnEvent),
-		pools:  make(map[string]*Pool),
-		groups: make(map[string]*group),
-		quit:   make(chan struct{}),
-		spawns: newSpawnGate(2 * runtime.NumCPU()),
+		opts:       opts,
+		log:        opts.Logger,
+		hub:        newHub(opts.EventBuffer, opts.OnEvent),
+		pools:      make(map[string]*Pool),
+		groups:     make(map[string]*group),
+		quit:       make(chan struct{}),
+		spawns:     newSpawnGate(2 * runtime.NumCPU()),
+		handshakes: newSpawnGate(handshakesPerSpawn * 2 * runtime.NumCPU()),
 
 		pingKick: make(chan struct{}, 1),
 	}
@@ -221,6 +225,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	s.buildTree(cfg.Groups)
 	s.mu.Unlock()
 	s.spawns.setMax(cfg.EffectiveSpawnBudget())
+	s.handshakes.setMax(handshakesPerSpawn * cfg.EffectiveSpawnBudget())
 	s.pings.rate.Store(int64(cfg.EffectivePingBudget()))
 
 	for _, p := range stop {

@@ -68,8 +68,115 @@ type Probes struct {
 }
 
 type watch struct {
-	slot  uint32
-	links []link.Link // cgroup_skb ingress, egress
+	slot uint32
+	net  *netAttach // cgroup_skb ingress, egress; nil without a path
+}
+
+// netAttach is the network counters attached to one cgroup with
+// BPF_PROG_ATTACH (BPF_F_ALLOW_MULTI, which mixes with the Kill Switch's
+// links there), not as bpf_links: a link is a descriptor held as long as
+// the cgroup is watched, two per agent, and descriptors bound how many
+// agents a node runs. The kernel drops the attachment with the cgroup.
+type netAttach struct {
+	path  string
+	progs []netProg
+}
+
+type netProg struct {
+	attach ebpf.AttachType
+	prog   *ebpf.Program
+}
+
+// attachNet attaches progs to the cgroup at path.
+func attachNet(path string, progs []netProg) (*netAttach, error) {
+	dir, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	n := &netAttach{path: path}
+	for _, a := range progs {
+		detachStale(dir, a)
+		err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: int(dir.Fd()), Program: a.prog, Attach: a.attach, Flags: unix.BPF_F_ALLOW_MULTI})
+		if err != nil {
+			n.detach(dir)
+			return nil, err
+		}
+		n.progs = append(n.progs, a)
+	}
+	return n, nil
+}
+
+// detachStale detaches from dir what a previous instance of the daemon
+// attached there as a (a cgroup adopted with its agent): a program of the
+// same name that is not a's. Unlike a link, an attachment outlives the
+// process that made it.
+func detachStale(dir *os.File, a netProg) {
+	info, err := progInfo(a.prog)
+	if err != nil {
+		return
+	}
+	mine, _ := info.ID()
+	q, err := link.QueryPrograms(link.QueryOptions{Target: int(dir.Fd()), Attach: a.attach})
+	if err != nil {
+		return
+	}
+	for _, ap := range q.Programs {
+		if ap.ID == mine {
+			continue
+		}
+		if _, isLink := ap.LinkID(); isLink {
+			continue // a link's (the Kill Switch's): its owner detaches it
+		}
+		old, err := ebpf.NewProgramFromID(ap.ID)
+		if err != nil {
+			continue
+		}
+		if oi, err := old.Info(); err == nil && oi.Name == info.Name {
+			link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(dir.Fd()), Program: old, Attach: a.attach})
+		}
+		old.Close()
+	}
+}
+
+// progInfos caches the info of the daemon's own programs (read from
+// /proc, at every agent's start otherwise).
+var progInfos sync.Map // *ebpf.Program → *ebpf.ProgramInfo
+
+func progInfo(p *ebpf.Program) (*ebpf.ProgramInfo, error) {
+	if v, ok := progInfos.Load(p); ok {
+		return v.(*ebpf.ProgramInfo), nil
+	}
+	info, err := p.Info()
+	if err == nil {
+		progInfos.Store(p, info)
+	}
+	return info, err
+}
+
+// Close detaches the programs, unless the cgroup is gone (and they with it).
+func (n *netAttach) Close() error {
+	if n == nil {
+		return nil
+	}
+	dir, err := os.Open(n.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return n.detach(dir)
+}
+
+func (n *netAttach) detach(dir *os.File) error {
+	var errs []error
+	for _, a := range n.progs {
+		errs = append(errs, link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(dir.Fd()), Program: a.prog, Attach: a.attach}))
+	}
+	n.progs = nil
+	return errors.Join(errs...)
 }
 
 // Load loads the telemetry programs into the kernel and attaches them. Nothing
@@ -292,23 +399,17 @@ func (p *Probes) Watch(cgroupID uint64, cgroupPath string) error {
 		return fmt.Errorf("telemetry: reset net counters: %w", err)
 	}
 	if cgroupPath != "" {
-		for _, a := range []struct {
-			attach ebpf.AttachType
-			prog   *ebpf.Program
-		}{
+		n, err := attachNet(cgroupPath, []netProg{
 			{ebpf.AttachCGroupInetIngress, p.objs.CountIngress},
 			{ebpf.AttachCGroupInetEgress, p.objs.CountEgress},
-		} {
-			l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: a.attach, Program: a.prog})
-			if err != nil {
-				closeLinks(w.links)
-				return fmt.Errorf("telemetry: attach network counters to %s: %w", cgroupPath, err)
-			}
-			w.links = append(w.links, l)
+		})
+		if err != nil {
+			return fmt.Errorf("telemetry: attach network counters to %s: %w", cgroupPath, err)
 		}
+		w.net = n
 	}
 	if err := p.objs.Watched.Update(cgroupID, w.slot, ebpf.UpdateNoExist); err != nil {
-		closeLinks(w.links)
+		w.net.Close()
 		return fmt.Errorf("telemetry: watch cgroup %d: %w", cgroupID, err)
 	}
 	p.watched[cgroupID] = w
@@ -320,7 +421,7 @@ func (p *Probes) Watch(cgroupID uint64, cgroupPath string) error {
 		delete(p.watched, cgroupID)
 		p.objs.SlotOwner.Update(w.slot, uint64(0), ebpf.UpdateAny)
 		p.objs.Watched.Delete(cgroupID)
-		closeLinks(w.links)
+		w.net.Close()
 		return fmt.Errorf("telemetry: watch cgroup %d: %w", cgroupID, err)
 	}
 	p.free = p.free[:len(p.free)-1]
@@ -370,7 +471,7 @@ func (p *Probes) Unwatch(cgroupID uint64) error {
 		err = nil
 	}
 	err = errors.Join(oerr, ferr, err)
-	closeLinks(w.links)
+	w.net.Close()
 	// The slot is reused after Watch has zeroed it again; a syscall in flight
 	// across Unwatch counts nowhere, as sys_exit checks slot_owner.
 	p.free = append(p.free, w.slot)
@@ -508,7 +609,7 @@ func (p *Probes) Close() error {
 	}
 	p.closed = true
 	for _, w := range p.watched {
-		closeLinks(w.links)
+		w.net.Close()
 	}
 	p.watched = nil
 	p.mu.Unlock()

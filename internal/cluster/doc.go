@@ -67,6 +67,16 @@
 // [Store] has the methods of the supervisor's SessionStore, so the
 // supervisor's call path is the same in both modes.
 //
+// # Quorum
+//
+// The node probes etcd with a linearizable read every quarter of
+// [Options.QuorumTimeout]; when none was confirmed for the whole timeout
+// it takes etcd for without quorum ([Node.Quorum] returns a
+// [*QuorumError], errors.Is [ErrNoQuorum]): session calls fail at once,
+// requests in flight are cancelled, rather than waiting for etcd's own
+// request timeout; sessionless calls, which touch no etcd, go on. The
+// next confirmed probe serves sessions again.
+//
 // # The mesh
 //
 // [Mesh] carries calls between nodes: one h2c connection per peer,

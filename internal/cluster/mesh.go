@@ -214,7 +214,7 @@ func (m *Mesh) serveCall(w http.ResponseWriter, r *http.Request) {
 			api.WriteError(w, &api.Error{Status: http.StatusConflict, Code: codeNotOwner, Message: err.Error()})
 			return
 		}
-		api.WriteError(w, err)
+		api.WriteError(w, apiError(err))
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, res)
@@ -230,6 +230,21 @@ func (m *Mesh) serveCall(w http.ResponseWriter, r *http.Request) {
 // committing it, but before answering, runs again here: use keys for
 // exactly-once (the stored result is then the answer).
 func (m *Mesh) Call(ctx context.Context, pool string, req supervisor.CallRequest) (*supervisor.CallResult, error) {
+	res, err := m.call(ctx, pool, req)
+	return res, apiError(err)
+}
+
+// apiError classifies what the API cannot (it does not know this
+// package): etcd without quorum is the caller's 503, to try again.
+func apiError(err error) error {
+	var qe *QuorumError
+	if errors.As(err, &qe) {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoQuorum, Message: err.Error(), Retry: qe.RetryAfter()}
+	}
+	return err
+}
+
+func (m *Mesh) call(ctx context.Context, pool string, req supervisor.CallRequest) (*supervisor.CallResult, error) {
 	if req.Session == "" {
 		return m.opts.Local.Call(ctx, pool, req)
 	}

@@ -62,6 +62,10 @@ type Options struct {
 	Logger   *slog.Logger
 	// Now is the node's clock, by which it judges its own lease.
 	Now func() time.Time
+	// QuorumTimeout: etcd not confirming a linearizable read for this
+	// long is taken for quorum lost (session calls fail at once); 0
+	// means DefaultQuorumTimeout.
+	QuorumTimeout time.Duration
 }
 
 // leaseMargin is the part of the lease a node does not count on: its
@@ -86,6 +90,7 @@ type Node struct {
 	ring       *ring.Ring
 	onLost     []func(error)
 	changed    chan struct{} // closed and replaced when members change
+	quorum     quorum
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -107,6 +112,9 @@ func Join(ctx context.Context, cli *clientv3.Client, opts Options) (*Node, error
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.QuorumTimeout <= 0 {
+		opts.QuorumTimeout = DefaultQuorumTimeout
+	}
 	n := &Node{
 		cli: cli, opts: opts, keys: newKeys(opts.Cluster), log: opts.Logger.With("node", opts.Node),
 		info:    NodeInfo{Name: opts.Node, Advertise: opts.Advertise, Pools: slices.Clone(opts.Pools), Health: Serving, Started: opts.Now().UTC()},
@@ -114,6 +122,7 @@ func Join(ctx context.Context, cli *clientv3.Client, opts Options) (*Node, error
 		ring:    ring.New(ring.Options{}),
 		changed: make(chan struct{}),
 	}
+	n.resetQuorumLocked()
 	if err := n.register(ctx); err != nil {
 		return nil, err
 	}
@@ -124,9 +133,10 @@ func Join(ctx context.Context, cli *clientv3.Client, opts Options) (*Node, error
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.keepAlive(runCtx)
 	go n.watch(runCtx, rev)
+	go n.watchQuorum(runCtx)
 	return n, nil
 }
 

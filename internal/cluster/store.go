@@ -179,7 +179,14 @@ func (s *Store) TakeOver(ctx context.Context, pool, sess string, seen int64) (in
 // own returns the session's ownership, taking the session when no live
 // node owns it, or, with seen >= 0, when its record is at epoch seen.
 func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*ownership, error) {
-	ctx = clientv3.WithRequireLeader(ctx)
+	// Without quorum even a cached session is refused: its call could
+	// not commit, and the agent's work would be lost.
+	qctx, done, err := s.node.withQuorum(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: session %s/%s: %w", pool, sess, err)
+	}
+	defer done()
+	ctx = clientv3.WithRequireLeader(qctx)
 	lease, ok := s.node.Lease()
 	if !ok {
 		s.dropAll(ErrLeaseExpiring, true)
@@ -205,7 +212,7 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 		} else {
 			r, err := s.cli.Get(ctx, ownerKey)
 			if err != nil {
-				return nil, fmt.Errorf("cluster: session %s/%s: reading its owner: %w", pool, sess, err)
+				return nil, fmt.Errorf("cluster: session %s/%s: reading its owner: %w", pool, sess, quorumErr(qctx, err))
 			}
 			if len(r.Kvs) == 0 {
 				cmp = clientv3.Compare(clientv3.CreateRevision(ownerKey), "=", 0)
@@ -227,7 +234,7 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 			clientv3.OpGet(s.keys.ctx(pool, sess), clientv3.WithPrefix()),
 		).Else(clientv3.OpGet(ownerKey)).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("cluster: session %s/%s: taking it: %w", pool, sess, err)
+			return nil, fmt.Errorf("cluster: session %s/%s: taking it: %w", pool, sess, quorumErr(qctx, err))
 		}
 		if !r.Succeeded {
 			if seen >= 0 {
@@ -381,13 +388,18 @@ func (s *Store) Append(ctx context.Context, pool, sess string, ex session.Exchan
 	if resultKey != "" {
 		elses = append(elses, clientv3.OpGet(resultKey))
 	}
-	r, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(cmps...).Then(ops...).Else(elses...).Commit()
+	qctx, done, err := s.node.withQuorum(ctx)
+	if err != nil {
+		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: %w", pool, sess, err)
+	}
+	r, err := s.cli.Txn(clientv3.WithRequireLeader(qctx)).If(cmps...).Then(ops...).Else(elses...).Commit()
+	done()
 	if err != nil {
 		// The outcome is unknown: the exchange may be committed. The
 		// cache cannot be trusted; the next call reads the session again.
 		o.gone = true
 		s.forget(k, o)
-		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: %w", pool, sess, err)
+		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: the exchange may or may not be committed: %w", pool, sess, quorumErr(qctx, err))
 	}
 	if !r.Succeeded {
 		owner := r.Responses[0].GetResponseRange().Kvs
@@ -438,10 +450,15 @@ func (s *Store) PutResult(ctx context.Context, pool, idemKey string, digest []by
 	if len(key)+len(v) > s.opts.MaxExchangeBytes {
 		return fmt.Errorf("cluster: put result %s/%q: %w: %d bytes; cluster mode stores at most %d bytes per result (etcd takes at most 1.5 MiB a request by default)", pool, idemKey, ErrTooLarge, len(key)+len(v), s.opts.MaxExchangeBytes)
 	}
-	r, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(v))).Else(clientv3.OpGet(key)).Commit()
+	qctx, done, err := s.node.withQuorum(ctx)
 	if err != nil {
 		return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, err)
+	}
+	r, err := s.cli.Txn(clientv3.WithRequireLeader(qctx)).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(v))).Else(clientv3.OpGet(key)).Commit()
+	done()
+	if err != nil {
+		return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, quorumErr(qctx, err))
 	}
 	if r.Succeeded {
 		return nil

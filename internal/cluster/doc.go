@@ -89,6 +89,13 @@
 // called. A false alarm costs a takeover, never an exchange: the live
 // owner's next write is fenced.
 //
-// Not yet in cluster mode: session and result expiry (TTL), and node
-// isolation across the cluster.
+// # Isolation
+//
+// [Node.Isolate] from any node marks a node isolated in etcd (durable,
+// until [Node.Release]); the node named leaves the ring, drops its
+// sessions and takes none: a call for a session that reaches it is sent
+// to the serving node the ring places the session on, which takes it.
+// [Mesh.View] is the cluster as one node sees it (resilientctl nodes).
+//
+// Not yet in cluster mode: session and result expiry (TTL).
 package cluster

@@ -91,6 +91,8 @@ type Node struct {
 	onLost     []func(error)
 	changed    chan struct{} // closed and replaced when members change
 	quorum     quorum
+	isolated   map[string]Isolation // by node
+	onIsolated []func(bool, Isolation)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -117,10 +119,11 @@ func Join(ctx context.Context, cli *clientv3.Client, opts Options) (*Node, error
 	}
 	n := &Node{
 		cli: cli, opts: opts, keys: newKeys(opts.Cluster), log: opts.Logger.With("node", opts.Node),
-		info:    NodeInfo{Name: opts.Node, Advertise: opts.Advertise, Pools: slices.Clone(opts.Pools), Health: Serving, Started: opts.Now().UTC()},
-		members: map[string]NodeInfo{},
-		ring:    ring.New(ring.Options{}),
-		changed: make(chan struct{}),
+		info:     NodeInfo{Name: opts.Node, Advertise: opts.Advertise, Pools: slices.Clone(opts.Pools), Health: Serving, Started: opts.Now().UTC()},
+		members:  map[string]NodeInfo{},
+		isolated: map[string]Isolation{},
+		ring:     ring.New(ring.Options{}),
+		changed:  make(chan struct{}),
 	}
 	n.resetQuorumLocked()
 	if err := n.register(ctx); err != nil {
@@ -131,12 +134,18 @@ func Join(ctx context.Context, cli *clientv3.Client, opts Options) (*Node, error
 		n.cli.Revoke(context.Background(), n.lease)
 		return nil, err
 	}
+	isoRev, err := n.loadIsolations(ctx)
+	if err != nil {
+		n.cli.Revoke(context.Background(), n.lease)
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.keepAlive(runCtx)
 	go n.watch(runCtx, rev)
 	go n.watchQuorum(runCtx)
+	go n.watchIsolations(runCtx, isoRev)
 	return n, nil
 }
 
@@ -276,14 +285,14 @@ func (n *Node) loseLease(lease clientv3.LeaseID, err error) {
 // SetHealth changes the node's registration: a node that is not serving
 // leaves the ring, and its sessions may be taken over.
 func (n *Node) SetHealth(ctx context.Context, h Health) error {
+	n.mu.Lock()
+	n.info.Health = h // the next registration says it if this put fails
+	info := n.info
+	n.mu.Unlock()
 	lease, ok := n.Lease()
 	if !ok {
 		return ErrLeaseExpiring
 	}
-	n.mu.Lock()
-	n.info.Health = h
-	info := n.info
-	n.mu.Unlock()
 	v, _ := json.Marshal(info)
 	_, err := n.cli.Put(ctx, n.keys.node(n.opts.Node), string(v), clientv3.WithLease(lease))
 	return err
@@ -345,31 +354,42 @@ func (n *Node) notifyLocked() {
 	n.changed = make(chan struct{})
 }
 
-// watch follows the registrations from rev on; after a watch error
-// (a compacted revision, etcd unreachable) it reads them all again.
+// watch follows the registrations from rev on.
 func (n *Node) watch(ctx context.Context, rev int64) {
 	defer n.wg.Done()
+	n.follow(ctx, n.keys.nodes(), rev, func(name string, ev *clientv3.Event) {
+		if ev.Type == clientv3.EventTypeDelete {
+			n.removeMember(name)
+			return
+		}
+		var info NodeInfo
+		if json.Unmarshal(ev.Kv.Value, &info) == nil && info.Name == name {
+			n.setMember(info)
+		}
+	}, nil, n.loadMembers)
+}
+
+// follow watches the keys under prefix from rev on, calling apply for
+// each event (with the key's name under prefix) and then batch, if set,
+// after each response; after a watch error (a compacted revision, etcd
+// unreachable) it reads them all again with load.
+func (n *Node) follow(ctx context.Context, prefix string, rev int64, apply func(name string, ev *clientv3.Event), batch func(), load func(context.Context) (int64, error)) {
 	for ctx.Err() == nil {
-		wch := n.cli.Watch(clientv3.WithRequireLeader(ctx), n.keys.nodes(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		wch := n.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		for resp := range wch {
 			if resp.Err() != nil {
 				break
 			}
 			for _, ev := range resp.Events {
 				rev = ev.Kv.ModRevision
-				name := string(ev.Kv.Key[len(n.keys.nodes()):])
-				if ev.Type == clientv3.EventTypeDelete {
-					n.removeMember(name)
-					continue
-				}
-				var info NodeInfo
-				if json.Unmarshal(ev.Kv.Value, &info) == nil && info.Name == name {
-					n.setMember(info)
-				}
+				apply(string(ev.Kv.Key[len(prefix):]), ev)
+			}
+			if batch != nil {
+				batch()
 			}
 		}
 		for ctx.Err() == nil {
-			r, err := n.loadMembers(ctx)
+			r, err := load(ctx)
 			if err == nil {
 				rev = r
 				break

@@ -111,6 +111,11 @@ func NewStore(node *Node, opts StoreOptions) *Store {
 	}
 	s := &Store{node: node, cli: node.cli, keys: node.keys, opts: opts, log: opts.Logger, owned: map[sessionKey]*ownership{}, refused: map[string]resultRecord{}}
 	node.OnLeaseLost(func(err error) { s.dropAll(err, true) })
+	node.OnIsolated(func(isolated bool, iso Isolation) {
+		if isolated {
+			s.dropAll(fmt.Errorf("%w: node isolated by %s: %s", ErrFenced, iso.By, iso.Reason), true)
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)
@@ -192,6 +197,12 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 		s.dropAll(ErrLeaseExpiring, true)
 		return nil, fmt.Errorf("cluster: session %s/%s: %w: this node serves no session until it has its lease again", pool, sess, ErrLeaseExpiring)
 	}
+	if !s.node.Serving() {
+		// Isolated or draining: the session belongs on a serving node,
+		// which takes it from this one when the call gets there.
+		s.dropAll(ErrFenced, true)
+		return nil, s.notServing(pool, sess)
+	}
 	k := sessionKey{pool, sess}
 	s.mu.Lock()
 	o, ok := s.owned[k]
@@ -262,6 +273,25 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 		return o, nil
 	}
 	return nil, fmt.Errorf("cluster: session %s/%s: its owner record keeps changing; try again", pool, sess)
+}
+
+// notServing names the serving node where the session belongs, for a
+// node that serves no session.
+func (s *Store) notServing(pool, sess string) error {
+	to, ok := s.node.Place(pool + "/" + sess)
+	if to == s.node.Name() { // the ring has not heard of this node's health yet
+		ok = false
+		for _, m := range s.node.Members() {
+			if m.Name != to && m.Health == Serving {
+				to, ok = m.Name, true
+				break
+			}
+		}
+	}
+	if !ok {
+		return fmt.Errorf("cluster: session %s/%s: %w: this node is %s and no other node serves", pool, sess, ErrFenced, s.node.Info().Health)
+	}
+	return &NotOwnerError{Pool: pool, Session: sess, Node: to}
 }
 
 // notOwner describes the owner record found by a failed takeover.

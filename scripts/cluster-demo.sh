@@ -4,7 +4,10 @@
 # on one bridge; a cluster-aware caller (scripts/clusterload) runs 300
 # sessions from 64 callers through every node's API socket while the
 # script SIGKILLs one node's daemon and its agents, then cuts another
-# node off (its veth down) and brings it back. It ends with one JSON line:
+# node off (its veth down) and brings it back, then isolates that node by
+# name (resilientctl isolate --node) through the third, and after the
+# load releases it and checks that it serves again. It ends with one
+# JSON line:
 #
 #   {"nodes":3,"etcd_members":3,"calls":N,"failed":0,"lost":0,"doubled":0,"stale_commits":0,"gap_ms_p99":X}
 #
@@ -28,6 +31,7 @@ echo "cluster-demo: building resilienced, flaky, clusterload and etcd into $bin"
 go build -o "$bin/resilienced" ./cmd/resilienced &&
 	go build -o "$bin/flaky" ./examples/agents/flaky &&
 	go build -o "$bin/clusterload" ./scripts/clusterload &&
+	go build -o "$bin/resilientctl" ./cmd/resilientctl &&
 	go build -o "$bin/etcd" go.etcd.io/etcd/server/v3 || die "build failed"
 
 br=rsdc-br0
@@ -100,7 +104,7 @@ for n in 1 2 3; do
 	[ -S "$work/n$n.sock" ] || { tail -20 "$work/n$n.log" >&2; die "node n$n did not start"; }
 done
 sleep 2 # pools ready, peers connected
-echo "cluster-demo: 3 etcd members, 3 nodes up; load for ${seconds}s: SIGKILL n1 at 1/4, cut n2 off at 1/2, back at 3/4 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "cluster-demo: 3 etcd members, 3 nodes up; load for ${seconds}s: SIGKILL n1 at 1/4, cut n2 off at 1/2, back at 3/4, n2 isolated by name through n3 at 7/8 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 
 # Each event's time goes to the events file: clusterload breaks the
 # gaps down by the phase of the run they fell in.
@@ -124,6 +128,11 @@ sleep $((seconds / 4))
 echo "cluster-demo: n2 back"
 event back_n2
 ip link set rsdc-v2 up
+sleep $((seconds / 8))
+echo "cluster-demo: resilientctl isolate --node n2, through n3"
+event isolate_n2
+ctl() { "$bin/resilientctl" --socket "$work/n3.sock" "$@"; }
+ctl isolate --node n2 --reason cluster-demo || echo "cluster-demo: isolate --node n2 failed" >&2
 wait $load
 cat "$work/load.err" >&2
 echo "cluster-demo: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -135,8 +144,21 @@ for n in 1 2 3; do
 	grep -h 'missed its heartbeats\|refuses the connection\|quorum lost\|lease lost' "$work/n$n.log" | sed "s/^/cluster-demo: n$n: /" | head -8
 done
 printf 'cluster-demo: etcd "took too long" warnings: %s\n' "$(cat "$work"/etcd-n*.log | grep -c 'took too long')"
+# n2, cut off and back, then isolated by name: it must be registered
+# and isolated now, and serving again once released.
+ctl nodes
+health() { ctl nodes | awk '$1 == "n2" {print $3}'; }
+rejoined=0
+if [ "$(health)" = isolated ] && ctl release --node n2 >/dev/null; then
+	for _ in $(seq 100); do
+		[ "$(health)" = serving ] && rejoined=1 && break
+		sleep 0.1
+	done
+fi
+echo "cluster-demo: n2 isolated by name, then released and serving again: $([ $rejoined = 1 ] && echo yes || echo NO)"
 result=$(cat "$work/result.json")
 echo "$result"
+[ $rejoined = 1 ] || exit 1
 top=${result%%,\"phases\"*} # the run's figures, not a phase's
 case $top in
 *'"failed":0,'*) ;;

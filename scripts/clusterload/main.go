@@ -9,7 +9,10 @@
 // context, both as each answer saw it (the flaky agent reports the length
 // of the context it was given) and as etcd holds it afterwards;
 // stale_commits counts exchanges committed under an older epoch after a
-// newer one had begun (a stale owner's write); gap_ms_p99 is the p99 of
+// newer one had begun (a stale owner's write): one whose epoch is below
+// an earlier exchange's, or whose key was written at a revision after
+// another epoch of the session (another exchange's, or the owner
+// record's) had begun; gap_ms_p99 is the p99 of
 // the time a call took from its first attempt to its answer, failovers
 // included. With -events (a file of "name unix_ms" lines that the demo
 // writes as it kills and cuts nodes) the line also has when each event
@@ -32,6 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -128,20 +132,24 @@ func main() {
 			fmt.Fprintln(os.Stderr, "clusterload: context:", err)
 			os.Exit(2)
 		}
+		owner, err := cli.Get(ctx, fmt.Sprintf("/resilienced/%s/owners/%s/s%d", *clusterName, *pool, s))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "clusterload: owner:", err)
+			os.Exit(2)
+		}
 		var inputs []int
-		var maxEpoch int64
 		for _, kv := range r.Kvs {
 			var x struct {
 				Input struct{ I int } `json:"input"`
-				Epoch int64           `json:"epoch"`
 			}
 			json.Unmarshal(kv.Value, &x)
 			inputs = append(inputs, x.Input.I)
-			if x.Epoch < maxEpoch {
-				stale++
-			}
-			maxEpoch = max(maxEpoch, x.Epoch)
 		}
+		var ownerRev int64
+		if len(owner.Kvs) > 0 {
+			ownerRev = owner.Kvs[0].ModRevision
+		}
+		stale += staleCommits(r.Kvs, ownerRev)
 		// Exactly 1..n in order, n at least what was acknowledged (a call
 		// committed whose answer was lost counts as done, not lost).
 		for j, in := range inputs {
@@ -402,4 +410,41 @@ func pct(ds []time.Duration, q int) float64 {
 	slices.Sort(ds)
 	i := min(len(ds)*q/100, len(ds)-1)
 	return float64(ds[i].Microseconds()) / 1000
+}
+
+// staleCommits counts the exchanges of one session (its ctx keys, in seq
+// order) committed by a stale owner: under an epoch below an earlier
+// exchange's, or written (at their key's revision) after another epoch
+// of the session had begun: another exchange's, or ownerRev, its owner
+// record's now (0: none). An epoch is an owner record's revision, so
+// each one seen proves the record was rewritten then; fencing must make
+// a commit under an older one impossible, whatever seq it wrote.
+func staleCommits(kvs []*mvccpb.KeyValue, ownerRev int64) int64 {
+	epochs := map[int64]bool{}
+	if ownerRev > 0 {
+		epochs[ownerRev] = true
+	}
+	recEpochs := make([]int64, len(kvs))
+	for j, kv := range kvs {
+		var x struct {
+			Epoch int64 `json:"epoch"`
+		}
+		json.Unmarshal(kv.Value, &x)
+		recEpochs[j] = x.Epoch
+		epochs[x.Epoch] = true
+	}
+	var stale, maxEpoch int64
+	for j, kv := range kvs {
+		newer := recEpochs[j] < maxEpoch
+		for e := range epochs {
+			if recEpochs[j] < e && e < kv.ModRevision {
+				newer = true
+			}
+		}
+		if newer {
+			stale++
+		}
+		maxEpoch = max(maxEpoch, recEpochs[j])
+	}
+	return stale
 }

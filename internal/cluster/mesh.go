@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -214,7 +215,7 @@ func (m *Mesh) serveCall(w http.ResponseWriter, r *http.Request) {
 			api.WriteError(w, &api.Error{Status: http.StatusConflict, Code: codeNotOwner, Message: err.Error()})
 			return
 		}
-		api.WriteError(w, apiError(err))
+		api.WriteError(w, apiError(fc.Pool, fc.Session, err))
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, res)
@@ -231,17 +232,22 @@ func (m *Mesh) serveCall(w http.ResponseWriter, r *http.Request) {
 // exactly-once (the stored result is then the answer).
 func (m *Mesh) Call(ctx context.Context, pool string, req supervisor.CallRequest) (*supervisor.CallResult, error) {
 	res, err := m.call(ctx, pool, req)
-	return res, apiError(err)
+	return res, apiError(pool, req.Session, err)
 }
 
 // apiError classifies what the API cannot (it does not know this
-// package): etcd without quorum is the caller's 503, to try again.
-func apiError(err error) error {
+// package): etcd without quorum is the caller's 503, to try again,
+// naming the session.
+func apiError(pool, sess string, err error) error {
 	var qe *QuorumError
-	if errors.As(err, &qe) {
-		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoQuorum, Message: err.Error(), Retry: qe.RetryAfter()}
+	if !errors.As(err, &qe) {
+		return err
 	}
-	return err
+	msg := err.Error()
+	if name := pool + "/" + sess; sess != "" && !strings.Contains(msg, name) {
+		msg = "cluster: session " + name + ": " + msg
+	}
+	return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNoQuorum, Message: msg, Retry: qe.RetryAfter()}
 }
 
 func (m *Mesh) call(ctx context.Context, pool string, req supervisor.CallRequest) (*supervisor.CallResult, error) {

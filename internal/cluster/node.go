@@ -146,6 +146,10 @@ func Join(ctx context.Context, cli *clientv3.Client, opts Options) (*Node, error
 	go n.watch(runCtx, rev)
 	go n.watchQuorum(runCtx)
 	go n.watchIsolations(runCtx, isoRev)
+	if eps := cli.Endpoints(); len(eps) > 1 {
+		n.wg.Add(1)
+		go n.watchEndpoints(runCtx, eps)
+	}
 	return n, nil
 }
 

@@ -89,15 +89,16 @@ func quorumErr(ctx context.Context, err error) error {
 
 // watchQuorum probes etcd with a linearizable read of the node's own
 // registration (a Raft round: the leader confirms its leadership with a
-// quorum) every quarter of the quorum timeout. A probe that fails after
-// the timeout has gone by since the last confirmed one (it hung, or "no
-// leader" kept coming) takes quorum for lost; the next confirmed one
-// takes it for back.
+// quorum) every quarter of the quorum timeout, each given half of it. A
+// second probe in a row
+// that fails after the timeout has gone by since the last confirmed one
+// (they hung, or "no leader" kept coming) takes quorum for lost; the next
+// confirmed one takes it for back.
 func (n *Node) watchQuorum(ctx context.Context) {
 	defer n.wg.Done()
 	timeout := n.opts.QuorumTimeout
 	every := timeout / 4
-	lastOK := n.opts.Now()
+	lastOK, failed := n.opts.Now(), 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -105,18 +106,21 @@ func (n *Node) watchQuorum(ctx context.Context) {
 		case <-time.After(every):
 		}
 		start := n.opts.Now()
-		pctx, cancel := context.WithTimeout(ctx, timeout)
+		pctx, cancel := context.WithTimeout(ctx, timeout/2)
 		_, err := n.cli.Get(clientv3.WithRequireLeader(pctx), n.keys.node(n.opts.Node), clientv3.WithCountOnly())
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
-			lastOK = start
+			lastOK, failed = start, 0
 			n.quorumBack()
 			continue
 		}
-		if n.opts.Now().Sub(lastOK) >= timeout {
+		// Two failures in a row: one probe may have gone to a member
+		// cut off, which watchEndpoints takes out of the client's
+		// endpoints meanwhile; the next goes to one that answers.
+		if failed++; failed >= 2 && n.opts.Now().Sub(lastOK) >= timeout {
 			n.quorumLost(&QuorumError{Since: lastOK, Cause: err})
 		}
 	}

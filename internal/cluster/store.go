@@ -518,6 +518,10 @@ func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte)
 	if err := checkName("idempotency key", idemKey); err != nil {
 		return nil, false, err
 	}
+	if err := s.node.Quorum(); err != nil {
+		// A call with a key needs quorum for its result: fail it now.
+		return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, err)
+	}
 	key := s.keys.result(pool, idemKey)
 	s.mu.Lock()
 	rec, ok := s.refused[key]

@@ -239,6 +239,9 @@ func (m *Mesh) Call(ctx context.Context, pool string, req supervisor.CallRequest
 // package): etcd without quorum is the caller's 503, to try again,
 // naming the session.
 func apiError(pool, sess string, err error) error {
+	if errors.Is(err, ErrMemberDropped) {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: err.Error()}
+	}
 	var qe *QuorumError
 	if !errors.As(err, &qe) {
 		return err

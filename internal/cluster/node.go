@@ -91,6 +91,9 @@ type Node struct {
 	onLost     []func(error)
 	changed    chan struct{} // closed and replaced when members change
 	quorum     quorum
+	// regStale: the last change of health could not be written; the
+	// keep-alive writes the registration again once it can.
+	regStale   bool
 	isolated   map[string]Isolation // by node
 	onIsolated []func(bool, Isolation)
 
@@ -253,6 +256,7 @@ func (n *Node) keepAlive(ctx context.Context) {
 			n.validUntil = start.Add(n.ttlUsable(time.Duration(r.TTL) * time.Second))
 			n.mu.Unlock()
 			wait = every
+			n.rewriteStale(ctx)
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			n.loseLease(lease, fmt.Errorf("%w: etcd has no lease %x", ErrLeaseExpiring, int64(lease)))
 			wait = 0
@@ -295,11 +299,32 @@ func (n *Node) SetHealth(ctx context.Context, h Health) error {
 	n.mu.Unlock()
 	lease, ok := n.Lease()
 	if !ok {
+		n.setRegStale(true)
 		return ErrLeaseExpiring
 	}
 	v, _ := json.Marshal(info)
 	_, err := n.cli.Put(ctx, n.keys.node(n.opts.Node), string(v), clientv3.WithLease(lease))
+	n.setRegStale(err != nil)
 	return err
+}
+
+func (n *Node) setRegStale(stale bool) {
+	n.mu.Lock()
+	n.regStale = stale
+	n.mu.Unlock()
+}
+
+// rewriteStale writes the registration again if a change of health could
+// not be written (the node was cut off from etcd when it was isolated).
+func (n *Node) rewriteStale(ctx context.Context) {
+	n.mu.Lock()
+	stale, h := n.regStale, n.info.Health
+	n.mu.Unlock()
+	if stale {
+		if err := n.SetHealth(ctx, h); err != nil {
+			n.log.Warn("cluster: writing this node's health again", "health", h, "err", err)
+		}
+	}
 }
 
 // loadMembers reads every registration and rebuilds the ring; it returns

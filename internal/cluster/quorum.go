@@ -47,7 +47,17 @@ type quorum struct {
 	err    *QuorumError // nil: etcd answered within the timeout
 	lost   context.Context
 	cancel context.CancelCauseFunc
+	// dropped is cancelled, with an ErrMemberDropped cause, when a
+	// member leaves the client's endpoints (watchEndpoints): requests
+	// that went to it would hang until gRPC's keep-alive gives up.
+	dropped       context.Context
+	cancelDropped context.CancelCauseFunc
 }
+
+// ErrMemberDropped means the etcd member a request may have gone to
+// stopped answering, and the request was given up rather than left
+// hanging: its outcome is unknown; the call can be tried again.
+var ErrMemberDropped = errors.New("etcd member stopped answering")
 
 // Quorum returns nil while etcd confirms linearizable reads within the
 // quorum timeout, else a *QuorumError (errors.Is ErrNoQuorum).
@@ -74,15 +84,30 @@ func (n *Node) withQuorum(ctx context.Context) (_ context.Context, done func(), 
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(q.lost, func() { cancel(context.Cause(q.lost)) })
-	return ctx, func() { stop(); cancel(nil) }, nil
+	stopDropped := context.AfterFunc(q.dropped, func() { cancel(context.Cause(q.dropped)) })
+	return ctx, func() { stop(); stopDropped(); cancel(nil) }, nil
+}
+
+// memberDropped gives up the requests in flight (they may have gone to
+// the member dropped) and starts a new generation for those to come.
+func (n *Node) memberDropped(err error) {
+	n.mu.Lock()
+	cancel := n.quorum.cancelDropped
+	n.quorum.dropped, n.quorum.cancelDropped = context.WithCancelCause(context.Background())
+	n.mu.Unlock()
+	cancel(err)
 }
 
 // quorumErr returns err, or the *QuorumError that cancelled ctx (a ctx of
 // withQuorum) if that is why the request failed.
 func quorumErr(ctx context.Context, err error) error {
+	cause := context.Cause(ctx)
 	var qe *QuorumError
-	if errors.As(context.Cause(ctx), &qe) {
+	if errors.As(cause, &qe) {
 		return qe
+	}
+	if errors.Is(cause, ErrMemberDropped) {
+		return cause
 	}
 	return err
 }
@@ -154,4 +179,7 @@ func (n *Node) quorumBack() {
 func (n *Node) resetQuorumLocked() {
 	n.quorum.err = nil
 	n.quorum.lost, n.quorum.cancel = context.WithCancelCause(context.Background())
+	if n.quorum.dropped == nil {
+		n.quorum.dropped, n.quorum.cancelDropped = context.WithCancelCause(context.Background())
+	}
 }

@@ -518,19 +518,20 @@ func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte)
 	if err := checkName("idempotency key", idemKey); err != nil {
 		return nil, false, err
 	}
-	if err := s.node.Quorum(); err != nil {
-		// A call with a key needs quorum for its result: fail it now.
-		return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, err)
-	}
 	key := s.keys.result(pool, idemKey)
 	s.mu.Lock()
 	rec, ok := s.refused[key]
 	delete(s.refused, key)
 	s.mu.Unlock()
 	if !ok {
-		r, err := s.cli.Get(clientv3.WithRequireLeader(ctx), key, clientv3.WithSerializable())
+		qctx, done, err := s.node.withQuorum(ctx)
 		if err != nil {
 			return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, err)
+		}
+		r, err := s.cli.Get(clientv3.WithRequireLeader(qctx), key, clientv3.WithSerializable())
+		done()
+		if err != nil {
+			return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, quorumErr(qctx, err))
 		}
 		if len(r.Kvs) == 0 {
 			return nil, false, nil

@@ -119,4 +119,3 @@ func TestSilentMemberLeftOut(t *testing.T) {
 		return slices.Contains(a.cli.Endpoints(), eps[2])
 	})
 }
-

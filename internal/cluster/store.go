@@ -192,10 +192,17 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 	}
 	defer done()
 	ctx = clientv3.WithRequireLeader(qctx)
-	lease, ok := s.node.Lease()
-	if !ok {
+	lease, leaseOK := s.node.Lease()
+	noLease := func() error {
+		return fmt.Errorf("cluster: session %s/%s: %w: this node serves no session until it has its lease again", pool, sess, ErrLeaseExpiring)
+	}
+	if !leaseOK {
+		// It owns nothing now; a session another node owns is still
+		// found below, so that the call is forwarded there.
 		s.dropAll(ErrLeaseExpiring, true)
-		return nil, fmt.Errorf("cluster: session %s/%s: %w: this node serves no session until it has its lease again", pool, sess, ErrLeaseExpiring)
+		if seen >= 0 {
+			return nil, noLease()
+		}
 	}
 	if !s.node.Serving() {
 		// Isolated or draining: the session belongs on a serving node,
@@ -238,6 +245,9 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 				// previous incarnation or dropped ownership.
 				cmp = clientv3.Compare(clientv3.ModRevision(ownerKey), "=", kv.ModRevision)
 			}
+		}
+		if !leaseOK {
+			return nil, noLease()
 		}
 		r, err := s.cli.Txn(ctx).If(cmp).Then(
 			clientv3.OpPut(ownerKey, string(rec), clientv3.WithLease(lease)),

@@ -209,6 +209,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.ks.routes(d.server)
 	d.tel.routes(d.server)
 	d.callsRoute(d.server)
+	d.clusterRoutes(d.server)
 	if a := d.arb.Load(); a != nil {
 		a.routes(d.server)
 	}

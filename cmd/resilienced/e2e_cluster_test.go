@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,36 +25,7 @@ import (
 // nothing lost or doubled, as etcd shows afterwards.
 func TestClusterSessionSurvivesItsOwnerDaemon(t *testing.T) {
 	srv := etcdtest.Start(t)
-	bin := binaries(t)
-	dir := t.TempDir()
-	token := filepath.Join(dir, "token")
-	if err := os.WriteFile(token, []byte("e2e-cluster-token-0123456789\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addrs := map[string]string{}
-	start := func(name string) *daemonProc {
-		addr, ok := addrs[name]
-		if !ok {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr = l.Addr().String()
-			l.Close()
-			addrs[name] = addr
-		}
-		ddir := filepath.Join(dir, name)
-		os.MkdirAll(ddir, 0o755)
-		cfg := writeConfig(t, ddir, fmt.Sprintf(`cluster:
-  name: e2e
-  node: %s
-  advertise: "%s"
-  token_file: %s
-  etcd: {endpoints: [%s]}
-  lease_ttl: 10s
-pools:%s`, name, addr, token, srv.Endpoints[0], poolYAML(bin, "echo")))
-		return startDaemon(t, cfg, filepath.Join(ddir, "state"), "--cgroup-name", fmt.Sprintf("resilienced-test-%d-%s", os.Getpid(), name))
-	}
+	start := clusterDaemons(t, srv)
 	a, b := start("a"), start("b")
 
 	callSeq := func(d *daemonProc, i int) (uint64, error) {
@@ -132,4 +104,126 @@ pools:%s`, name, addr, token, srv.Endpoints[0], poolYAML(bin, "echo")))
 			t.Errorf("exchange %d: seq %d committed by %s, want %s", j+1, x.Seq, x.Node, want)
 		}
 	}
+}
+
+// clusterDaemons returns a function that starts a real daemon in cluster
+// mode on srv under a node name, on the same advertise address each time
+// that name is started again.
+func clusterDaemons(t *testing.T, srv *etcdtest.Server) func(name string) *daemonProc {
+	bin := binaries(t)
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("e2e-cluster-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[string]string{}
+	return func(name string) *daemonProc {
+		addr, ok := addrs[name]
+		if !ok {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr = l.Addr().String()
+			l.Close()
+			addrs[name] = addr
+		}
+		ddir := filepath.Join(dir, name)
+		os.MkdirAll(ddir, 0o755)
+		cfg := writeConfig(t, ddir, fmt.Sprintf(`cluster:
+  name: e2e
+  node: %s
+  advertise: "%s"
+  token_file: %s
+  etcd: {endpoints: [%s]}
+  lease_ttl: 10s
+pools:%s`, name, addr, token, srv.Endpoints[0], poolYAML(bin, "echo")))
+		return startDaemon(t, cfg, filepath.Join(ddir, "state"), "--cgroup-name", fmt.Sprintf("resilienced-test-%d-%s", os.Getpid(), name))
+	}
+}
+
+// TestClusterIsolateNodeByName isolates a node of a cluster of two real
+// daemons by name, with resilientctl through the other node: the
+// isolated node leaves the ring, its session moves, and every call
+// through either daemon goes on with the session's context whole,
+// committed by the node still serving; `resilientctl nodes` shows it;
+// release brings the node back into service.
+func TestClusterIsolateNodeByName(t *testing.T) {
+	srv := etcdtest.Start(t)
+	start := clusterDaemons(t, srv)
+	a, b := start("a"), start("b")
+	ctlB := ctlRunner(t, b)
+	callSeq := func(d *daemonProc, i int) uint64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		res, err := d.client.Call(ctx, "echo", api.CallRequest{Input: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), Session: "s", Key: fmt.Sprint("k", i)})
+		if err != nil {
+			t.Fatalf("call %d: %v\n%s", i, err, d.log)
+		}
+		if res.Seq != uint64(i) {
+			t.Fatalf("call %d: seq %d (lost or doubled)", i, res.Seq)
+		}
+		return res.Seq
+	}
+	callSeq(a, 1) // a owns s
+	callSeq(b, 2)
+
+	if out, code := ctlB("isolate", "--node", "nope"); code == 0 {
+		t.Fatalf("isolating an unknown node succeeded: %s", out)
+	}
+	if out, code := ctlB("isolate", "--node", "a", "--reason", "e2e"); code != 0 {
+		t.Fatalf("isolate --node a: %d %s", code, out)
+	}
+	nodes := func() map[string]map[string]any {
+		out, code := ctlB("nodes", "-o", "json")
+		if code != 0 {
+			t.Fatalf("nodes: %d %s", code, out)
+		}
+		var v struct{ Nodes []map[string]any }
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("nodes -o json: %v: %s", err, out)
+		}
+		m := map[string]map[string]any{}
+		for _, n := range v.Nodes {
+			m[n["name"].(string)] = n
+		}
+		return m
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for nodes()["a"]["health"] != "isolated" {
+		if time.Now().After(deadline) {
+			t.Fatalf("a not isolated after 30s: %v", nodes())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i, d := range []*daemonProc{a, b, a, b} {
+		callSeq(d, 3+i)
+	}
+	cli := srv.Client(t)
+	r, err := cli.Get(t.Context(), "/resilienced/e2e/ctx/echo/s/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j, kv := range r.Kvs {
+		var x struct{ Node string }
+		json.Unmarshal(kv.Value, &x)
+		if j >= 2 && x.Node != "b" {
+			t.Errorf("exchange %d committed by %s while a was isolated", j+1, x.Node)
+		}
+	}
+	if out, _ := ctlB("nodes"); !strings.Contains(out, "isolated") || !strings.Contains(out, "e2e") {
+		t.Errorf("nodes does not show the isolation:\n%s", out)
+	}
+	if out, code := ctlB("release", "--node", "a"); code != 0 {
+		t.Fatalf("release --node a: %d %s", code, out)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for nodes()["a"]["health"] != "serving" {
+		if time.Now().After(deadline) {
+			t.Fatalf("a not serving after 30s: %v", nodes())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	callSeq(a, 7)
 }

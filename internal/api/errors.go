@@ -33,6 +33,10 @@ const (
 	CodeTimeout       = "timeout"
 	CodeUnavailable   = "unavailable"
 	CodeInternal      = "internal"
+
+	// CodeNoQuorum: cluster mode, a session call while etcd has no
+	// quorum (503, Retry-After): sessionless calls go on.
+	CodeNoQuorum = "no_quorum"
 )
 
 // Error is an error answered by the daemon.

@@ -352,6 +352,17 @@ func TestUnconfirmedLeaseStopsServing(t *testing.T) {
 	if l := a.lostList(); len(l) != 1 || l[0] != "p/s" {
 		t.Fatalf("lost: %v, want [p/s]", l)
 	}
+	// A session another serving node owns is still found, so that the
+	// call goes there rather than failing.
+	b := join(t, srv, "b")
+	if _, err := b.store.Context(t.Context(), "p", "t"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a sees b", func() bool { _, ok := a.Member("b"); return ok })
+	var no *NotOwnerError
+	if _, err := a.store.Context(t.Context(), "p", "t"); !errors.As(err, &no) || no.Node != "b" {
+		t.Fatalf("b's session through a, its lease unconfirmed: %v, want owned by b", err)
+	}
 	a.clock.Store(0)
 	eventually(t, "a serves again once its lease is confirmed", func() bool {
 		_, err := a.store.Context(t.Context(), "p", "s")

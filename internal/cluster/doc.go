@@ -67,6 +67,16 @@
 // [Store] has the methods of the supervisor's SessionStore, so the
 // supervisor's call path is the same in both modes.
 //
+// # Quorum
+//
+// The node probes etcd with a linearizable read every quarter of
+// [Options.QuorumTimeout]; when none was confirmed for the whole timeout
+// it takes etcd for without quorum ([Node.Quorum] returns a
+// [*QuorumError], errors.Is [ErrNoQuorum]): session calls fail at once,
+// requests in flight are cancelled, rather than waiting for etcd's own
+// request timeout; sessionless calls, which touch no etcd, go on. The
+// next confirmed probe serves sessions again.
+//
 // # The mesh
 //
 // [Mesh] carries calls between nodes: one h2c connection per peer,
@@ -79,6 +89,13 @@
 // called. A false alarm costs a takeover, never an exchange: the live
 // owner's next write is fenced.
 //
-// Not yet in cluster mode: session and result expiry (TTL), and node
-// isolation across the cluster.
+// # Isolation
+//
+// [Node.Isolate] from any node marks a node isolated in etcd (durable,
+// until [Node.Release]); the node named leaves the ring, drops its
+// sessions and takes none: a call for a session that reaches it is sent
+// to the serving node the ring places the session on, which takes it.
+// [Mesh.View] is the cluster as one node sees it (resilientctl nodes).
+//
+// Not yet in cluster mode: session and result expiry (TTL).
 package cluster

@@ -15,6 +15,7 @@ import (
 //	meta/<pool>/<session>             sessionMeta: the next exchange's seq and the window's first
 //	ctx/<pool>/<session>/<seq:%016x>  exchangeRecord, one per validated exchange
 //	results/<pool>/<idempotency key>  resultRecord
+//	isolated/<node>                   Isolation: an operator's isolation of a node (durable)
 //
 // Pool names are [a-z][a-z0-9-]* (config); session ids and idempotency
 // keys are escaped (url.QueryEscape: no '/' left), so a session's prefix
@@ -26,6 +27,10 @@ func newKeys(cluster string) keys { return keys{prefix: "/resilienced/" + cluste
 func (k keys) nodes() string           { return k.prefix + "nodes/" }
 func (k keys) node(name string) string { return k.nodes() + name }
 func (k keys) owners() string          { return k.prefix + "owners/" }
+func (k keys) isolations() string      { return k.prefix + "isolated/" }
+func (k keys) isolation(node string) string {
+	return k.isolations() + node
+}
 func (k keys) owner(pool, s string) string {
 	return k.owners() + pool + "/" + url.QueryEscape(s)
 }

@@ -27,6 +27,10 @@ type storeCaller struct {
 }
 
 func (c *storeCaller) Call(ctx context.Context, pool string, req supervisor.CallRequest) (*supervisor.CallResult, error) {
+	if req.Session == "" && req.IdempotencyKey == "" {
+		// The supervisor's sessionless call touches no store.
+		return &supervisor.CallResult{Output: json.RawMessage(`"sessionless"`), Agent: c.node, Attempts: 1}, nil
+	}
 	if req.IdempotencyKey != "" {
 		if out, ok, err := c.store.Result(ctx, pool, req.IdempotencyKey, session.RequestDigest(req.Session, req.Input)); err != nil || ok {
 			return &supervisor.CallResult{Output: out, Cached: true}, err
@@ -113,8 +117,8 @@ func TestForwardToOwner(t *testing.T) {
 		t.Fatalf("repeated key: %+v %v", res, err)
 	}
 	// A sessionless call runs where it lands.
-	if _, err := b.mesh.Call(t.Context(), "p", supervisor.CallRequest{Input: json.RawMessage("1")}); !errors.Is(err, session.ErrInvalid) {
-		t.Fatalf("sessionless call reached the store's session path: %v", err)
+	if res, err := b.mesh.Call(t.Context(), "p", supervisor.CallRequest{Input: json.RawMessage("1")}); err != nil || res.Agent != "b" {
+		t.Fatalf("sessionless call through b: %+v %v", res, err)
 	}
 }
 
@@ -244,5 +248,66 @@ func TestManyCallersThroughEveryNode(t *testing.T) {
 	}
 	if len(msgs) > 0 {
 		t.Fatal(strings.Join(msgs, "\n"))
+	}
+}
+
+// TestIsolateNodeMovesItsSessions isolates the owner of sessions from
+// another node, as `resilientctl isolate --node` does: it leaves the
+// ring and serves no session; every call through any node, the isolated
+// one included, is answered by another node with the session's context
+// whole, and the isolated node reports each session lost. Released, it
+// serves again.
+func TestIsolateNodeMovesItsSessions(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b, c := startMesh(t, srv, "a"), startMesh(t, srv, "b"), startMesh(t, srv, "c")
+	for _, mn := range []*meshNode{a, b, c} {
+		for _, peer := range []string{"a", "b", "c"} {
+			if peer != mn.Name() {
+				eventually(t, mn.Name()+" has a connection to "+peer, func() bool { return !mn.mesh.PeerDead(peer) })
+			}
+		}
+	}
+	sessions := []string{"s1", "s2", "s3", "s4"}
+	for _, s := range sessions {
+		if res := call(t, a.mesh, s, 1); res.Agent != "a" {
+			t.Fatalf("%s served by %s", s, res.Agent)
+		}
+	}
+	if err := b.Isolate(t.Context(), "nope", "test"); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("isolating an unknown node: %v", err)
+	}
+	if err := b.Isolate(t.Context(), "a", "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a isolated, as c sees it", func() bool {
+		m, ok := c.Member("a")
+		return ok && m.Health == Isolated && !a.Serving()
+	})
+	for i, s := range sessions {
+		// Through every node, the isolated one first.
+		for j, mn := range []*meshNode{a, b, c} {
+			n := 2 + j
+			if res := call(t, mn.mesh, s, n); res.Agent == "a" {
+				t.Fatalf("call %d of %s (session %d) through %s served by the isolated node", n, s, i, mn.Name())
+			}
+		}
+	}
+	eventually(t, "a reports its sessions lost", func() bool { return len(a.lostList()) >= len(sessions) })
+	if isos := c.Isolations(); len(isos) != 1 || isos[0].Node != "a" || isos[0].By != "b" {
+		t.Fatalf("isolations as c sees them: %+v", isos)
+	}
+
+	if err := c.Release(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a serving again, as b sees it", func() bool {
+		m, ok := b.Member("a")
+		return ok && m.Health == Serving && a.Serving()
+	})
+	if res := call(t, a.mesh, "new", 1); res.Agent != "a" {
+		t.Fatalf("a new session through a, released, served by %s", res.Agent)
+	}
+	if err := c.Release(t.Context(), "a"); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("releasing a node not isolated: %v", err)
 	}
 }

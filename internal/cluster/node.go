@@ -62,6 +62,10 @@ type Options struct {
 	Logger   *slog.Logger
 	// Now is the node's clock, by which it judges its own lease.
 	Now func() time.Time
+	// QuorumTimeout: etcd not confirming a linearizable read for this
+	// long is taken for quorum lost (session calls fail at once); 0
+	// means DefaultQuorumTimeout.
+	QuorumTimeout time.Duration
 }
 
 // leaseMargin is the part of the lease a node does not count on: its
@@ -86,6 +90,12 @@ type Node struct {
 	ring       *ring.Ring
 	onLost     []func(error)
 	changed    chan struct{} // closed and replaced when members change
+	quorum     quorum
+	// regStale: the last change of health could not be written; the
+	// keep-alive writes the registration again once it can.
+	regStale   bool
+	isolated   map[string]Isolation // by node
+	onIsolated []func(bool, Isolation)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -107,13 +117,18 @@ func Join(ctx context.Context, cli *clientv3.Client, opts Options) (*Node, error
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.QuorumTimeout <= 0 {
+		opts.QuorumTimeout = DefaultQuorumTimeout
+	}
 	n := &Node{
 		cli: cli, opts: opts, keys: newKeys(opts.Cluster), log: opts.Logger.With("node", opts.Node),
-		info:    NodeInfo{Name: opts.Node, Advertise: opts.Advertise, Pools: slices.Clone(opts.Pools), Health: Serving, Started: opts.Now().UTC()},
-		members: map[string]NodeInfo{},
-		ring:    ring.New(ring.Options{}),
-		changed: make(chan struct{}),
+		info:     NodeInfo{Name: opts.Node, Advertise: opts.Advertise, Pools: slices.Clone(opts.Pools), Health: Serving, Started: opts.Now().UTC()},
+		members:  map[string]NodeInfo{},
+		isolated: map[string]Isolation{},
+		ring:     ring.New(ring.Options{}),
+		changed:  make(chan struct{}),
 	}
+	n.resetQuorumLocked()
 	if err := n.register(ctx); err != nil {
 		return nil, err
 	}
@@ -122,11 +137,22 @@ func Join(ctx context.Context, cli *clientv3.Client, opts Options) (*Node, error
 		n.cli.Revoke(context.Background(), n.lease)
 		return nil, err
 	}
+	isoRev, err := n.loadIsolations(ctx)
+	if err != nil {
+		n.cli.Revoke(context.Background(), n.lease)
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(2)
+	n.wg.Add(4)
 	go n.keepAlive(runCtx)
 	go n.watch(runCtx, rev)
+	go n.watchQuorum(runCtx)
+	go n.watchIsolations(runCtx, isoRev)
+	if eps := cli.Endpoints(); len(eps) > 1 {
+		n.wg.Add(1)
+		go n.watchEndpoints(runCtx, eps)
+	}
 	return n, nil
 }
 
@@ -230,6 +256,7 @@ func (n *Node) keepAlive(ctx context.Context) {
 			n.validUntil = start.Add(n.ttlUsable(time.Duration(r.TTL) * time.Second))
 			n.mu.Unlock()
 			wait = every
+			n.rewriteStale(ctx)
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			n.loseLease(lease, fmt.Errorf("%w: etcd has no lease %x", ErrLeaseExpiring, int64(lease)))
 			wait = 0
@@ -266,17 +293,38 @@ func (n *Node) loseLease(lease clientv3.LeaseID, err error) {
 // SetHealth changes the node's registration: a node that is not serving
 // leaves the ring, and its sessions may be taken over.
 func (n *Node) SetHealth(ctx context.Context, h Health) error {
-	lease, ok := n.Lease()
-	if !ok {
-		return ErrLeaseExpiring
-	}
 	n.mu.Lock()
-	n.info.Health = h
+	n.info.Health = h // the next registration says it if this put fails
 	info := n.info
 	n.mu.Unlock()
+	lease, ok := n.Lease()
+	if !ok {
+		n.setRegStale(true)
+		return ErrLeaseExpiring
+	}
 	v, _ := json.Marshal(info)
 	_, err := n.cli.Put(ctx, n.keys.node(n.opts.Node), string(v), clientv3.WithLease(lease))
+	n.setRegStale(err != nil)
 	return err
+}
+
+func (n *Node) setRegStale(stale bool) {
+	n.mu.Lock()
+	n.regStale = stale
+	n.mu.Unlock()
+}
+
+// rewriteStale writes the registration again if a change of health could
+// not be written (the node was cut off from etcd when it was isolated).
+func (n *Node) rewriteStale(ctx context.Context) {
+	n.mu.Lock()
+	stale, h := n.regStale, n.info.Health
+	n.mu.Unlock()
+	if stale {
+		if err := n.SetHealth(ctx, h); err != nil {
+			n.log.Warn("cluster: writing this node's health again", "health", h, "err", err)
+		}
+	}
 }
 
 // loadMembers reads every registration and rebuilds the ring; it returns
@@ -335,31 +383,42 @@ func (n *Node) notifyLocked() {
 	n.changed = make(chan struct{})
 }
 
-// watch follows the registrations from rev on; after a watch error
-// (a compacted revision, etcd unreachable) it reads them all again.
+// watch follows the registrations from rev on.
 func (n *Node) watch(ctx context.Context, rev int64) {
 	defer n.wg.Done()
+	n.follow(ctx, n.keys.nodes(), rev, func(name string, ev *clientv3.Event) {
+		if ev.Type == clientv3.EventTypeDelete {
+			n.removeMember(name)
+			return
+		}
+		var info NodeInfo
+		if json.Unmarshal(ev.Kv.Value, &info) == nil && info.Name == name {
+			n.setMember(info)
+		}
+	}, nil, n.loadMembers)
+}
+
+// follow watches the keys under prefix from rev on, calling apply for
+// each event (with the key's name under prefix) and then batch, if set,
+// after each response; after a watch error (a compacted revision, etcd
+// unreachable) it reads them all again with load.
+func (n *Node) follow(ctx context.Context, prefix string, rev int64, apply func(name string, ev *clientv3.Event), batch func(), load func(context.Context) (int64, error)) {
 	for ctx.Err() == nil {
-		wch := n.cli.Watch(clientv3.WithRequireLeader(ctx), n.keys.nodes(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		wch := n.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		for resp := range wch {
 			if resp.Err() != nil {
 				break
 			}
 			for _, ev := range resp.Events {
 				rev = ev.Kv.ModRevision
-				name := string(ev.Kv.Key[len(n.keys.nodes()):])
-				if ev.Type == clientv3.EventTypeDelete {
-					n.removeMember(name)
-					continue
-				}
-				var info NodeInfo
-				if json.Unmarshal(ev.Kv.Value, &info) == nil && info.Name == name {
-					n.setMember(info)
-				}
+				apply(string(ev.Kv.Key[len(prefix):]), ev)
+			}
+			if batch != nil {
+				batch()
 			}
 		}
 		for ctx.Err() == nil {
-			r, err := n.loadMembers(ctx)
+			r, err := load(ctx)
 			if err == nil {
 				rev = r
 				break

@@ -2,40 +2,41 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cluster/etcdtest"
-	"github.com/resilienced/resilienced/internal/session"
+	"github.com/resilienced/resilienced/internal/supervisor"
 )
 
-// TestQuorumLossAndReturn runs a node on a real 3-member etcd: the loss of
-// one member changes nothing; the loss of a second (no quorum) makes a
-// session's write fail with an error, well before the caller's deadline,
-// rather than wait for it; when the member returns, the session goes on
-// with every acknowledged exchange.
+// TestQuorumLossAndReturn runs a node on a real 3-member etcd, its calls
+// through the mesh as the API makes them: the loss of one member changes
+// nothing; the loss of a second (no quorum) makes the session's call
+// fail with the mesh's no_quorum error, classified by the node's own
+// quorum probe (not etcd's 7 s request timeout, not the caller's
+// deadline), naming the session; the calls after it fail the same way
+// at once, and a sessionless call goes on. When the member returns, the
+// session goes on with every acknowledged exchange once.
 func TestQuorumLossAndReturn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd")
 	}
 	c := etcdtest.StartCluster(t, 3)
-	a := join(t, c.Server(), "a")
-	appendOne := func(ctx context.Context, i int) error {
-		if _, err := a.store.Context(ctx, "p", "s"); err != nil {
-			return err
-		}
-		_, err := a.store.Append(ctx, "p", "s", exchange(i), session.Limit{}, fmt.Sprint("k", i), nil)
-		return err
+	a := startMesh(t, c.Server(), "a")
+	sessionCall := func(ctx context.Context, i int) (*supervisor.CallResult, error) {
+		return a.mesh.Call(ctx, "p", supervisor.CallRequest{Session: "s", Input: json.RawMessage(fmt.Sprint(i)), IdempotencyKey: fmt.Sprint("k", i)})
 	}
-	if err := appendOne(t.Context(), 1); err != nil {
-		t.Fatal(err)
-	}
+	call(t, a.mesh, "s", 1)
 
 	c.Stop(2)
-	if err := appendOne(t.Context(), 2); err != nil {
+	call(t, a.mesh, "s", 2)
+	if err := a.Quorum(); err != nil {
 		t.Fatalf("with 2 members of 3: %v", err)
 	}
 
@@ -43,37 +44,72 @@ func TestQuorumLossAndReturn(t *testing.T) {
 	deadline := 60 * time.Second
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	start := time.Now()
-	err := appendOne(ctx, 3)
+	_, err := sessionCall(ctx, 3)
 	took := time.Since(start)
-	waited := ctx.Err() != nil
 	cancel()
-	if err == nil {
-		t.Fatal("a session write without quorum succeeded")
-	}
-	if waited {
-		t.Fatalf("without quorum the write waited for the caller's %s deadline: %v", deadline, err)
-	}
-	if !strings.Contains(err.Error(), "p/s") {
-		t.Fatalf("error %q does not name the session", err)
-	}
 	t.Logf("without quorum, after %s: %v", took.Round(time.Millisecond), err)
+	checkNoQuorum(t, err)
+	if !errors.Is(a.Quorum(), ErrNoQuorum) {
+		t.Fatalf("the node's quorum: %v", a.Quorum())
+	}
+
+	// Known lost: the next session call is refused before it runs.
+	start = time.Now()
+	_, err = sessionCall(t.Context(), 3)
+	t.Logf("the next call, after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	checkNoQuorum(t, err)
+	// The call that is forwarded to a node without quorum gets the same.
+	if _, err := a.store.Context(t.Context(), "p", "other"); !errors.Is(err, ErrNoQuorum) {
+		t.Fatalf("a new session without quorum: %v", err)
+	}
+	// A sessionless call touches no etcd and goes on.
+	if res, err := a.mesh.Call(t.Context(), "p", supervisor.CallRequest{Input: json.RawMessage("0")}); err != nil || res.Agent != "a" {
+		t.Fatalf("a sessionless call without quorum: %+v %v", res, err)
+	}
 
 	c.Restart(1)
-	// The write that timed out may have been committed once quorum came
-	// back (its outcome was unknown): then its key answers ErrDuplicate,
-	// and the exchange is there once, not twice.
+	eventually(t, "the node sees quorum again", func() bool { return a.Quorum() == nil })
+	// The first call without quorum was in flight when quorum went: its
+	// outcome was unknown, and once quorum is back its key answers (it
+	// was committed once, and is answered from its stored result) or it
+	// runs now.
 	eventually(t, "the session is written again once quorum is back", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
-		err := appendOne(ctx, 3)
+		res, err := sessionCall(ctx, 3)
 		if err != nil {
 			t.Logf("after quorum returned: %v", err)
+			return false
 		}
-		return err == nil || errors.Is(err, session.ErrDuplicate)
+		if string(res.Output) != "2" {
+			t.Fatalf("call 3 saw %s exchanges, want 2", res.Output)
+		}
+		return true
 	})
+	call(t, a.mesh, "s", 4)
 	exs, err := a.store.Context(t.Context(), "p", "s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkContext(t, exs, 1, 3)
+	if len(exs) != 4 {
+		t.Fatalf("the context has %d exchanges, want 4: %v", len(exs), exs)
+	}
+	for i, ex := range exs {
+		if ex.Seq != uint64(i+1) || string(ex.Input) != fmt.Sprint(i+1) || string(ex.Output) != fmt.Sprint(i) {
+			t.Fatalf("exchange %d: seq %d %s→%s, want seq %d %d→%d", i, ex.Seq, ex.Input, ex.Output, i+1, i+1, i)
+		}
+	}
+}
+
+// checkNoQuorum checks that err is the mesh's no_quorum answer, naming
+// the session.
+func checkNoQuorum(t *testing.T, err error) {
+	t.Helper()
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Code != api.CodeNoQuorum || ae.Status != http.StatusServiceUnavailable {
+		t.Fatalf("a session call without quorum: %v (%T), want the no_quorum API error", err, err)
+	}
+	if !strings.Contains(err.Error(), "p/s") || !strings.Contains(err.Error(), ErrNoQuorum.Error()) {
+		t.Fatalf("error %q does not name the session and the cause", err)
+	}
 }

@@ -111,6 +111,11 @@ func NewStore(node *Node, opts StoreOptions) *Store {
 	}
 	s := &Store{node: node, cli: node.cli, keys: node.keys, opts: opts, log: opts.Logger, owned: map[sessionKey]*ownership{}, refused: map[string]resultRecord{}}
 	node.OnLeaseLost(func(err error) { s.dropAll(err, true) })
+	node.OnIsolated(func(isolated bool, iso Isolation) {
+		if isolated {
+			s.dropAll(fmt.Errorf("%w: node isolated by %s: %s", ErrFenced, iso.By, iso.Reason), true)
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)
@@ -179,11 +184,31 @@ func (s *Store) TakeOver(ctx context.Context, pool, sess string, seen int64) (in
 // own returns the session's ownership, taking the session when no live
 // node owns it, or, with seen >= 0, when its record is at epoch seen.
 func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*ownership, error) {
-	ctx = clientv3.WithRequireLeader(ctx)
-	lease, ok := s.node.Lease()
-	if !ok {
+	// Without quorum even a cached session is refused: its call could
+	// not commit, and the agent's work would be lost.
+	qctx, done, err := s.node.withQuorum(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: session %s/%s: %w", pool, sess, err)
+	}
+	defer done()
+	ctx = clientv3.WithRequireLeader(qctx)
+	lease, leaseOK := s.node.Lease()
+	noLease := func() error {
+		return fmt.Errorf("cluster: session %s/%s: %w: this node serves no session until it has its lease again", pool, sess, ErrLeaseExpiring)
+	}
+	if !leaseOK {
+		// It owns nothing now; a session another node owns is still
+		// found below, so that the call is forwarded there.
 		s.dropAll(ErrLeaseExpiring, true)
-		return nil, fmt.Errorf("cluster: session %s/%s: %w: this node serves no session until it has its lease again", pool, sess, ErrLeaseExpiring)
+		if seen >= 0 {
+			return nil, noLease()
+		}
+	}
+	if !s.node.Serving() {
+		// Isolated or draining: the session belongs on a serving node,
+		// which takes it from this one when the call gets there.
+		s.dropAll(ErrFenced, true)
+		return nil, s.notServing(pool, sess)
 	}
 	k := sessionKey{pool, sess}
 	s.mu.Lock()
@@ -205,7 +230,7 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 		} else {
 			r, err := s.cli.Get(ctx, ownerKey)
 			if err != nil {
-				return nil, fmt.Errorf("cluster: session %s/%s: reading its owner: %w", pool, sess, err)
+				return nil, fmt.Errorf("cluster: session %s/%s: reading its owner: %w", pool, sess, quorumErr(qctx, err))
 			}
 			if len(r.Kvs) == 0 {
 				cmp = clientv3.Compare(clientv3.CreateRevision(ownerKey), "=", 0)
@@ -221,13 +246,16 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 				cmp = clientv3.Compare(clientv3.ModRevision(ownerKey), "=", kv.ModRevision)
 			}
 		}
+		if !leaseOK {
+			return nil, noLease()
+		}
 		r, err := s.cli.Txn(ctx).If(cmp).Then(
 			clientv3.OpPut(ownerKey, string(rec), clientv3.WithLease(lease)),
 			clientv3.OpGet(s.keys.meta(pool, sess)),
 			clientv3.OpGet(s.keys.ctx(pool, sess), clientv3.WithPrefix()),
 		).Else(clientv3.OpGet(ownerKey)).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("cluster: session %s/%s: taking it: %w", pool, sess, err)
+			return nil, fmt.Errorf("cluster: session %s/%s: taking it: %w", pool, sess, quorumErr(qctx, err))
 		}
 		if !r.Succeeded {
 			if seen >= 0 {
@@ -255,6 +283,25 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 		return o, nil
 	}
 	return nil, fmt.Errorf("cluster: session %s/%s: its owner record keeps changing; try again", pool, sess)
+}
+
+// notServing names the serving node where the session belongs, for a
+// node that serves no session.
+func (s *Store) notServing(pool, sess string) error {
+	to, ok := s.node.Place(pool + "/" + sess)
+	if to == s.node.Name() { // the ring has not heard of this node's health yet
+		ok = false
+		for _, m := range s.node.Members() {
+			if m.Name != to && m.Health == Serving {
+				to, ok = m.Name, true
+				break
+			}
+		}
+	}
+	if !ok {
+		return fmt.Errorf("cluster: session %s/%s: %w: this node is %s and no other node serves", pool, sess, ErrFenced, s.node.Info().Health)
+	}
+	return &NotOwnerError{Pool: pool, Session: sess, Node: to}
 }
 
 // notOwner describes the owner record found by a failed takeover.
@@ -381,13 +428,18 @@ func (s *Store) Append(ctx context.Context, pool, sess string, ex session.Exchan
 	if resultKey != "" {
 		elses = append(elses, clientv3.OpGet(resultKey))
 	}
-	r, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(cmps...).Then(ops...).Else(elses...).Commit()
+	qctx, done, err := s.node.withQuorum(ctx)
+	if err != nil {
+		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: %w", pool, sess, err)
+	}
+	r, err := s.cli.Txn(clientv3.WithRequireLeader(qctx)).If(cmps...).Then(ops...).Else(elses...).Commit()
+	done()
 	if err != nil {
 		// The outcome is unknown: the exchange may be committed. The
 		// cache cannot be trusted; the next call reads the session again.
 		o.gone = true
 		s.forget(k, o)
-		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: %w", pool, sess, err)
+		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: the exchange may or may not be committed: %w", pool, sess, quorumErr(qctx, err))
 	}
 	if !r.Succeeded {
 		owner := r.Responses[0].GetResponseRange().Kvs
@@ -438,10 +490,15 @@ func (s *Store) PutResult(ctx context.Context, pool, idemKey string, digest []by
 	if len(key)+len(v) > s.opts.MaxExchangeBytes {
 		return fmt.Errorf("cluster: put result %s/%q: %w: %d bytes; cluster mode stores at most %d bytes per result (etcd takes at most 1.5 MiB a request by default)", pool, idemKey, ErrTooLarge, len(key)+len(v), s.opts.MaxExchangeBytes)
 	}
-	r, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(v))).Else(clientv3.OpGet(key)).Commit()
+	qctx, done, err := s.node.withQuorum(ctx)
 	if err != nil {
 		return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, err)
+	}
+	r, err := s.cli.Txn(clientv3.WithRequireLeader(qctx)).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(v))).Else(clientv3.OpGet(key)).Commit()
+	done()
+	if err != nil {
+		return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, quorumErr(qctx, err))
 	}
 	if r.Succeeded {
 		return nil
@@ -477,9 +534,14 @@ func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte)
 	delete(s.refused, key)
 	s.mu.Unlock()
 	if !ok {
-		r, err := s.cli.Get(clientv3.WithRequireLeader(ctx), key, clientv3.WithSerializable())
+		qctx, done, err := s.node.withQuorum(ctx)
 		if err != nil {
 			return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, err)
+		}
+		r, err := s.cli.Get(clientv3.WithRequireLeader(qctx), key, clientv3.WithSerializable())
+		done()
+		if err != nil {
+			return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, quorumErr(qctx, err))
 		}
 		if len(r.Kvs) == 0 {
 			return nil, false, nil

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,17 @@ import (
 
 // ErrZygote is a zygote that could not start or fork.
 var ErrZygote = errors.New("zygote")
+
+// zygoteStepHook, when set (BenchmarkZygoteColdReplacement sets it), is
+// told when each step of a zygote start ends, so that a benchmark can time
+// the steps apart.
+var zygoteStepHook atomic.Pointer[func(agent, step string)]
+
+func zygoteStep(agent, step string) {
+	if f := zygoteStepHook.Load(); f != nil {
+		(*f)(agent, step)
+	}
+}
 
 // zygote is a pool's zygote process and our end of its socket.
 type zygote struct {
@@ -69,12 +81,14 @@ func (p *Pool) zygoteProcess(cfg agent.Config, pc config.Pool, cred *syscall.Cre
 	if err != nil {
 		return nil, err
 	}
+	zygoteStep(cfg.ID, "forked")
 	if at != nil {
 		if err := at.Attach(a.PID()); err != nil {
 			syscall.Kill(a.PID(), syscall.SIGKILL)
 			a.Close()
 			return nil, fmt.Errorf("%w: placing child %d in its cgroup: %w", ErrZygote, a.PID(), err)
 		}
+		zygoteStep(cfg.ID, "placed")
 	}
 	return realProcess{a}, nil
 }
@@ -168,6 +182,7 @@ func (z *zygote) fork(id string, in, out, errw *os.File, timeout time.Duration) 
 	}{id})
 	rights := unix.UnixRights(int(in.Fd()), int(out.Fd()), int(errw.Fd()))
 	z.conn.SetDeadline(time.Now().Add(timeout))
+	zygoteStep(id, "request")
 	if _, _, err := z.conn.WriteMsgUnix(req, rights, nil); err != nil {
 		return 0, fmt.Errorf("%w: asking for a child: %w", ErrZygote, err)
 	}

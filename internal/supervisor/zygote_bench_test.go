@@ -27,7 +27,7 @@ import (
 func BenchmarkZygoteColdReplacement(b *testing.B) {
 	n := max(b.N, 30)
 	// The zygote's steps, by agent: the fork request written, its answer
-	// read (the zygote forked), the child placed in its cgroup.
+	// read (the zygote forked).
 	var mu sync.Mutex
 	steps := map[string]map[string]time.Time{}
 	hook := func(agent, step string) {
@@ -61,10 +61,11 @@ func BenchmarkZygoteColdReplacement(b *testing.B) {
 			ctx := context.Background()
 			// Where a cold one's time goes, from the supervisor's events
 			// and the zygote's steps: the death seen (exit event), the
-			// replacement's spawn event, the fork request written, the
-			// fork answered, the child in its cgroup, the handshake
-			// answered (ready event), the call served.
-			names := []string{"kill-to-exit", "exit-to-spawn", "spawn-to-request", "request-to-forked", "forked-to-placed", "placed-to-ready", "spawn-to-ready", "ready-to-served"}
+			// replacement's spawn event, the fork request written (the
+			// initialize already in the child's stdin), the fork's answer
+			// read, the handshake's answer read and the child found in its
+			// cgroup (ready event), the call served.
+			names := []string{"kill-to-exit", "exit-to-spawn", "spawn-to-request", "request-to-forked", "forked-to-ready", "spawn-to-ready", "ready-to-served"}
 			seg := map[string][]time.Duration{}
 			var cold []time.Duration
 			early := 0
@@ -99,11 +100,10 @@ func BenchmarkZygoteColdReplacement(b *testing.B) {
 				add("spawn-to-ready", spawn, ready)
 				add("ready-to-served", ready, end)
 				if mode == config.StartZygote {
-					req, forked, placed := stepOf(served, "request"), stepOf(served, "forked"), stepOf(served, "placed")
+					req, forked := stepOf(served, "request"), stepOf(served, "forked")
 					add("spawn-to-request", spawn, req)
 					add("request-to-forked", req, forked)
-					add("forked-to-placed", forked, placed)
-					add("placed-to-ready", placed, ready)
+					add("forked-to-ready", forked, ready)
 				}
 			}
 			b.ReportMetric(float64(early), "started-before-kill")

@@ -44,6 +44,11 @@ var ErrZygote = errors.New("zygote")
 // the steps apart.
 var zygoteStepHook atomic.Pointer[func(agent, step string)]
 
+// zygoteTwoHandoffs, when set (by the same benchmark, for its baseline),
+// makes every zygote start take the two hand-offs of a cgroup with v1
+// directories: the fork, the daemon places the child, then initialize.
+var zygoteTwoHandoffs atomic.Bool
+
 func zygoteStep(agent, step string) {
 	if f := zygoteStepHook.Load(); f != nil {
 		(*f)(agent, step)
@@ -100,14 +105,15 @@ func (p *Pool) zygoteProcess(cfg agent.Config, pc config.Pool, cred *syscall.Cre
 	}
 	var procs *os.File
 	sp, self := sb.(selfPlacer)
-	if self {
+	oneHandoff := !zygoteTwoHandoffs.Load()
+	if self && oneHandoff {
 		if procs, err = sp.ProcsFile(); err != nil {
 			self, procs = false, nil
 		} else {
 			defer procs.Close()
 		}
 	}
-	if sb == nil || self {
+	if (sb == nil || self) && oneHandoff {
 		a, hs, err := agent.StartForkedHandshaking(cfg, func(in, out, errw *os.File) (int, error) {
 			return z.fork(cfg.ID, pc.StartTimeout, in, out, errw, procs)
 		})
@@ -124,12 +130,14 @@ func (p *Pool) zygoteProcess(cfg agent.Config, pc config.Pool, cred *syscall.Cre
 		return nil, err
 	}
 	zygoteStep(cfg.ID, "forked")
-	if err := at.Attach(a.PID()); err != nil {
-		syscall.Kill(a.PID(), syscall.SIGKILL)
-		a.Close()
-		return nil, fmt.Errorf("%w: placing child %d in its cgroup: %w", ErrZygote, a.PID(), err)
+	if at != nil {
+		if err := at.Attach(a.PID()); err != nil {
+			syscall.Kill(a.PID(), syscall.SIGKILL)
+			a.Close()
+			return nil, fmt.Errorf("%w: placing child %d in its cgroup: %w", ErrZygote, a.PID(), err)
+		}
+		zygoteStep(cfg.ID, "placed")
 	}
-	zygoteStep(cfg.ID, "placed")
 	return realProcess{a}, nil
 }
 

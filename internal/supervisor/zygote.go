@@ -103,6 +103,7 @@ func (p *Pool) zygoteProcess(cfg agent.Config, pc config.Pool, cred *syscall.Cre
 	if err != nil {
 		return nil, err
 	}
+	zygoteStep(cfg.ID, "zygote")
 	var procs *os.File
 	sp, self := sb.(selfPlacer)
 	oneHandoff := !zygoteTwoHandoffs.Load()

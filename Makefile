@@ -11,7 +11,7 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/resilienced ./cmd/resilienced
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/resilientctl ./cmd/resilientctl
-	$(GO) build -o $(BIN)/flaky ./examples/agents/flaky
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/flaky ./examples/agents/flaky # static: no loader per start
 
 # The test suite: every package, privileged tests included when run as root.
 test:

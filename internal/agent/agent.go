@@ -427,12 +427,17 @@ func (a *Agent) Initialize(ctx context.Context) error {
 	case ProtocolMCP:
 		return a.initializeMCP(ctx)
 	default:
-		p, _ := json.Marshal(map[string]string{"agent": a.cfg.ID, "pool": a.cfg.Pool, "protocol": "resilient/1"})
-		if _, err := a.request(ctx, "initialize", p); err != nil {
+		if _, err := a.request(ctx, "initialize", initializeParams(a.cfg)); err != nil {
 			return fmt.Errorf("initialize: %w", err)
 		}
 		return nil
 	}
+}
+
+// initializeParams are the native handshake's params.
+func initializeParams(cfg Config) json.RawMessage {
+	p, _ := json.Marshal(map[string]string{"agent": cfg.ID, "pool": cfg.Pool, "protocol": "resilient/1"})
+	return p
 }
 
 // Ping checks liveness of an idle agent. MCP has the same ping, so a

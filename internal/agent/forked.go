@@ -16,24 +16,58 @@ import (
 // handshake; call [Agent.Initialize], after placing the child in its
 // cgroup, so that it serves nothing before.
 func StartForked(cfg Config, fork func(stdin, stdout, stderr *os.File) (pid int, err error)) (*Agent, error) {
+	a, _, err := startForked(cfg, fork, false)
+	return a, err
+}
+
+// StartForkedHandshaking is [StartForked] with the handshake sent ahead
+// (native protocol): initialize is in the child's stdin before fork is
+// called, so the child answers it as soon as it runs, with no hand-off
+// through the daemon between its fork and its handshake. It returns the
+// handshake in flight: wait for it with [Pending.Wait], then Close it;
+// nothing else can be sent before. Use it only for a child that is in its
+// cgroup before it reads its stdin (a zygote's child that places itself).
+func StartForkedHandshaking(cfg Config, fork func(stdin, stdout, stderr *os.File) (pid int, err error)) (*Agent, *Pending, error) {
+	return startForked(cfg, fork, true)
+}
+
+func startForked(cfg Config, fork func(stdin, stdout, stderr *os.File) (pid int, err error), handshake bool) (*Agent, *Pending, error) {
 	cfg = cfg.withDefaults()
 	inR, inW, outR, outW, errR, errW, err := pipes(cfg.ID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	pid, err := fork(inR, outW, errW)
+	a := newAgent(cfg, 0, inW, outR, errR)
+	var hs *Pending
+	if handshake {
+		// A pipe holds the request until the child reads it: nothing
+		// reads stdout before run, and nothing needs to.
+		if hs, err = a.send("initialize", initializeParams(cfg), "", nil); err != nil {
+			err = fmt.Errorf("agent %s: initialize: %w", cfg.ID, err)
+		}
+	}
+	var pid int
+	if err == nil {
+		pid, err = fork(inR, outW, errW)
+		if err != nil {
+			err = fmt.Errorf("agent %s: fork: %w", cfg.ID, err)
+		}
+	}
 	inR.Close()
 	outW.Close()
 	errW.Close()
 	if err != nil {
+		if hs != nil {
+			hs.Close()
+		}
 		inW.Close()
 		outR.Close()
 		errR.Close()
-		return nil, fmt.Errorf("agent %s: fork: %w", cfg.ID, err)
+		return nil, nil, err
 	}
-	a := newAgent(cfg, pid, inW, outR, errR)
+	a.pid = pid
 	a.run()
-	return a, nil
+	return a, hs, nil
 }
 
 // errNotChild is the exit "status" of a process that is not our child.

@@ -5,6 +5,7 @@ package cgroup
 import (
 	"context"
 	"fmt"
+	"os"
 )
 
 var errNotLinux = fmt.Errorf("%w: cgroups exist only on Linux", ErrNotSupported)
@@ -62,3 +63,5 @@ func CgroupIDOf(path string) (uint64, error) { return 0, errNotLinux }
 // Mount2 fails off Linux.
 func Mount2() (string, error)                      { return "", errNotLinux }
 func (c *Cgroup) NotifyOOM(func()) (func(), error) { return nil, errNotLinux }
+func (c *Cgroup) ProcsFile() (*os.File, error)     { return nil, errNotLinux }
+func (c *Cgroup) Holds(int) (bool, error)          { return false, errNotLinux }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -11,33 +12,72 @@ import (
 )
 
 // BenchmarkZygoteColdReplacement prints, in one run, a Python agent's cold
-// replacement (no spare: from its SIGKILL to a call served by the next
-// agent), p50 and p99 over n kills, started by a fresh interpreter (start:
-// exec, the baseline) and forked by a zygote (start: zygote).
+// replacement (no spare: from its SIGKILL to a call served by an agent
+// started after the kill), p50 and p99 over n kills, started by a fresh
+// interpreter (start: exec, the baseline) and forked by a zygote (start:
+// zygote), and the p50 of each step of a cold one.
 //
 //	go test -run '^$' -bench BenchmarkZygoteColdReplacement -benchtime 100x ./internal/supervisor/
+//
+// Kills back to back would make the surge (surge.go) keep spares even with
+// spares 0, and a spare's promotion is no cold start: before each kill the
+// benchmark resets the pool's replacement count and waits until it holds
+// no spare and starts nothing. An agent that served after the kill but was
+// started before it is still counted apart (started-before-kill).
 func BenchmarkZygoteColdReplacement(b *testing.B) {
-	n := max(b.N, 30)
+	// The zygote's steps, by agent: the fork request written, its answer
+	// read (the zygote forked).
+	var mu sync.Mutex
+	steps := map[string]map[string]time.Time{}
+	hook := func(agent, step string) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if steps[agent] == nil {
+			steps[agent] = map[string]time.Time{}
+		}
+		steps[agent][step] = now
+	}
+	zygoteStepHook.Store(&hook)
+	defer zygoteStepHook.Store(nil)
+	stepOf := func(agent, step string) time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return steps[agent][step]
+	}
 	for _, mode := range []config.StartMode{config.StartExec, config.StartZygote} {
 		b.Run(string(mode), func(b *testing.B) {
+			n := max(b.N, 30) // the sub-benchmark's -benchtime Nx
 			pc := zygotePool(b)
 			pc.Start = mode
 			pc.Replicas, pc.Spares = 1, 0
 			pc.Intensity = config.Intensity{MaxRestarts: 1 << 30, Period: time.Second}
 			h := newHarness(b, cfgOf(pc))
 			h.ready()
+			pool, err := h.sup.Pool("zy")
+			if err != nil {
+				b.Fatal(err)
+			}
 			ctx := context.Background()
-			// Cold: the agent that serves was started after the kill. The
-			// surge (surge.go) keeps spares at a high replacement rate even
-			// with spares 0: an agent started before the kill (a spare, or
-			// a start under way) is no cold start, and is counted apart. Where a cold one's time goes,
-			// from the supervisor's events: the kill's detection and the
-			// wait for a start (to its spawn event), the start itself (fork
-			// or exec, cgroup placement, handshake: to its ready event), and
-			// the call.
-			var cold, toSpawn, start, call []time.Duration
+			// Where a cold one's time goes, from the supervisor's events
+			// and the zygote's steps: the death seen (exit event), the
+			// replacement's spawn event, the fork request written (the
+			// initialize already in the child's stdin), the fork's answer
+			// read, the handshake's answer read and the child found in its
+			// cgroup (ready event), the call served.
+			names := []string{"kill-to-exit", "exit-to-spawn", "spawn-to-zygote", "spawn-to-request", "request-to-forked", "forked-to-ready", "spawn-to-ready", "ready-to-served"}
+			seg := map[string][]time.Duration{}
+			var cold, coldTwo []time.Duration
 			early := 0
-			for range n {
+			defer zygoteTwoHandoffs.Store(false)
+			for i := range n {
+				// The zygote's starts alternate between one hand-off (the
+				// default) and two (the child placed by the daemon, then
+				// initialize: the baseline), so the host's load moves both
+				// alike; the steps are the one hand-off's.
+				two := mode == config.StartZygote && i%2 == 1
+				zygoteTwoHandoffs.Store(two)
+				holdOffSurge(b, h, pool)
 				victim := h.agentsIn("zy", AgentActive)[0]
 				t0 := time.Now()
 				syscall.Kill(victim.PID, syscall.SIGKILL)
@@ -50,15 +90,33 @@ func BenchmarkZygoteColdReplacement(b *testing.B) {
 					}
 				}
 				end := time.Now()
+				exit := h.eventOf(EventExit, victim.ID)
 				spawn, ready := h.eventOf(EventSpawn, served), h.eventOf(EventReady, served)
 				if spawn.Before(t0) || ready.IsZero() {
 					early++
 					continue
 				}
+				if two {
+					coldTwo = append(coldTwo, end.Sub(t0))
+					continue
+				}
 				cold = append(cold, end.Sub(t0))
-				toSpawn = append(toSpawn, spawn.Sub(t0))
-				start = append(start, ready.Sub(spawn))
-				call = append(call, end.Sub(ready))
+				add := func(name string, from, to time.Time) {
+					if !from.IsZero() && !to.IsZero() {
+						seg[name] = append(seg[name], to.Sub(from))
+					}
+				}
+				add("kill-to-exit", t0, exit)
+				add("exit-to-spawn", exit, spawn)
+				add("spawn-to-ready", spawn, ready)
+				add("ready-to-served", ready, end)
+				if mode == config.StartZygote {
+					req, forked := stepOf(served, "request"), stepOf(served, "forked")
+					add("spawn-to-request", spawn, req)
+					add("spawn-to-zygote", spawn, stepOf(served, "zygote"))
+					add("request-to-forked", req, forked)
+					add("forked-to-ready", forked, ready)
+				}
 			}
 			b.ReportMetric(float64(early), "started-before-kill")
 			if len(cold) == 0 {
@@ -66,15 +124,43 @@ func BenchmarkZygoteColdReplacement(b *testing.B) {
 				return
 			}
 			p50, p99, _ := quantiles(cold)
+			b.ReportMetric(float64(len(cold)), "cold-samples")
 			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
-			for _, seg := range []struct {
-				name string
-				ds   []time.Duration
-			}{{"to-spawn", toSpawn}, {"start", start}, {"call", call}} {
-				p50, _, _ := quantiles(seg.ds)
-				b.ReportMetric(float64(p50.Microseconds())/1000, seg.name+"-p50-ms")
+			if len(coldTwo) > 0 {
+				p50, p99, _ := quantiles(coldTwo)
+				b.ReportMetric(float64(p50.Microseconds())/1000, "two-handoffs-p50-ms")
+				b.ReportMetric(float64(p99.Microseconds())/1000, "two-handoffs-p99-ms")
+			}
+			for _, name := range names {
+				if ds := seg[name]; len(ds) > 0 {
+					p50, _, _ := quantiles(ds)
+					b.ReportMetric(float64(p50.Microseconds())/1000, name+"-p50-ms")
+				}
 			}
 		})
+	}
+}
+
+// holdOffSurge forgets the pool's recent replacements (the surge sizes
+// spares to their rate) and waits until the pool has its one active agent,
+// no spare and no start under way, so that the next kill's replacement is
+// a cold start.
+func holdOffSurge(b *testing.B, h *harness, p *Pool) {
+	p.mu.Lock()
+	p.replaced, p.surge = nil, 0
+	evs, extra := p.resizeLocked("benchmark: surge held off")
+	p.mu.Unlock()
+	p.finishResize(evs, extra)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := p.Status()
+		if st.Active == 1 && st.Spares == 0 && st.Starting == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the pool did not settle at 1 active, no spare: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -117,4 +119,70 @@ func mount2(t *testing.T) string {
 		}
 	}
 	return ""
+}
+
+// A zygote's child enters its cgroup itself, through the cgroup.procs sent
+// with the fork request, before it answers the initialize written ahead of
+// its fork; a zygote that ignores that file (an older one: three
+// descriptors) gets its children placed by the daemon, after their
+// handshake and before their first call.
+func TestZygoteChildPlacesItself(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: agents in cgroups")
+	}
+	for _, tc := range []struct {
+		name, step  string
+		ignoreProcs bool
+	}{
+		{"self", "placed-itself", false},
+		{"three-fds", "placed", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			steps := map[string][]string{}
+			hook := func(agent, step string) {
+				mu.Lock()
+				steps[agent] = append(steps[agent], step)
+				mu.Unlock()
+			}
+			zygoteStepHook.Store(&hook)
+			defer zygoteStepHook.Store(nil)
+			pc := zygotePool(t)
+			if tc.ignoreProcs {
+				// The example, taking at most three descriptors a request:
+				// the kernel drops the fourth.
+				wrapper := filepath.Join(t.TempDir(), "three.py")
+				os.WriteFile(wrapper, []byte(`import runpy, socket, sys
+recv = socket.recv_fds
+socket.recv_fds = lambda sock, size, maxfds, flags=0: recv(sock, size, 3, flags)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+`), 0o644)
+				pc.Command = []string{pc.Command[0], wrapper, pc.Command[1]}
+			}
+			h := newHarness(t, cfgOf(pc))
+			if h.cg == nil || h.cg.Mode() == cgroup.ModeNone {
+				t.Skip("no cgroup host")
+			}
+			h.ready()
+			for _, a := range append(h.agentsIn("zy", AgentActive), h.agentsIn("zy", AgentSpare)...) {
+				mu.Lock()
+				got := steps[a.ID]
+				mu.Unlock()
+				if !slices.Contains(got, tc.step) {
+					t.Errorf("agent %s: steps %q, want %q", a.ID, got, tc.step)
+				}
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", a.PID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(b), strings.TrimPrefix(a.Cgroup, mount2(t))+"\n") {
+					t.Errorf("agent %s not in its cgroup %s: %s", a.ID, a.Cgroup, b)
+				}
+			}
+			if got := h.mustCall("zy", "", `"hello"`)["answer"]; got != "hello" {
+				t.Fatalf("answer %v", got)
+			}
+		})
+	}
 }

@@ -41,7 +41,12 @@ func Flaky(tb testing.TB) string {
 			return
 		}
 		bin = filepath.Join(d, "flaky")
-		if out, e := exec.Command("go", "build", "-o", bin, flakyPkg).CombinedOutput(); e != nil {
+		// Static (no cgo), as a Go agent is shipped: with cgo, the net
+		// package links libc, and the dynamic loader costs each start
+		// ~4 ms of CPU here (docs/BENCHMARKS.md, issue #17, session 8).
+		build := exec.Command("go", "build", "-o", bin, flakyPkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, e := build.CombinedOutput(); e != nil {
 			err = errors.New(string(out))
 		}
 	})

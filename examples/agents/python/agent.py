@@ -45,6 +45,7 @@ with your own work.
 """
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -153,19 +154,27 @@ def error_response(msg_id, code, message):
 def zygote(fd, method):
     """Forks a ready agent for each request on the socket fd, until it closes.
 
-    A request is one message {"id": AGENT} carrying three file descriptors
-    (SCM_RIGHTS): the child's stdin, stdout and stderr. The answer is one
-    message {"id": AGENT, "pid": PID}, or {"id": AGENT, "error": TEXT}. The
-    daemon moves the child into the agent's cgroup before it sends
-    initialize, so the child must do nothing before it reads its stdin.
+    A request is one message {"id": AGENT} carrying three or four file
+    descriptors (SCM_RIGHTS): the child's stdin, stdout and stderr, and,
+    when there is a fourth, the agent's cgroup.procs open for writing. The
+    answer is one message {"id": AGENT, "pid": PID}, or {"id": AGENT,
+    "error": TEXT}. The child writes "0" to the fourth descriptor (it
+    enters its cgroup) before it reads its stdin: the daemon may have
+    written initialize there already. Without a fourth, the daemon places
+    the child itself before it sends initialize.
     """
     sock = socket.socket(fileno=fd)
     # Children are reaped by the kernel: their exit is the daemon's to see.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # What the zygote built is shared with every child: keep the collector
+    # off it, so that a child's collections neither scan it nor copy the
+    # pages it touches (copy-on-write).
+    gc.collect()
+    gc.freeze()
     log("zygote ready in pid %d" % os.getpid())
     while True:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 3)
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4)
         except OSError as e:
             log("zygote socket: %s" % e)
             return
@@ -174,8 +183,8 @@ def zygote(fd, method):
         agent_id = ""
         try:
             agent_id = json.loads(msg).get("id", "")
-            if len(fds) != 3:
-                raise ValueError("want 3 file descriptors, got %d" % len(fds))
+            if len(fds) not in (3, 4):
+                raise ValueError("want 3 or 4 file descriptors, got %d" % len(fds))
             pid = os.fork()
         except (ValueError, OSError, AttributeError) as e:
             for f in fds:
@@ -183,10 +192,15 @@ def zygote(fd, method):
             sock.send(json.dumps({"id": agent_id, "error": str(e)}).encode())
             continue
         if pid == 0:
+            if len(fds) == 4:
+                try:
+                    os.write(fds[3], b"0")  # into the agent's cgroup, first
+                except OSError as e:
+                    log("entering the cgroup: %s (the daemon will place me)" % e)
             sock.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.setsid()  # a process group of its own, as a started agent has
-            for i, f in enumerate(fds):
+            for i, f in enumerate(fds[:3]):
                 os.dup2(f, i)
             for f in fds:
                 if f > 2:

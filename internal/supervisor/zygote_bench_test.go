@@ -151,7 +151,7 @@ func holdOffSurge(b *testing.B, h *harness, p *Pool) {
 	p.replaced, p.surge = nil, 0
 	evs, extra := p.resizeLocked("benchmark: surge held off")
 	p.mu.Unlock()
-	p.finishResize(evs, extra)
+	p.finishResize(evs, extra, "surge held off")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st := p.Status()

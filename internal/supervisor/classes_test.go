@@ -30,6 +30,10 @@ func TestRuntimeFaultsNeitherBackOffNorGiveUp(t *testing.T) {
 	pc := defaultsPool(t, "rt", func(pc *config.Pool) {
 		pc.Retries = 0             // every violation reaches the caller...
 		pc.Breaker.MinCalls = 1000 // ...which would open the breaker, not the point here
+		// One active agent: the good call after each violation is the new
+		// agent's first, so the breaker's streak of new agents failing
+		// their first call (8) cannot build up by which agent a call meets.
+		pc.Replicas = 1
 		// Without retries a good call must not meet a hang detector that a
 		// loaded test machine (-race, packages in parallel) can fool.
 		pc.StallTimeout = 10 * time.Second

@@ -52,6 +52,8 @@ type quorum struct {
 	// that went to it would hang until gRPC's keep-alive gives up.
 	dropped       context.Context
 	cancelDropped context.CancelCauseFunc
+	// confirmed is when the last probe that etcd confirmed started.
+	confirmed time.Time
 }
 
 // ErrMemberDropped means the etcd member a request may have gone to
@@ -99,17 +101,55 @@ func (n *Node) memberDropped(err error) {
 }
 
 // quorumErr returns err, or the *QuorumError that cancelled ctx (a ctx of
-// withQuorum) if that is why the request failed.
-func quorumErr(ctx context.Context, err error) error {
-	cause := context.Cause(ctx)
+// withQuorum) if that is why the request failed. A request given up
+// because its member dropped out waits for the node's next judgement of
+// quorum: the member dropped may be the one whose loss took quorum with
+// it (the endpoint probe sees a member gone before the quorum probe has
+// failed twice), and then the caller is told there is no quorum, not
+// to try again at once.
+func (n *Node) quorumErr(ctx, qctx context.Context, err error) error {
+	cause := context.Cause(qctx)
 	var qe *QuorumError
 	if errors.As(cause, &qe) {
 		return qe
 	}
 	if errors.Is(cause, ErrMemberDropped) {
+		if qe := n.judgeAfterDrop(ctx); qe != nil {
+			return qe
+		}
 		return cause
 	}
 	return err
+}
+
+// judgeAfterDrop waits until a quorum probe that started from now is
+// confirmed (nil) or quorum is taken for lost (its *QuorumError), for at
+// most twice the quorum timeout or until ctx ends (nil: no verdict).
+func (n *Node) judgeAfterDrop(ctx context.Context) *QuorumError {
+	from := n.opts.Now()
+	timeout := n.opts.QuorumTimeout
+	deadline := time.NewTimer(2 * timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(timeout / 8)
+	defer tick.Stop()
+	for {
+		n.mu.Lock()
+		qe, confirmed := n.quorum.err, n.quorum.confirmed
+		n.mu.Unlock()
+		if qe != nil {
+			return qe
+		}
+		if confirmed.After(from) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline.C:
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // watchQuorum probes etcd with a linearizable read of the node's own
@@ -139,6 +179,9 @@ func (n *Node) watchQuorum(ctx context.Context) {
 		}
 		if err == nil {
 			lastOK, failed = start, 0
+			n.mu.Lock()
+			n.quorum.confirmed = start
+			n.mu.Unlock()
 			n.quorumBack()
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -111,5 +112,38 @@ func checkNoQuorum(t *testing.T, err error) {
 	}
 	if !strings.Contains(err.Error(), "p/s") || !strings.Contains(err.Error(), ErrNoQuorum.Error()) {
 		t.Fatalf("error %q does not name the session and the cause", err)
+	}
+}
+
+// TestMemberDroppedThenQuorumLost is the order CI met: the endpoint probe
+// drops the member whose loss took quorum with it before the quorum probe
+// has failed twice. The request given up for the drop is told there is
+// no quorum once the node judges so, not "try again"; with quorum
+// confirmed after the drop, it is told to try again.
+func TestMemberDroppedThenQuorumLost(t *testing.T) {
+	for _, lost := range []bool{true, false} {
+		n := &Node{opts: Options{Now: time.Now, QuorumTimeout: 200 * time.Millisecond}, log: slog.New(slog.DiscardHandler)}
+		n.resetQuorumLocked()
+		qctx, done, err := n.withQuorum(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.memberDropped(fmt.Errorf("%w: [m1]", ErrMemberDropped))
+		<-qctx.Done() // as the request does: it fails when its ctx ends
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			if lost {
+				n.quorumLost(&QuorumError{Since: time.Now(), Cause: errors.New("probe timed out")})
+				return
+			}
+			n.mu.Lock()
+			n.quorum.confirmed = time.Now()
+			n.mu.Unlock()
+		}()
+		got := n.quorumErr(t.Context(), qctx, context.Canceled)
+		done()
+		if lost != errors.Is(got, ErrNoQuorum) || lost == errors.Is(got, ErrMemberDropped) {
+			t.Fatalf("quorum lost %v: %v", lost, got)
+		}
 	}
 }

@@ -230,7 +230,7 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 		} else {
 			r, err := s.cli.Get(ctx, ownerKey)
 			if err != nil {
-				return nil, fmt.Errorf("cluster: session %s/%s: reading its owner: %w", pool, sess, quorumErr(qctx, err))
+				return nil, fmt.Errorf("cluster: session %s/%s: reading its owner: %w", pool, sess, s.node.quorumErr(ctx, qctx, err))
 			}
 			if len(r.Kvs) == 0 {
 				cmp = clientv3.Compare(clientv3.CreateRevision(ownerKey), "=", 0)
@@ -255,7 +255,7 @@ func (s *Store) own(ctx context.Context, pool, sess string, seen int64) (*owners
 			clientv3.OpGet(s.keys.ctx(pool, sess), clientv3.WithPrefix()),
 		).Else(clientv3.OpGet(ownerKey)).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("cluster: session %s/%s: taking it: %w", pool, sess, quorumErr(qctx, err))
+			return nil, fmt.Errorf("cluster: session %s/%s: taking it: %w", pool, sess, s.node.quorumErr(ctx, qctx, err))
 		}
 		if !r.Succeeded {
 			if seen >= 0 {
@@ -439,7 +439,7 @@ func (s *Store) Append(ctx context.Context, pool, sess string, ex session.Exchan
 		// cache cannot be trusted; the next call reads the session again.
 		o.gone = true
 		s.forget(k, o)
-		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: the exchange may or may not be committed: %w", pool, sess, quorumErr(qctx, err))
+		return session.Exchange{}, fmt.Errorf("cluster: append to %s/%s: the exchange may or may not be committed: %w", pool, sess, s.node.quorumErr(ctx, qctx, err))
 	}
 	if !r.Succeeded {
 		owner := r.Responses[0].GetResponseRange().Kvs
@@ -498,7 +498,7 @@ func (s *Store) PutResult(ctx context.Context, pool, idemKey string, digest []by
 		Then(clientv3.OpPut(key, string(v))).Else(clientv3.OpGet(key)).Commit()
 	done()
 	if err != nil {
-		return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, quorumErr(qctx, err))
+		return fmt.Errorf("cluster: put result %s/%q: %w", pool, idemKey, s.node.quorumErr(ctx, qctx, err))
 	}
 	if r.Succeeded {
 		return nil
@@ -541,7 +541,7 @@ func (s *Store) Result(ctx context.Context, pool, idemKey string, digest []byte)
 		r, err := s.cli.Get(clientv3.WithRequireLeader(qctx), key, clientv3.WithSerializable())
 		done()
 		if err != nil {
-			return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, quorumErr(qctx, err))
+			return nil, false, fmt.Errorf("cluster: result %s/%q: %w", pool, idemKey, s.node.quorumErr(ctx, qctx, err))
 		}
 		if len(r.Kvs) == 0 {
 			return nil, false, nil

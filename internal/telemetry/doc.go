@@ -15,6 +15,10 @@
 // attaches a counting cgroup_skb program (it always allows) to the cgroup's
 // directory for byte and packet counts.
 //
+// At most [Options.Slots] cgroups ([DefaultSlots]) are watched at once; the
+// maps indexed by slot are sized when Load runs, so the object's own 1,024
+// is no limit. Beyond them Watch returns [ErrWatchLimit].
+//
 // Counting is by exact cgroup: processes in a child cgroup of a watched one
 // are not counted unless the child is watched too.
 //

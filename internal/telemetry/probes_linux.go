@@ -235,7 +235,12 @@ func load(ctx context.Context, opts Options, cfg loadConfig) (_ *Probes, err err
 	if err := spec.Variables[telemetryVarLatencySampleShift].Set(shift); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
-	slots := spec.Maps[telemetryMapWatched].MaxEntries
+	// The object is built for 1,024 slots; every map indexed by slot is
+	// sized here instead, so that a dense node needs no rebuild.
+	slots := uint32(opts.Slots)
+	for _, m := range []string{telemetryMapWatched, telemetryMapSlotOwner, telemetryMapSyscallCounters, telemetryMapNetCounters} {
+		spec.Maps[m].MaxEntries = slots
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)

@@ -476,7 +476,9 @@ func mustRead(tb testing.TB, p *Probes, id uint64) Counters {
 }
 
 func TestWatchErrors(t *testing.T) {
-	p := loadProbes(t)
+	// More slots than the object is built with: the maps are sized at load.
+	const slots = 3000
+	p := loadProbesOptions(t, Options{Slots: slots}, loadConfig{})
 	cg := newTestCgroup(t)
 	if err := p.Watch(cg.ID, cg.Path); err != nil {
 		t.Fatal(err)
@@ -501,6 +503,13 @@ func TestWatchErrors(t *testing.T) {
 		if n++; n > 1<<20 {
 			t.Fatal("no watch limit")
 		}
+	}
+	if n+1 != slots {
+		t.Errorf("watched %d cgroups before ErrWatchLimit, want the %d slots", n+1, slots)
+	}
+	// A slot beyond the object's own 1,024 counts.
+	if c, err := p.Read(1<<50 + slots - 2); err != nil {
+		t.Errorf("reading the last slot's counters: %v %+v", err, c)
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)

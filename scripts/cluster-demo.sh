@@ -5,8 +5,9 @@
 # sessions from 64 callers through every node's API socket while the
 # script SIGKILLs one node's daemon and its agents, then cuts another
 # node off (its veth down) and brings it back, then isolates that node by
-# name (resilientctl isolate --node) through the third, and after the
-# load releases it and checks that it serves again. It ends with one
+# name (resilientctl isolate --node) through the third, checks that it
+# cut itself off the mesh network (not etcd's), and after the load
+# releases it and checks that it serves, on the mesh, again. It ends with one
 # JSON line:
 #
 #   {"nodes":3,"etcd_members":3,"calls":N,"failed":0,"lost":0,"doubled":0,"stale_commits":0,"gap_ms_p99":X}
@@ -64,6 +65,9 @@ for n in 1 2 3; do
 	ip link add "rsdc-v$n" type veth peer name eth0 netns "$ns" || die "veth $n"
 	ip link set "rsdc-v$n" master "$br" up
 	ip -n "$ns" addr add "10.77.0.$n/24" dev eth0
+	# The mesh (node to node) on a network of its own, as an operator
+	# would: isolating a node cuts 10.78/24 and leaves it etcd on 10.77/24.
+	ip -n "$ns" addr add "10.78.0.$n/24" dev eth0
 	ip -n "$ns" link set eth0 up
 	ip -n "$ns" link set lo up
 	ip netns exec "$ns" "$bin/etcd" --name "n$n" --data-dir "$work/etcd-n$n" \
@@ -75,10 +79,11 @@ done
 for n in 1 2 3; do
 	mkdir -p "$work/n$n"
 	cat >"$work/n$n/config.yaml" <<YAML
+mesh: {interface: eth0, cidrs: [10.78.0.0/24]}
 cluster:
   name: demo
   node: n$n
-  advertise: "10.77.0.$n:7946"
+  advertise: "10.78.0.$n:7946"
   token_file: $work/token
   etcd: {endpoints: [${endpoints//,/, }]}
 pools:
@@ -154,6 +159,15 @@ for try in $(seq 50); do
 	[ "$try" = 50 ] && { cat "$work/isolate.err" >&2; echo "cluster-demo: isolate --node n2 failed" >&2; }
 	sleep 0.2
 done
+# Isolated, n2 cuts itself off the mesh (blackhole routes to 10.78/24)
+# and keeps etcd (10.77/24).
+reach() { ip netns exec "rsdc-n$1" timeout 1 bash -c "</dev/tcp/$2" 2>/dev/null; }
+meshcut=0
+for _ in $(seq 30); do
+	if ! reach 2 10.78.0.3/7946 && reach 2 10.77.0.3/2379; then meshcut=1; break; fi
+	sleep 0.1
+done
+echo "cluster-demo: n2, isolated, cannot reach the mesh and still reaches etcd: $([ $meshcut = 1 ] && echo yes || echo NO)"
 wait $load
 cat "$work/load.err" >&2
 echo "cluster-demo: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -172,14 +186,14 @@ health() { ctl nodes | awk '$1 == "n2" {print $3}'; }
 rejoined=0
 if [ "$(health)" = isolated ] && ctl release --node n2 >/dev/null; then
 	for _ in $(seq 100); do
-		[ "$(health)" = serving ] && rejoined=1 && break
+		[ "$(health)" = serving ] && reach 2 10.78.0.3/7946 && rejoined=1 && break
 		sleep 0.1
 	done
 fi
-echo "cluster-demo: n2 isolated by name, then released and serving again: $([ $rejoined = 1 ] && echo yes || echo NO)"
+echo "cluster-demo: n2 isolated by name, then released, serving and on the mesh again: $([ $rejoined = 1 ] && echo yes || echo NO)"
 result=$(cat "$work/result.json")
 echo "$result"
-[ $rejoined = 1 ] || exit 1
+[ $rejoined = 1 ] && [ $meshcut = 1 ] || exit 1
 top=${result%%,\"phases\"*} # the run's figures, not a phase's
 case $top in
 *'"failed":0,'*) ;;

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -108,6 +110,58 @@ func (c *clusterWiring) startMesh(d *daemon, local cluster.Caller) error {
 		}
 	}()
 	return nil
+}
+
+// clusterIsolationMarker, in the state directory, says that this node's
+// cut from the mesh is the cluster's doing (resilientctl isolate --node
+// NAME), not an operator's on this node alone.
+const clusterIsolationMarker = "cluster-isolation"
+
+// followIsolation cuts this node off the mesh (config mesh:) while the
+// cluster holds it isolated, and puts it back when it is released. The
+// marker lets a daemon that starts after a release it did not see undo
+// its predecessor's cut, and leaves alone a cut made with `isolate --node`
+// on this node only. Without mesh: the isolation takes the node out of
+// service and no more.
+func (d *daemon) followIsolation() {
+	if sw, done, err := d.ks.nodeSwitch(context.Background()); err == nil {
+		if sw.NodeIsolated() { // by a previous daemon
+			d.cluster.mesh.SetCutOff("cut off the mesh before this daemon started")
+		}
+		done()
+	}
+	if d.cfg.Load().Mesh.Interface == "" {
+		d.log.Info("cluster: no mesh: in the config, so an isolation of this node takes it out of service without cutting its network")
+		return
+	}
+	marker := filepath.Join(d.cfg.Load().StateDir, clusterIsolationMarker)
+	var mu sync.Mutex
+	apply := func(isolated bool, iso cluster.Isolation) {
+		mu.Lock()
+		defer mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if isolated {
+			if err := os.WriteFile(marker, []byte(iso.By+": "+iso.Reason+"\n"), 0o600); err != nil {
+				d.log.Error("cluster: recording the isolation", "err", err)
+			}
+			if err := d.ks.isolateNode(ctx, fmt.Sprintf("node isolated by %s (%s): cut off mesh %s", iso.By, iso.Reason, d.cfg.Load().Mesh.Interface)); err != nil {
+				d.log.Error("cluster: this node is isolated but could not cut itself off the mesh", "err", err)
+			}
+			return
+		}
+		if _, err := os.Stat(marker); err != nil {
+			return // not cut by the cluster
+		}
+		if err := d.ks.releaseNode(ctx, "node released in the cluster: back on the mesh"); err != nil {
+			d.log.Error("cluster: this node is released but could not restore its mesh", "err", err)
+			return
+		}
+		os.Remove(marker)
+	}
+	d.cluster.node.OnIsolated(apply)
+	iso, isolated := d.cluster.node.Isolation()
+	apply(isolated, iso)
 }
 
 // close leaves the cluster: the lease is revoked, so the node's sessions

@@ -179,6 +179,7 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 			store.Close()
 			return nil, err
 		}
+		d.followIsolation()
 	}
 	go d.tel.sample()
 	if so.arbiter {

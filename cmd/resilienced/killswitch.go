@@ -180,38 +180,17 @@ func (k *killSwitch) routes(s *api.Server) {
 			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: "node isolation needs `mesh: {interface: IFACE, cidrs: [...]}` in the config"})
 			return
 		}
-		sw := k.sw
-		if sw == nil {
-			var err error
-			// Node isolation is netlink only: it works without BPF.
-			if sw, err = isolate.New(r.Context(), isolate.Options{StateDir: k.d.cfg.Load().StateDir, Name: k.d.name, Logger: k.d.log}); sw == nil {
-				api.WriteError(w, err)
-				return
-			}
-			defer sw.Close()
-		}
-		if err := sw.IsolateNode(r.Context(), isolate.Mesh{Interface: mesh.Interface, CIDRs: mesh.CIDRs}); err != nil {
+		if err := k.isolateNode(r.Context(), "node isolated from mesh "+mesh.Interface); err != nil {
 			api.WriteError(w, err)
 			return
 		}
-		k.d.sup.Emit(supervisor.Event{Kind: supervisor.EventIsolate, Reason: "node isolated from mesh " + mesh.Interface})
 		api.WriteJSON(w, http.StatusOK, map[string]any{"node_isolated": true, "interface": mesh.Interface, "cidrs": mesh.CIDRs})
 	})
 	s.Handle("POST /v1/node/release", func(w http.ResponseWriter, r *http.Request) {
-		sw := k.sw
-		if sw == nil {
-			var err error
-			if sw, err = isolate.New(r.Context(), isolate.Options{StateDir: k.d.cfg.Load().StateDir, Name: k.d.name, Logger: k.d.log}); sw == nil {
-				api.WriteError(w, err)
-				return
-			}
-			defer sw.Close()
-		}
-		if err := sw.ReleaseNode(r.Context()); err != nil {
+		if err := k.releaseNode(r.Context(), "node back on the mesh"); err != nil {
 			api.WriteError(w, err)
 			return
 		}
-		k.d.sup.Emit(supervisor.Event{Kind: supervisor.EventRelease, Reason: "node back on the mesh"})
 		api.WriteJSON(w, http.StatusOK, map[string]any{"node_isolated": false})
 	})
 	s.Handle("GET /v1/agents/{id}/drops", func(w http.ResponseWriter, r *http.Request) {
@@ -226,6 +205,59 @@ func (k *killSwitch) routes(s *api.Server) {
 		}
 		api.WriteJSON(w, http.StatusOK, ds)
 	})
+}
+
+// nodeSwitch is the Switch for node isolation: the Kill Switch's, or,
+// when BPF is off, a netlink-only one that done closes.
+func (k *killSwitch) nodeSwitch(ctx context.Context) (sw *isolate.Switch, done func(), err error) {
+	if k.sw != nil {
+		return k.sw, func() {}, nil
+	}
+	// Node isolation is netlink only: it works without BPF.
+	sw, err = isolate.New(ctx, isolate.Options{StateDir: k.d.cfg.Load().StateDir, Name: k.d.name, Logger: k.d.log})
+	if sw == nil {
+		return nil, nil, err
+	}
+	return sw, func() { sw.Close() }, nil
+}
+
+// isolateNode cuts this node off the config's mesh (netlink; the state
+// survives a restart of the daemon) and says so in the event log.
+func (k *killSwitch) isolateNode(ctx context.Context, why string) error {
+	mesh := k.d.cfg.Load().Mesh
+	if mesh.Interface == "" {
+		return errors.New("node isolation needs `mesh: {interface: IFACE, cidrs: [...]}` in the config")
+	}
+	sw, done, err := k.nodeSwitch(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := sw.IsolateNode(ctx, isolate.Mesh{Interface: mesh.Interface, CIDRs: mesh.CIDRs}); err != nil {
+		return err
+	}
+	if c := k.d.cluster; c != nil && c.mesh != nil {
+		c.mesh.SetCutOff(why)
+	}
+	k.d.sup.Emit(supervisor.Event{Kind: supervisor.EventIsolate, Reason: why})
+	return nil
+}
+
+// releaseNode undoes isolateNode (also one done by a previous daemon).
+func (k *killSwitch) releaseNode(ctx context.Context, why string) error {
+	sw, done, err := k.nodeSwitch(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := sw.ReleaseNode(ctx); err != nil {
+		return err
+	}
+	if c := k.d.cluster; c != nil && c.mesh != nil {
+		c.mesh.SetCutOff("")
+	}
+	k.d.sup.Emit(supervisor.Event{Kind: supervisor.EventRelease, Reason: why})
+	return nil
 }
 
 func (k *killSwitch) close() {

@@ -23,7 +23,8 @@ func isolateCmd(g *globals) *cobra.Command {
 			"as --action or the pool's isolate_action says. With --node, the node leaves the\n" +
 			"mesh (the config's mesh: interface and CIDRs) through netlink. In cluster mode,\n" +
 			"--node NAME isolates that node of the cluster, from any node: it leaves the ring,\n" +
-			"takes no session and gives up its own, which move to the other nodes, until\n" +
+			"takes no session and gives up its own, which move to the other nodes, and, with\n" +
+			"mesh: in its config, cuts itself off its peers (etcd stays reachable), until\n" +
 			"release --node NAME.",
 		Args: args(func(cmd *cobra.Command, a []string) error {
 			if !node && len(a) != 1 || len(a) > 1 {

@@ -37,6 +37,10 @@ const (
 	// CodeNoQuorum: cluster mode, a session call while etcd has no
 	// quorum (503, Retry-After): sessionless calls go on.
 	CodeNoQuorum = "no_quorum"
+	// CodeNodeIsolated: cluster mode, a session call to a node isolated
+	// by `resilientctl isolate --node` (503): the caller goes to another
+	// node; this one is cut off its peers.
+	CodeNodeIsolated = "node_isolated"
 )
 
 // Error is an error answered by the daemon.

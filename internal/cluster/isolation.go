@@ -70,6 +70,14 @@ func (n *Node) Serving() bool {
 	return n.info.Health == Serving
 }
 
+// Isolation reports whether this node is isolated, and by what.
+func (n *Node) Isolation() (Isolation, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	iso, ok := n.isolated[n.opts.Node]
+	return iso, ok && n.info.Health == Isolated
+}
+
 // OnIsolated registers f, called (without locks held) when this node is
 // isolated (true) or released (false).
 func (n *Node) OnIsolated(f func(isolated bool, iso Isolation)) {

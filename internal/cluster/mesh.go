@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,8 +69,25 @@ type Mesh struct {
 	// a refusal or a failed connection forgets it.
 	owners map[sessionKey]*NotOwnerError
 
+	// cutOff, when set, says why this node is cut off the mesh network
+	// (SetCutOff).
+	cutOff atomic.Pointer[string]
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+}
+
+// SetCutOff tells the mesh that this node's network to its peers is cut
+// (the node Kill Switch; why says by whom) or, with "", restored. While
+// cut, session calls are refused at once with node_isolated (503), so
+// that a cluster-aware caller goes to another node instead of waiting on
+// a forward that cannot arrive; sessionless calls go on.
+func (m *Mesh) SetCutOff(why string) {
+	if why == "" {
+		m.cutOff.Store(nil)
+		return
+	}
+	m.cutOff.Store(&why)
 }
 
 type peer struct {
@@ -256,6 +274,12 @@ func apiError(pool, sess string, err error) error {
 func (m *Mesh) call(ctx context.Context, pool string, req supervisor.CallRequest) (*supervisor.CallResult, error) {
 	if req.Session == "" {
 		return m.opts.Local.Call(ctx, pool, req)
+	}
+	if why := m.cutOff.Load(); why != nil {
+		// A forward cannot arrive and this node serves no session: the
+		// caller is told at once to go to another node.
+		return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeNodeIsolated,
+			Message: fmt.Sprintf("cluster: session %s/%s: node %s is cut off its peers (%s); call another node", pool, req.Session, m.node.Name(), *why)}
 	}
 	k := sessionKey{pool, req.Session}
 	var lastErr error

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cluster/etcdtest"
 	"github.com/resilienced/resilienced/internal/session"
 	"github.com/resilienced/resilienced/internal/supervisor"
@@ -309,5 +310,28 @@ func TestIsolateNodeMovesItsSessions(t *testing.T) {
 	}
 	if err := c.Release(t.Context(), "a"); !errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("releasing a node not isolated: %v", err)
+	}
+}
+
+// TestCutOffNodeRefusesSessionCalls: a node whose mesh network is cut
+// refuses session calls at once with node_isolated, naming why, and
+// still serves sessionless calls; restored, it forwards again.
+func TestCutOffNodeRefusesSessionCalls(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := startMesh(t, srv, "a"), startMesh(t, srv, "b")
+	eventually(t, "b has a connection to a", func() bool { return !b.mesh.PeerDead("a") })
+	call(t, a.mesh, "s", 1)
+	b.mesh.SetCutOff("isolated by a: test")
+	_, err := b.mesh.Call(t.Context(), "p", supervisor.CallRequest{Session: "s", Input: json.RawMessage("2"), IdempotencyKey: "s-2"})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Code != api.CodeNodeIsolated || ae.Status != http.StatusServiceUnavailable || !strings.Contains(ae.Message, "isolated by a: test") {
+		t.Fatalf("session call through a cut-off node: %v, want node_isolated (503) saying why", err)
+	}
+	if res, err := b.mesh.Call(t.Context(), "p", supervisor.CallRequest{Input: json.RawMessage("1")}); err != nil || res.Agent != "b" {
+		t.Fatalf("sessionless call through a cut-off node: %+v %v", res, err)
+	}
+	b.mesh.SetCutOff("")
+	if res := call(t, b.mesh, "s", 2); res.Agent != "a" {
+		t.Fatalf("after the cut ended, served by %s, want the owner a", res.Agent)
 	}
 }

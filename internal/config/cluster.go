@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -110,6 +111,36 @@ func (v *validator) cluster(c Cluster) {
 	for key, val := range map[string]string{"cluster.node": c.Node, "cluster.advertise": c.Advertise, "cluster.token_file": c.TokenFile} {
 		if val == "" {
 			v.errorf(key, "required in cluster mode (cluster.etcd.endpoints is set)")
+		}
+	}
+}
+
+// clusterMesh checks that isolating a node in cluster mode leaves it its
+// etcd: a node cut off from etcd could never learn that it was released,
+// and would lose its lease. Cutting the whole mesh interface (no CIDRs)
+// cannot be checked against etcd's addresses, so cluster mode asks for
+// the CIDRs; an endpoint named by host name is not resolved here.
+func (v *validator) clusterMesh(m Mesh, c Cluster) {
+	if !c.Enabled() || m.Interface == "" && len(m.CIDRs) == 0 {
+		return
+	}
+	if len(m.CIDRs) == 0 {
+		v.errorf("mesh.cidrs", "required in cluster mode: without them node isolation sets %q down, which would cut the node off etcd too; name the peers' networks, not etcd's", m.Interface)
+		return
+	}
+	for i, s := range m.CIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			continue // reported by cidr
+		}
+		for _, e := range c.Etcd.Endpoints {
+			u, err := url.Parse(e)
+			if err != nil {
+				continue
+			}
+			if a, err := netip.ParseAddr(u.Hostname()); err == nil && p.Contains(a.Unmap()) {
+				v.errorf(joinIndex("mesh.cidrs", i), "%s holds etcd endpoint %s: isolating this node would cut it off etcd, so that it could never learn it was released; give etcd and the mesh different networks", s, e)
+			}
 		}
 	}
 }

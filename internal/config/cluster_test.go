@@ -44,6 +44,13 @@ cluster:
 	}
 }
 
+func TestClusterMeshAwayFromEtcd(t *testing.T) {
+	in := "mesh: {interface: eth1, cidrs: [10.1.0.0/16]}\ncluster: {node: n1, advertise: \"10.1.0.1:7946\", token_file: /t, etcd: {endpoints: [http://10.2.0.9:2379, http://etcd-3:2379]}}\n"
+	if _, err := Parse("t.yaml", []byte(in)); err != nil {
+		t.Fatalf("a mesh apart from etcd: %v", err)
+	}
+}
+
 func TestClusterErrors(t *testing.T) {
 	const ok = "node: n1, advertise: \"10.0.0.1:7946\", token_file: /t, etcd: {endpoints: [http://e:2379]}"
 	for in, want := range map[string]string{
@@ -58,6 +65,8 @@ func TestClusterErrors(t *testing.T) {
 		"cluster: {" + ok + ", lease_ttl: 2500ms}":                                                     "cluster.lease_ttl: 2.5s: must be whole seconds",
 		"cluster: {" + ok + ", replicas_per_session: 0}":                                               "cluster.replicas_per_session: 0 is not in 1..16",
 		"cluster: {" + ok + ", lease_tl: 3s}":                                                          `cluster.lease_tl: unknown key; did you mean "lease_ttl"?`,
+		"mesh: {interface: eth1}\ncluster: {" + ok + "}":                                               `mesh.cidrs: required in cluster mode`,
+		"mesh: {interface: eth1, cidrs: [10.1.0.0/16, 10.2.0.0/16]}\ncluster: {node: n1, advertise: \"10.1.0.1:7946\", token_file: /t, etcd: {endpoints: [http://10.2.0.9:2379]}}": `mesh.cidrs[1]: 10.2.0.0/16 holds etcd endpoint http://10.2.0.9:2379`,
 	} {
 		_, err := Parse("t.yaml", []byte(in+"\n"))
 		if err == nil || !strings.Contains(err.Error(), want) {

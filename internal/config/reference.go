@@ -32,7 +32,7 @@ var Reference = []Field{
 	{"ping_budget", "integer", "0 (16 × CPUs)", "at most this many idle agents pinged per second on the node, over all pools, longest idle first: past it an idle agent is pinged less often than its ping_interval, so idle liveness costs the same at a thousand agents as at a hundred"},
 	{"mesh", "mapping", "", "what `resilientctl isolate --node` cuts"},
 	{"mesh.interface", "string", `""`, "network interface that connects this node to its peers"},
-	{"mesh.cidrs", "list of strings", "[]", "peer networks, as CIDRs"},
+	{"mesh.cidrs", "list of strings", "[]", "peer networks, as CIDRs; in cluster mode required, and apart from etcd's addresses"},
 
 	{"pools", "list of mappings", "", "the pools: named sets of identical agents"},
 	{"pools[].name", "string", "required", "unique among pools and groups: lowercase letters, digits and '-', starting with a letter, at most 40"},

@@ -166,6 +166,7 @@ func (v *validator) config(c *Config) {
 	}
 	v.mcpFront(c.MCP)
 	v.cluster(c.Cluster)
+	v.clusterMesh(c.Mesh, c.Cluster)
 
 	names := map[string]string{} // name -> key path of its first use
 	for i := range c.Pools {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cluster"
 	"github.com/resilienced/resilienced/internal/config"
+	"github.com/resilienced/resilienced/internal/session"
 )
 
 // clusterWiring is cluster mode (config cluster:, internal/cluster): the
@@ -178,6 +180,23 @@ func (c *clusterWiring) close(ctx context.Context) {
 	c.store.Close()
 	c.node.Close(ctx)
 	c.cli.Close()
+}
+
+// clusterSessions is what `resilientctl sessions` and `session show`
+// read in cluster mode: the sessions this node owns, from its cache (the
+// others: sessions --cluster). Reading one takes nothing over.
+type clusterSessions struct{ store *cluster.Store }
+
+func (c clusterSessions) Sessions(_ context.Context, pool string) ([]session.SessionInfo, error) {
+	return c.store.OwnedSessions(pool), nil
+}
+
+func (c clusterSessions) Context(_ context.Context, pool, sess string) ([]session.Exchange, error) {
+	if exs, ok := c.store.OwnedContext(pool, sess); ok {
+		return exs, nil
+	}
+	return nil, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound,
+		Message: fmt.Sprintf("session %s/%s is not owned by this node (resilientctl sessions --cluster shows where each is)", pool, sess)}
 }
 
 // caller is what runs the API's and the MCP front door's calls: the mesh

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cluster"
@@ -30,6 +31,21 @@ func (d *daemon) clusterRoutes(s *api.Server) {
 			return
 		}
 		api.WriteJSON(w, http.StatusOK, v)
+	})
+	// The --cluster views: each node's own view, asked of every node
+	// over the mesh.
+	gather := func(w http.ResponseWriter, r *http.Request, path string) {
+		if m := mesh(w); m != nil {
+			if q := r.URL.RawQuery; q != "" {
+				path += "?" + q
+			}
+			api.WriteJSON(w, http.StatusOK, map[string]any{"node": d.cluster.node.Name(), "nodes": m.Gather(r.Context(), path)})
+		}
+	}
+	s.Handle("GET /v1/cluster/status", func(w http.ResponseWriter, r *http.Request) { gather(w, r, "/v1/status") })
+	s.Handle("GET /v1/cluster/sessions", func(w http.ResponseWriter, r *http.Request) { gather(w, r, "/v1/sessions") })
+	s.Handle("GET /v1/cluster/pools/{pool}/ring", func(w http.ResponseWriter, r *http.Request) {
+		gather(w, r, "/v1/pools/"+url.PathEscape(r.PathValue("pool"))+"/ring")
 	})
 	s.Handle("POST /v1/cluster/nodes/{node}/isolate", func(w http.ResponseWriter, r *http.Request) {
 		var req IsolateRequest

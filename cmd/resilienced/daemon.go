@@ -194,10 +194,14 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 		store.Close()
 		return nil, err
 	}
+	var sessions api.Sessions = store
+	if d.cluster != nil {
+		sessions = clusterSessions{d.cluster.store}
+	}
 	d.server = api.NewServer(api.Options{
 		Supervisor: d.sup,
 		Caller:     d.caller(),
-		Sessions:   store,
+		Sessions:   sessions,
 		Version:    version,
 		Mode:       func() api.Mode { return d.mode },
 		Config:     d.configStatus,
@@ -211,6 +215,9 @@ func start(ctx context.Context, log *slog.Logger, cfg *config.Config, configPath
 	d.tel.routes(d.server)
 	d.callsRoute(d.server)
 	d.clusterRoutes(d.server)
+	if d.cluster != nil && d.cluster.mesh != nil {
+		d.cluster.mesh.SetViews(d.server.Views())
+	}
 	if a := d.arb.Load(); a != nil {
 		a.routes(d.server)
 	}

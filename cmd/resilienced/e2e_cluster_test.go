@@ -227,3 +227,113 @@ func TestClusterIsolateNodeByName(t *testing.T) {
 	}
 	callSeq(a, 7)
 }
+
+// TestClusterViews asks one node of a cluster of two real daemons, with
+// resilientctl, for every node's status, sessions and ring (--cluster):
+// each node answers with its own view, sessions listed on their owner
+// only; `session show` on a node that does not own the session is a
+// clear not-found and takes nothing over; a node whose daemon was killed
+// is listed with why it did not answer.
+func TestClusterViews(t *testing.T) {
+	srv := etcdtest.Start(t)
+	start := clusterDaemons(t, srv)
+	a, b := start("a"), start("b")
+	ctlB := ctlRunner(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := 1; i <= 3; i++ {
+		if _, err := a.client.Call(ctx, "echo", api.CallRequest{Input: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), Session: "s", Key: fmt.Sprint("k", i)}); err != nil {
+			t.Fatalf("call %d through a: %v\n%s", i, err, a.log)
+		}
+	}
+	type answers struct {
+		Node  string
+		Nodes []struct {
+			Node  string
+			View  json.RawMessage
+			Error string
+		}
+	}
+	views := func(args ...string) (map[string]json.RawMessage, map[string]string) {
+		t.Helper()
+		out, code := ctlB(append(args, "--cluster", "-o", "json")...)
+		if code != 0 {
+			t.Fatalf("%v --cluster: exit %d: %s", args, code, out)
+		}
+		var v answers
+		if err := json.Unmarshal([]byte(out), &v); err != nil || v.Node != "b" {
+			t.Fatalf("%v --cluster -o json: %v (asked node %q): %s", args, err, v.Node, out)
+		}
+		ok, failed := map[string]json.RawMessage{}, map[string]string{}
+		for _, n := range v.Nodes {
+			if n.Error != "" {
+				failed[n.Node] = n.Error
+			} else {
+				ok[n.Node] = n.View
+			}
+		}
+		return ok, failed
+	}
+
+	// Every node's status, each its own.
+	deadline := time.Now().Add(30 * time.Second)
+	var st map[string]json.RawMessage
+	for {
+		var failed map[string]string
+		if st, failed = views("status"); len(st) == 2 || time.Now().After(deadline) {
+			if len(st) != 2 {
+				t.Fatalf("status --cluster: answers from %d nodes, want 2; failed: %v", len(st), failed)
+			}
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, name := range []string{"a", "b"} {
+		var s api.Status
+		if err := json.Unmarshal(st[name], &s); err != nil || len(s.Pools) != 1 || s.Pools[0].Name != "echo" || len(s.Agents) == 0 {
+			t.Errorf("node %s's status: %v %+v", name, err, s)
+		}
+	}
+	if sa, sb := string(st["a"]), string(st["b"]); sa == sb {
+		t.Errorf("both nodes answered the same status: %s", sa)
+	}
+
+	// Sessions: on their owner, a, only.
+	ss, failed := views("sessions", "echo")
+	if len(failed) > 0 {
+		t.Fatalf("sessions --cluster: %v", failed)
+	}
+	var onA, onB []api.SessionInfo
+	json.Unmarshal(ss["a"], &onA)
+	json.Unmarshal(ss["b"], &onB)
+	if len(onA) != 1 || onA[0].ID != "s" || onA[0].Entries != 3 || len(onB) != 0 {
+		t.Fatalf("sessions --cluster: a %+v, b %+v; want s with 3 entries on a only", onA, onB)
+	}
+	if out, code := ctlB("session", "show", "s", "--pool", "echo"); code == 0 || !strings.Contains(out, "not owned by this node") {
+		t.Errorf("session show s on b, which does not own it: exit %d: %s", code, out)
+	}
+	if out, code := ctlRunner(t, a)("session", "show", "s"); code != 0 || !strings.Contains(out, "3 entries") {
+		t.Errorf("session show s on its owner a: exit %d: %s", code, out)
+	}
+
+	// The ring, in the table form.
+	out, code := ctlB("ring", "echo", "--cluster")
+	if code != 0 || !strings.Contains(out, "== node a") || !strings.Contains(out, "== node b") || !strings.Contains(out, "HASH SHARE") {
+		t.Errorf("ring echo --cluster: exit %d:\n%s", code, out)
+	}
+
+	// a's daemon killed: listed with why, b still answers.
+	a.cmd.Process.Signal(syscall.SIGKILL)
+	a.cmd.Wait()
+	st, failed = views("status")
+	if _, ok := st["b"]; !ok {
+		t.Fatalf("status --cluster after a died: b did not answer: %v", failed)
+	}
+	if _, ok := st["a"]; ok {
+		t.Fatalf("status --cluster after a died: a answered")
+	}
+	// Its registration stays until its lease (10 s) ends: listed, with why.
+	if failed["a"] == "" {
+		t.Errorf("a, killed, not listed with a reason: %v", failed)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -106,11 +107,15 @@ func table(header string, rows func(w io.Writer)) {
 }
 
 func statusCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Show the node, its pools and agents",
+	var all bool
+	c := &cobra.Command{
+		Use:   "status [--cluster]",
+		Short: "Show the node, its pools and agents (--cluster: every node's)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if all {
+				return printClusterView(cmd.Context(), g, "/v1/cluster/status", printStatus)
+			}
 			st, err := g.client().Status(cmd.Context())
 			if err != nil {
 				return err
@@ -118,27 +123,33 @@ func statusCmd(g *globals) *cobra.Command {
 			if g.json() {
 				return printJSON(st)
 			}
-			fmt.Printf("node %s  version %s  cgroup %s  ebpf %v\n", st.Node, st.Version, st.Mode.Cgroup, st.Mode.EBPF)
-			if c := st.Config; c != nil {
-				fmt.Printf("config %s  generation %d  loaded %s\n", cmp.Or(c.Path, "(defaults)"), c.Generation, c.LoadedAt.Local().Format(time.DateTime))
-				if c.LastReloadError != "" {
-					fmt.Printf("  the last reload failed (the config above still runs):\n    %s\n", strings.ReplaceAll(c.LastReloadError, "\n", "\n    "))
-				}
-			}
-			for _, n := range st.Mode.Notes {
-				fmt.Printf("  note: %s\n", n)
-			}
-			fmt.Println()
-			table("POOL\tSTATE\tACTIVE\tSPARES\tRESTARTS\tBREAKER\tREASON", func(w io.Writer) {
-				for _, p := range st.Pools {
-					fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d/%d\t%d\t%s\t%s\n", p.Name, p.State, p.Active, p.Replicas, p.Spares, p.SparesWanted, p.Restarts, p.Breaker, p.Reason)
-				}
-			})
-			fmt.Println()
-			printAgents(st.Agents)
+			printStatus(st)
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&all, "cluster", false, "every node of the cluster, asked through this one")
+	return c
+}
+
+func printStatus(st *api.Status) {
+	fmt.Printf("node %s  version %s  cgroup %s  ebpf %v\n", st.Node, st.Version, st.Mode.Cgroup, st.Mode.EBPF)
+	if c := st.Config; c != nil {
+		fmt.Printf("config %s  generation %d  loaded %s\n", cmp.Or(c.Path, "(defaults)"), c.Generation, c.LoadedAt.Local().Format(time.DateTime))
+		if c.LastReloadError != "" {
+			fmt.Printf("  the last reload failed (the config above still runs):\n    %s\n", strings.ReplaceAll(c.LastReloadError, "\n", "\n    "))
+		}
+	}
+	for _, n := range st.Mode.Notes {
+		fmt.Printf("  note: %s\n", n)
+	}
+	fmt.Println()
+	table("POOL\tSTATE\tACTIVE\tSPARES\tRESTARTS\tBREAKER\tREASON", func(w io.Writer) {
+		for _, p := range st.Pools {
+			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d/%d\t%d\t%s\t%s\n", p.Name, p.State, p.Active, p.Replicas, p.Spares, p.SparesWanted, p.Restarts, p.Breaker, p.Reason)
+		}
+	})
+	fmt.Println()
+	printAgents(st.Agents)
 }
 
 func printAgents(as []api.AgentStatus) {
@@ -513,14 +524,22 @@ func logsCmd(g *globals) *cobra.Command {
 }
 
 func sessionsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "sessions [POOL]",
-		Short: "List sessions",
+	var all bool
+	c := &cobra.Command{
+		Use:   "sessions [POOL] [--cluster]",
+		Short: "List sessions (in cluster mode: those this node owns; --cluster: every node's)",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			pool := ""
 			if len(a) == 1 {
 				pool = a[0]
+			}
+			if all {
+				path := "/v1/cluster/sessions"
+				if pool != "" {
+					path += "?pool=" + url.QueryEscape(pool)
+				}
+				return printClusterView(cmd.Context(), g, path, func(ss *[]api.SessionInfo) { printSessions(*ss) })
 			}
 			ss, err := g.client().Sessions(cmd.Context(), pool)
 			if err != nil {
@@ -529,14 +548,20 @@ func sessionsCmd(g *globals) *cobra.Command {
 			if g.json() {
 				return printJSON(ss)
 			}
-			table("SESSION\tPOOL\tENTRIES\tBYTES\tUPDATED", func(w io.Writer) {
-				for _, s := range ss {
-					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", s.ID, s.Pool, s.Entries, s.Bytes, s.Updated.Format(time.RFC3339))
-				}
-			})
+			printSessions(ss)
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&all, "cluster", false, "every node of the cluster, asked through this one")
+	return c
+}
+
+func printSessions(ss []api.SessionInfo) {
+	table("SESSION\tPOOL\tENTRIES\tBYTES\tUPDATED", func(w io.Writer) {
+		for _, s := range ss {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", s.ID, s.Pool, s.Entries, s.Bytes, s.Updated.Format(time.RFC3339))
+		}
+	})
 }
 
 func sessionCmd(g *globals) *cobra.Command {
@@ -567,11 +592,15 @@ func sessionCmd(g *globals) *cobra.Command {
 }
 
 func ringCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "ring POOL",
-		Short: "Show a pool's session ring: members, states, key share, imbalance",
+	var all bool
+	c := &cobra.Command{
+		Use:   "ring POOL [--cluster]",
+		Short: "Show a pool's session ring: members, states, key share, imbalance (--cluster: on every node)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if all {
+				return printClusterView(cmd.Context(), g, "/v1/cluster/pools/"+url.PathEscape(a[0])+"/ring", printRing)
+			}
 			r, err := g.client().Ring(cmd.Context(), a[0])
 			if err != nil {
 				return err
@@ -579,15 +608,21 @@ func ringCmd(g *globals) *cobra.Command {
 			if g.json() {
 				return printJSON(r)
 			}
-			fmt.Printf("pool %s: %d sessions, imbalance (max/mean) %.2f\n\n", r.Pool, r.Keys, r.Imbalance)
-			table("AGENT\tSTATE\tSESSIONS\tHASH SHARE", func(w io.Writer) {
-				for _, m := range r.Members {
-					fmt.Fprintf(w, "%s\t%s\t%d\t%.1f%%\n", m.Agent, m.State, m.Keys, 100*m.Share)
-				}
-			})
+			printRing(r)
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&all, "cluster", false, "every node of the cluster, asked through this one")
+	return c
+}
+
+func printRing(r *api.RingInfo) {
+	fmt.Printf("pool %s: %d sessions, imbalance (max/mean) %.2f\n\n", r.Pool, r.Keys, r.Imbalance)
+	table("AGENT\tSTATE\tSESSIONS\tHASH SHARE", func(w io.Writer) {
+		for _, m := range r.Members {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%.1f%%\n", m.Agent, m.State, m.Keys, 100*m.Share)
+		}
+	})
 }
 
 func versionCmd(g *globals) *cobra.Command {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -92,4 +93,54 @@ func isolateClusterNode(cmd *cobra.Command, g *globals, name, reason string, rel
 		return g.done(out, "node %s released: it serves again", name)
 	}
 	return g.done(out, "node %s isolated: it left the ring and its sessions move", name)
+}
+
+// clusterAnswers is what the --cluster views answer: each node's own view
+// (cluster.NodeAnswer), gathered by the node asked.
+type clusterAnswers struct {
+	Node  string `json:"node"`
+	Nodes []struct {
+		Node  string          `json:"node"`
+		View  json.RawMessage `json:"view"`
+		Error string          `json:"error"`
+	} `json:"nodes"`
+}
+
+// printClusterView prints the view at path of every node: with -o json as the
+// daemon answers it, else one section per node, printed by show; a node
+// that did not answer is listed with why. It fails when none answered.
+func printClusterView[T any](ctx context.Context, g *globals, path string, show func(*T)) error {
+	var raw json.RawMessage
+	if err := g.client().Get(ctx, path, &raw); err != nil {
+		return err
+	}
+	if g.json() {
+		return printJSON(raw)
+	}
+	var a clusterAnswers
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return fmt.Errorf("the daemon's answer: %w", err)
+	}
+	answered := 0
+	for i, n := range a.Nodes {
+		if i > 0 {
+			fmt.Println()
+		}
+		if n.Error != "" {
+			fmt.Printf("== node %s: no answer: %s\n", n.Node, n.Error)
+			continue
+		}
+		v := new(T)
+		if err := json.Unmarshal(n.View, v); err != nil {
+			fmt.Printf("== node %s: its answer does not read: %v\n", n.Node, err)
+			continue
+		}
+		answered++
+		fmt.Printf("== node %s\n", n.Node)
+		show(v)
+	}
+	if answered == 0 {
+		return fmt.Errorf("no node of the cluster answered (asked through %s)", a.Node)
+	}
+	return nil
 }

@@ -226,6 +226,21 @@ func (s *Server) routes() {
 	})
 }
 
+// Views serves the read-only views that the other nodes of a cluster ask
+// for (resilientctl status, sessions and ring with --cluster): status,
+// sessions, a pool's ring. It skips the peer check: its caller has
+// authenticated otherwise (the cluster mesh checks the cluster token).
+func (s *Server) Views() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/sessions", s.sessions)
+	mux.HandleFunc("GET /v1/pools/{pool}/ring", s.ring)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no such view: %s %s (status, sessions and a pool's ring are)", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	agents, _ := s.opts.Supervisor.Agents("")
 	if agents == nil {

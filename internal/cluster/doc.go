@@ -95,7 +95,13 @@
 // until [Node.Release]); the node named leaves the ring, drops its
 // sessions and takes none: a call for a session that reaches it is sent
 // to the serving node the ring places the session on, which takes it.
-// [Mesh.View] is the cluster as one node sees it (resilientctl nodes).
+// The daemon also cuts the node off the mesh network and calls
+// [Mesh.SetCutOff]: from then its session calls are refused at once
+// (node_isolated) so that callers go to another node.
+// [Mesh.View] is the cluster as one node sees it (resilientctl nodes);
+// [Mesh.Gather] asks every node for its own view of something (status,
+// sessions, a pool's ring: resilientctl --cluster), each node serving
+// its views to its peers with the handler given to [Mesh.SetViews].
 //
 // Not yet in cluster mode: session and result expiry (TTL).
 package cluster

@@ -72,6 +72,8 @@ type Mesh struct {
 	// cutOff, when set, says why this node is cut off the mesh network
 	// (SetCutOff).
 	cutOff atomic.Pointer[string]
+	// views serves this node's read-only views to its peers (SetViews).
+	views atomic.Pointer[http.Handler]
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -164,6 +166,7 @@ func NewMesh(node *Node, store *Store, opts MeshOptions) (*Mesh, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cluster/v1/ping", m.servePing)
 	mux.HandleFunc("POST /cluster/v1/call", m.serveCall)
+	mux.HandleFunc("GET "+viewPrefix+"/", m.serveView)
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	m.srv = &http.Server{Handler: m.authorize(mux), Protocols: &protos, ReadHeaderTimeout: 10 * time.Second}

@@ -335,3 +335,41 @@ func TestCutOffNodeRefusesSessionCalls(t *testing.T) {
 		t.Fatalf("after the cut ended, served by %s, want the owner a", res.Agent)
 	}
 }
+
+// TestGather asks every node for a view: each answers its own, a node
+// whose views are not set yet, or that refuses the path, is listed with
+// why.
+func TestGather(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := startMesh(t, srv, "a"), startMesh(t, srv, "b")
+	startMesh(t, srv, "c") // its views not set
+	for _, mn := range []*meshNode{a, b} {
+		name := mn.Name()
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, `{"node":%q,"q":%q}`, name, r.URL.Query().Get("q"))
+		})
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"code":"not_found","message":"no such view"}`)
+		})
+		mn.mesh.SetViews(mux)
+	}
+	eventually(t, "a has connections to b and c", func() bool { return !a.mesh.PeerDead("b") && !a.mesh.PeerDead("c") })
+	got := a.mesh.Gather(t.Context(), "/v1/status?q=x")
+	if len(got) != 3 {
+		t.Fatalf("answers: %+v", got)
+	}
+	for i, name := range []string{"a", "b"} {
+		if got[i].Node != name || string(got[i].View) != fmt.Sprintf(`{"node":%q,"q":"x"}`, name) || got[i].Error != "" {
+			t.Errorf("node %s's answer: %+v", name, got[i])
+		}
+	}
+	if got[2].Node != "c" || got[2].View != nil || !strings.Contains(got[2].Error, "serves no views yet") {
+		t.Errorf("c, without views: %+v", got[2])
+	}
+	got = b.mesh.Gather(t.Context(), "/v1/nope")
+	if got[0].Error != "no such view" || got[1].Error != "no such view" {
+		t.Errorf("a path not served: %+v", got)
+	}
+}

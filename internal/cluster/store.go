@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,6 +142,48 @@ func (s *Store) Owned(pool, sess string) (int64, bool) {
 		return 0, false
 	}
 	return o.epoch, true
+}
+
+// OwnedSessions are the sessions this node owns now (of pool, or of
+// every pool when pool is ""), from its cache, by pool and id: what
+// `resilientctl sessions` shows of a node in cluster mode.
+func (s *Store) OwnedSessions(pool string) []session.SessionInfo {
+	s.mu.Lock()
+	owned := make(map[sessionKey]*ownership, len(s.owned))
+	for k, o := range s.owned {
+		if pool == "" || k.pool == pool {
+			owned[k] = o
+		}
+	}
+	s.mu.Unlock()
+	out := make([]session.SessionInfo, 0, len(owned))
+	for k, o := range owned {
+		o.mu.Lock()
+		info := session.SessionInfo{Pool: k.pool, ID: k.session, Entries: len(o.window), Bytes: o.bytes}
+		if n := len(o.window); n > 0 {
+			info.Updated = o.window[n-1].Time
+		}
+		o.mu.Unlock()
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b session.SessionInfo) int {
+		return cmp.Or(strings.Compare(a.Pool, b.Pool), strings.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// OwnedContext is an owned session's window, oldest first, from the
+// cache; false when this node does not own it (it takes nothing).
+func (s *Store) OwnedContext(pool, sess string) ([]session.Exchange, bool) {
+	s.mu.Lock()
+	o, ok := s.owned[sessionKey{pool, sess}]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.window), true
 }
 
 // Context returns the session's exchanges, oldest first. A session this

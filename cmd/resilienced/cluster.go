@@ -90,10 +90,14 @@ func (d *daemon) joinCluster(ctx context.Context, cfg *config.Config) (*clusterW
 		return nil, err
 	}
 	store := cluster.NewStore(node, cluster.StoreOptions{Logger: d.log, OnLost: func(pool, sess string, err error) {
-		// The store already serves the session no more; its agents
-		// hold nothing of it between calls (the context travels with
-		// each call), so there is nothing else to take from them here.
+		// The store serves the session no more. Its agents hold nothing
+		// of it between calls (the context travels with each call), but
+		// one running a call of it now acts on a context another node
+		// owns: the Kill Switch takes it out.
 		d.log.Warn("cluster: session no longer owned here", "pool", pool, "session", sess, "err", err)
+		if d.sup != nil && d.ks != nil {
+			go d.ks.isolateServing(pool, sess, err) // not under the store's locks
+		}
 	}})
 	d.log.Info("cluster: joined", "cluster", cc.Name, "node", cc.Node, "advertise", cc.Advertise, "etcd", cc.Etcd.Endpoints)
 	return &clusterWiring{cli: cli, node: node, store: store, ln: ln, token: token}, nil

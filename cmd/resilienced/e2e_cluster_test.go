@@ -110,7 +110,12 @@ func TestClusterSessionSurvivesItsOwnerDaemon(t *testing.T) {
 // mode on srv under a node name, on the same advertise address each time
 // that name is started again.
 func clusterDaemons(t *testing.T, srv *etcdtest.Server) func(name string) *daemonProc {
-	bin := binaries(t)
+	return clusterDaemonsWith(t, srv, poolYAML(binaries(t), "echo"))
+}
+
+// clusterDaemonsWith is clusterDaemons with the given pools (YAML list
+// items).
+func clusterDaemonsWith(t *testing.T, srv *etcdtest.Server, pools string) func(name string) *daemonProc {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	if err := os.WriteFile(token, []byte("e2e-cluster-token-0123456789\n"), 0o600); err != nil {
@@ -137,7 +142,7 @@ func clusterDaemons(t *testing.T, srv *etcdtest.Server) func(name string) *daemo
   token_file: %s
   etcd: {endpoints: [%s]}
   lease_ttl: 10s
-pools:%s`, name, addr, token, srv.Endpoints[0], poolYAML(bin, "echo")))
+pools:%s`, name, addr, token, srv.Endpoints[0], pools))
 		return startDaemon(t, cfg, filepath.Join(ddir, "state"), "--cgroup-name", fmt.Sprintf("resilienced-test-%d-%s", os.Getpid(), name))
 	}
 }
@@ -336,4 +341,65 @@ func TestClusterViews(t *testing.T) {
 	if failed["a"] == "" {
 		t.Errorf("a, killed, not listed with a reason: %v", failed)
 	}
+}
+
+// TestClusterLostSessionIsolatesItsAgent: a node that loses a session
+// (here isolated by name from the other node) while one of its agents
+// runs a call of it takes that agent out with the Kill Switch (the pool's
+// isolate_action, kill: it is replaced); the call goes on through the
+// other node, with the session's context whole.
+func TestClusterLostSessionIsolatesItsAgent(t *testing.T) {
+	srv := etcdtest.Start(t)
+	bin := binaries(t)
+	start := clusterDaemonsWith(t, srv, fmt.Sprintf(`
+  - name: slow
+    command: [%s, -seed, "1", -latency, 2s]
+    replicas: 2
+    spares: 1
+    contract:
+      schema: {type: object, required: [answer]}
+      deadline: 10s
+`, filepath.Join(bin, "flaky")))
+	a, b := start("a"), start("b")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	call := func(d *daemonProc, i int) (*api.CallResponse, error) {
+		return d.client.Call(ctx, "slow", api.CallRequest{Input: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), Session: "s", Key: fmt.Sprint("k", i)})
+	}
+	if _, err := call(a, 1); err != nil { // a owns s
+		t.Fatalf("call 1: %v\n%s", err, a.log)
+	}
+	inFlight := make(chan error, 1)
+	go func() { _, err := call(a, 2); inFlight <- err }()
+	time.Sleep(500 * time.Millisecond) // call 2 runs on an agent of a
+	if out, code := ctlRunner(t, b)("isolate", "--node", "a", "--reason", "e2e"); code != 0 {
+		t.Fatalf("isolate --node a: %d %s", code, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var isolated string
+	for isolated == "" {
+		err := a.client.Events(ctx, api.EventQuery{}, func(ev api.Event) error {
+			if ev.Kind == "isolate" && strings.Contains(ev.Reason, "serving session slow/s, which this node lost") {
+				isolated = ev.Agent
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no agent of a isolated for the lost session; a's log:\n%s", a.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	<-inFlight // its outcome on a is not the point: the agent was taken out mid-call
+	// The session goes on through b, which takes it over, context whole.
+	res, err := call(b, 3)
+	if err != nil {
+		t.Fatalf("call 3 through b: %v\n%s", err, b.log)
+	}
+	if res.Seq < 2 || res.Seq > 3 {
+		t.Fatalf("call 3: seq %d; want 3, or 2 if the in-flight call 2 was not committed", res.Seq)
+	}
+	t.Logf("agent %s of a isolated mid-call; call 3 at seq %d", isolated, res.Seq)
 }

@@ -128,6 +128,25 @@ func (k *killSwitch) isolateAgent(id, action, reason string) error {
 	return k.d.sup.Isolate(id, action, reason)
 }
 
+// isolateServing isolates the agents running a call of a session this
+// node has lost (cluster mode): with the Kill Switch where it can (BPF
+// and a cgroup), else out of service alone; then the pool's
+// isolate_action (kill by default: the pool replaces them).
+func (k *killSwitch) isolateServing(pool, sess string, lost error) {
+	for _, id := range k.d.sup.AgentsServing(pool, sess) {
+		reason := fmt.Sprintf("serving session %s/%s, which this node lost: %v", pool, sess, lost)
+		err := k.isolateAgent(id, "", reason)
+		if err != nil && k.d.sup.Isolate(id, "", reason+" (no network cut: "+err.Error()+")") == nil {
+			err = nil
+		}
+		if err != nil {
+			k.d.log.Error("cluster: isolating an agent of a lost session", "agent", id, "pool", pool, "session", sess, "err", err)
+			continue
+		}
+		k.d.log.Warn("cluster: agent of a lost session isolated", "agent", id, "pool", pool, "session", sess)
+	}
+}
+
 func (k *killSwitch) note() string {
 	for _, n := range k.d.mode.Notes {
 		if len(n) > 11 && n[:11] == "kill switch" {

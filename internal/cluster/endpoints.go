@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // endpointProbeEvery is how often each etcd member is asked for its
@@ -13,8 +15,47 @@ import (
 // half the quorum timeout plus this.
 const endpointProbeEvery = 250 * time.Millisecond
 
+// maxMemberLag is how many entries a member may have left to apply,
+// behind the highest commit index any member reported in the same probe,
+// and still take requests: about a second of the demo's writes. A member
+// back from a cut, or restarted, catches up from far behind, and every
+// read it serves waits until it has applied up to the leader's index.
+const maxMemberLag = 1000
+
+// usableMembers are the endpoints whose member answered its status (st[i]
+// not nil), knows a leader and has applied nearly all that is committed.
+// When none is (no quorum), those that answered; when none answered, all
+// of them: the quorum probe then says why.
+func usableMembers(all []string, st []*clientv3.StatusResponse) []string {
+	var committed uint64
+	for _, s := range st {
+		if s != nil {
+			committed = max(committed, s.RaftIndex)
+		}
+	}
+	var caughtUp, answered []string
+	for i, ep := range all {
+		s := st[i]
+		if s == nil {
+			continue
+		}
+		answered = append(answered, ep)
+		if s.Leader != 0 && committed-min(committed, s.RaftAppliedIndex) <= maxMemberLag {
+			caughtUp = append(caughtUp, ep)
+		}
+	}
+	switch {
+	case len(caughtUp) > 0:
+		return caughtUp
+	case len(answered) > 0:
+		return answered
+	}
+	return all
+}
+
 // watchEndpoints keeps the etcd client's endpoints to the members that
-// answer. The client spreads requests over its endpoints and fails over
+// answer, know a leader and are caught up (usableMembers). The client
+// spreads requests over its endpoints and fails over
 // only on an error: a member cut off answers nothing, not even a reset,
 // and the requests sent to it would hang until gRPC's keep-alive gives
 // the connection up (5 s + 2 s, since etcd refuses pings more often). Each
@@ -30,31 +71,24 @@ func (n *Node) watchEndpoints(ctx context.Context, all []string) {
 			return
 		case <-time.After(endpointProbeEvery):
 		}
-		answered := make([]bool, len(all))
+		status := make([]*clientv3.StatusResponse, len(all))
 		var wg sync.WaitGroup
 		for i, ep := range all {
 			wg.Go(func() {
 				sctx, cancel := context.WithTimeout(ctx, n.opts.QuorumTimeout/2)
 				defer cancel()
-				_, err := n.cli.Status(sctx, ep)
-				answered[i] = err == nil
+				if st, err := n.cli.Status(sctx, ep); err == nil {
+					status[i] = st
+				}
 			})
 		}
 		wg.Wait()
 		if ctx.Err() != nil {
 			return
 		}
-		var live []string
-		for i, ep := range all {
-			if answered[i] {
-				live = append(live, ep)
-			}
-		}
-		if len(live) == 0 {
-			live = all
-		}
+		live := usableMembers(all, status)
 		if !slices.Equal(live, current) {
-			n.log.Warn("cluster: etcd endpoints changed: members that do not answer are left out", "endpoints", live, "configured", all)
+			n.log.Warn("cluster: etcd endpoints changed: members that do not answer, know no leader or lag behind are left out", "endpoints", live, "configured", all)
 			n.cli.SetEndpoints(live...)
 			var gone []string
 			for _, ep := range current {

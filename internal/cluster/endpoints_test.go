@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/resilienced/resilienced/internal/cluster/etcdtest"
 	"github.com/resilienced/resilienced/internal/supervisor"
 )
@@ -118,4 +120,32 @@ func TestSilentMemberLeftOut(t *testing.T) {
 	eventually(t, "the member is back in the endpoints once it answers", func() bool {
 		return slices.Contains(a.cli.Endpoints(), eps[2])
 	})
+}
+
+// TestUsableMembers: a member that knows no leader, or has more than
+// maxMemberLag entries to apply behind the highest commit index reported,
+// is left out; with none caught up, those that answered; with none
+// answering, all.
+func TestUsableMembers(t *testing.T) {
+	all := []string{"a", "b", "c"}
+	st := func(leader, committed, applied uint64) *clientv3.StatusResponse {
+		return &clientv3.StatusResponse{Leader: leader, RaftIndex: committed, RaftAppliedIndex: applied}
+	}
+	for _, tc := range []struct {
+		name string
+		st   []*clientv3.StatusResponse
+		want []string
+	}{
+		{"all caught up", []*clientv3.StatusResponse{st(1, 5000, 4990), st(1, 5003, 5000), st(1, 5001, 5001)}, all},
+		{"one cut off", []*clientv3.StatusResponse{st(1, 5000, 5000), nil, st(1, 5001, 5001)}, []string{"a", "c"}},
+		{"one back, catching up", []*clientv3.StatusResponse{st(1, 9000, 9000), st(1, 9000, 3000), st(1, 9001, 9001)}, []string{"a", "c"}},
+		{"one back, no leader known yet", []*clientv3.StatusResponse{st(1, 9000, 9000), st(0, 9000, 9000), st(1, 9001, 9001)}, []string{"a", "c"}},
+		{"lag at the bound", []*clientv3.StatusResponse{st(1, 9000, 9000-maxMemberLag), nil, nil}, []string{"a"}},
+		{"no quorum: those that answer", []*clientv3.StatusResponse{nil, st(0, 100, 100), nil}, []string{"b"}},
+		{"none answers", []*clientv3.StatusResponse{nil, nil, nil}, all},
+	} {
+		if got := usableMembers(all, tc.st); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -394,13 +395,27 @@ func (p *Pool) dispatch(ctx context.Context, sessionID, avoid string, params jso
 		p.giveBack(sl)
 		return callResult{bounced: true}, nil
 	}
+	// The session it serves, for AgentsServing; cleared only if no later
+	// call of the same slot set its own.
+	var serving *string
+	if sessionID != "" {
+		serving = &sessionID
+		sl.session.Store(serving)
+	}
+	done := func() {
+		if serving != nil {
+			sl.session.CompareAndSwap(serving, nil)
+		}
+	}
 	at := p.begin(sl, params, progress)
 	if at.wait(ctx.Done()) {
+		done()
 		return at.finish(), nil
 	}
 	if context.Cause(ctx) == errHedgeLost {
 		p.goTracked(func() {
 			at.wait(nil)
+			done()
 			at.finish()
 		})
 	} else {
@@ -408,9 +423,29 @@ func (p *Pool) dispatch(ctx context.Context, sessionID, avoid string, params jso
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			why = "the caller's deadline passed"
 		}
-		p.goTracked(func() { at.abandon(why) })
+		p.goTracked(func() { at.abandon(why); done() })
 	}
 	return callResult{}, ctx.Err()
+}
+
+// AgentsServing are the agents of pool running a call of session now: in
+// cluster mode, those to isolate when the node loses the session, since
+// what they do next acts on a context another node now owns.
+func (s *Supervisor) AgentsServing(pool, session string) []string {
+	p, err := s.Pool(pool)
+	if err != nil || session == "" {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ids []string
+	for id, sl := range p.slots {
+		if cur := sl.session.Load(); cur != nil && *cur == session {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (p *Pool) downErr() error {

@@ -76,3 +76,32 @@ func TestDrainWaitsForTheCallInFlight(t *testing.T) {
 	h.waitFor("drained agent exits", func() bool { return !alive(victim.PID) })
 	h.mustCall("w", "", `{"text":"after"}`)
 }
+
+// AgentsServing names the agent running a call of a session while the
+// call runs, and no agent once it is over or for another session.
+func TestAgentsServing(t *testing.T) {
+	h := newHarness(t, cfgOf(testPool(t, "g", func(pc *config.Pool) { pc.Replicas, pc.Spares = 2, 0 })))
+	h.ready()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.call("g", "s1", `{"op":"slow","text":"x"}`)
+		done <- err
+	}()
+	var serving []string
+	h.waitFor("an agent serving s1", func() bool {
+		serving = h.sup.AgentsServing("g", "s1")
+		return len(serving) == 1
+	})
+	if got := h.sup.AgentsServing("g", "s2"); len(got) != 0 {
+		t.Errorf("agents serving s2, never called: %v", got)
+	}
+	if got := h.sup.AgentsServing("nope", "s1"); got != nil {
+		t.Errorf("agents serving s1 in an unknown pool: %v", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := h.sup.AgentsServing("g", "s1"); len(got) != 0 {
+		t.Errorf("agents serving s1 after its call: %v (was %v)", got, serving)
+	}
+}

@@ -202,6 +202,7 @@ type slot struct {
 	graceful        atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
 	inject          atomic.Pointer[injected] // chaos: misbehaviour in the message path
 	isolated        atomic.Bool              // out of service and cut off; not pinged
+	session         atomic.Pointer[string]   // the session of the call it serves, if any (AgentsServing)
 	oomKilled       atomic.Bool              // an OOM kill hit its cgroup (see watchOOM)
 	pinging         atomic.Bool              // a ping is in flight (see pingLoop)
 	lastPing        atomic.Int64             // unix nanos of the start of its last ping

@@ -35,6 +35,7 @@ type clusterWiring struct {
 	mesh  *cluster.Mesh
 	ln    net.Listener
 	token []byte
+	tls   *tls.Config // the mesh's mutual TLS; nil: h2c
 }
 
 // joinCluster connects to etcd, registers the node and listens on its
@@ -45,6 +46,12 @@ func (d *daemon) joinCluster(ctx context.Context, cfg *config.Config) (*clusterW
 	token, err := readClusterToken(cc.TokenFile)
 	if err != nil {
 		return nil, err
+	}
+	var meshTLS *tls.Config
+	if t := cc.TLS; t.CAFile != "" {
+		if meshTLS, err = cluster.MeshTLS(t.CAFile, t.CertFile, t.KeyFile); err != nil {
+			return nil, err
+		}
 	}
 	var tlsCfg *tls.Config
 	if t := cc.Etcd.TLS; t.CAFile != "" || t.CertFile != "" {
@@ -100,12 +107,12 @@ func (d *daemon) joinCluster(ctx context.Context, cfg *config.Config) (*clusterW
 		}
 	}})
 	d.log.Info("cluster: joined", "cluster", cc.Name, "node", cc.Node, "advertise", cc.Advertise, "etcd", cc.Etcd.Endpoints)
-	return &clusterWiring{cli: cli, node: node, store: store, ln: ln, token: token}, nil
+	return &clusterWiring{cli: cli, node: node, store: store, ln: ln, token: token, tls: meshTLS}, nil
 }
 
 // startMesh serves peers and routes calls through local, the supervisor.
 func (c *clusterWiring) startMesh(d *daemon, local cluster.Caller) error {
-	mesh, err := cluster.NewMesh(c.node, c.store, cluster.MeshOptions{Token: c.token, Local: local, Logger: d.log})
+	mesh, err := cluster.NewMesh(c.node, c.store, cluster.MeshOptions{Token: c.token, Local: local, Logger: d.log, TLS: c.tls})
 	if err != nil {
 		return err
 	}

@@ -75,11 +75,16 @@
 // [*QuorumError], errors.Is [ErrNoQuorum]): session calls fail at once,
 // requests in flight are cancelled, rather than waiting for etcd's own
 // request timeout; sessionless calls, which touch no etcd, go on. The
-// next confirmed probe serves sessions again.
+// next confirmed probe serves sessions again. The etcd client's endpoints
+// are kept to the members that answer their status, know a leader and
+// are caught up (a member back from a cut serves slowly until it is),
+// and requests in flight on a member dropped are given up
+// ([ErrMemberDropped]).
 //
 // # The mesh
 //
-// [Mesh] carries calls between nodes: one h2c connection per peer,
+// [Mesh] carries calls between nodes: one HTTP/2 connection per peer
+// (h2c, or mutual TLS with [MeshOptions].TLS from [MeshTLS]),
 // authenticated by the cluster token, on which a session's call is
 // forwarded to its owner and a heartbeat runs. A refused connection or a
 // heartbeat that hears nothing for its allowed silence (Misses

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,9 @@ type MeshOptions struct {
 	Heartbeat time.Duration
 	Misses    int
 	Logger    *slog.Logger
+	// TLS, when set, makes the connection mutual TLS (see [MeshTLS]):
+	// served and dialed with it; nil: h2c, the token alone.
+	TLS *tls.Config
 }
 
 // Mesh is the inter-node connection: one long-lived HTTP/2 connection
@@ -167,9 +171,13 @@ func NewMesh(node *Node, store *Store, opts MeshOptions) (*Mesh, error) {
 	mux.HandleFunc("GET /cluster/v1/ping", m.servePing)
 	mux.HandleFunc("POST /cluster/v1/call", m.serveCall)
 	mux.HandleFunc("GET "+viewPrefix+"/", m.serveView)
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	m.srv = &http.Server{Handler: m.authorize(mux), Protocols: &protos, ReadHeaderTimeout: 10 * time.Second}
+	m.srv = &http.Server{Handler: m.authorize(mux), Protocols: m.protocols(), ReadHeaderTimeout: 10 * time.Second,
+		// A refused TLS handshake (a stranger's certificate) is logged as
+		// the daemon logs, not on stderr.
+		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
+	if opts.TLS != nil {
+		m.srv.TLSConfig = opts.TLS.Clone()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.wg.Add(1)
@@ -179,7 +187,12 @@ func NewMesh(node *Node, store *Store, opts MeshOptions) (*Mesh, error) {
 
 // Serve serves peers on l until Close.
 func (m *Mesh) Serve(l net.Listener) error {
-	err := m.srv.Serve(l)
+	var err error
+	if m.opts.TLS != nil {
+		err = m.srv.ServeTLS(l, "", "")
+	} else {
+		err = m.srv.Serve(l)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -417,7 +430,11 @@ func (m *Mesh) forward(ctx context.Context, p *peer, pool string, req supervisor
 }
 
 func (m *Mesh) do(ctx context.Context, p *peer, method, path string, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+p.addr+path, bytes.NewReader(body))
+	scheme := "http://"
+	if m.opts.TLS != nil {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, scheme+p.addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -486,11 +503,25 @@ func (m *Mesh) syncPeers(ctx context.Context) {
 
 // peerClient is the client of one peer: HTTP/2 without TLS, on one
 // connection that all calls and pings share.
-func (m *Mesh) peerClient() *http.Client {
+// protocols is HTTP/2 alone: over TLS with MeshOptions.TLS, else h2c.
+func (m *Mesh) protocols() *http.Protocols {
 	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
+	if m.opts.TLS != nil {
+		protos.SetHTTP2(true)
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	return &protos
+}
+
+func (m *Mesh) peerClient() *http.Client {
+	var tlsCfg *tls.Config
+	if m.opts.TLS != nil {
+		tlsCfg = m.opts.TLS.Clone()
+	}
 	return &http.Client{Transport: &http.Transport{
-		Protocols:   &protos,
+		Protocols:       m.protocols(),
+		TLSClientConfig: tlsCfg,
 		DialContext: (&net.Dialer{Timeout: time.Second, KeepAlive: 15 * time.Second}).DialContext,
 		// HTTP/2's own ping closes a connection that stopped answering,
 		// so that the next call dials again instead of waiting on it.

@@ -66,7 +66,7 @@ type meshNode struct {
 
 var testToken = []byte("0123456789abcdef-test")
 
-func startMesh(t testing.TB, srv *etcdtest.Server, name string) *meshNode {
+func startMesh(t testing.TB, srv *etcdtest.Server, name string, mod ...func(*MeshOptions)) *meshNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -74,7 +74,11 @@ func startMesh(t testing.TB, srv *etcdtest.Server, name string) *meshNode {
 	}
 	tn := joinAt(t, srv, name, ln.Addr().String())
 	mn := &meshNode{testNode: tn, ln: ln, local: &storeCaller{node: name, store: tn.store}}
-	mn.mesh, err = NewMesh(tn.Node, tn.store, MeshOptions{Token: testToken, Local: mn.local})
+	opts := MeshOptions{Token: testToken, Local: mn.local}
+	for _, f := range mod {
+		f(&opts)
+	}
+	mn.mesh, err = NewMesh(tn.Node, tn.store, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,11 @@ type Cluster struct {
 	// other on the inter-node connection (one line, at least 16 bytes).
 	TokenFile string      `yaml:"token_file"`
 	Etcd      ClusterEtcd `yaml:"etcd"`
+	// TLS, when set, makes the inter-node connection mutual TLS: each
+	// node serves with its certificate and key, dials with them, and
+	// accepts only peers whose certificate the CA signed (the cluster
+	// token is still required). All empty: h2c, the token alone.
+	TLS ClusterTLS `yaml:"tls"`
 	// LeaseTTL is the node's etcd lease: the authority for cleaning up a
 	// node that is gone and for rebuilding the ring.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
@@ -39,7 +44,8 @@ type ClusterEtcd struct {
 	TLS         ClusterTLS    `yaml:"tls"`
 }
 
-// ClusterTLS are the files of a TLS client to etcd; all empty: plain TCP.
+// ClusterTLS are TLS files: for etcd (cluster.etcd.tls), a client's,
+// all empty for plain TCP; for the mesh (cluster.tls), all three or none.
 type ClusterTLS struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
@@ -94,6 +100,9 @@ func (v *validator) cluster(c Cluster) {
 	t := c.Etcd.TLS
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		v.errorf("cluster.etcd.tls", "cert_file and key_file go together")
+	}
+	if m := c.TLS; m != (ClusterTLS{}) && (m.CAFile == "" || m.CertFile == "" || m.KeyFile == "") {
+		v.errorf("cluster.tls", "ca_file, cert_file and key_file go together: the mesh is mutual TLS (each node shows its certificate and checks its peers' against the CA)")
 	}
 	if !c.Enabled() {
 		if c.Node != "" || c.Advertise != "" || c.TokenFile != "" {

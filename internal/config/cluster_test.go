@@ -64,6 +64,7 @@ func TestClusterErrors(t *testing.T) {
 		"cluster: {" + ok + ", lease_ttl: 1s}":                                                         "cluster.lease_ttl: 1s: must be whole seconds, at least 2s",
 		"cluster: {" + ok + ", lease_ttl: 2500ms}":                                                     "cluster.lease_ttl: 2.5s: must be whole seconds",
 		"cluster: {" + ok + ", replicas_per_session: 0}":                                               "cluster.replicas_per_session: 0 is not in 1..16",
+		"cluster: {" + ok + ", tls: {ca_file: /ca}}":                                                   "cluster.tls: ca_file, cert_file and key_file go together",
 		"cluster: {" + ok + ", lease_tl: 3s}":                                                          `cluster.lease_tl: unknown key; did you mean "lease_ttl"?`,
 		"mesh: {interface: eth1}\ncluster: {" + ok + "}":                                               `mesh.cidrs: required in cluster mode`,
 		"mesh: {interface: eth1, cidrs: [10.1.0.0/16, 10.2.0.0/16]}\ncluster: {node: n1, advertise: \"10.1.0.1:7946\", token_file: /t, etcd: {endpoints: [http://10.2.0.9:2379]}}": `mesh.cidrs[1]: 10.2.0.0/16 holds etcd endpoint http://10.2.0.9:2379`,

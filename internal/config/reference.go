@@ -123,6 +123,10 @@ var Reference = []Field{
 	{"cluster.etcd.tls.ca_file", "string", `""`, "CA bundle that signs the etcd servers' certificates"},
 	{"cluster.etcd.tls.cert_file", "string", `""`, "client certificate (with key_file)"},
 	{"cluster.etcd.tls.key_file", "string", `""`, "client key (with cert_file)"},
+	{"cluster.tls", "mapping", "", "mutual TLS on the inter-node connection (the token is still required); all empty: h2c"},
+	{"cluster.tls.ca_file", "string", `""`, "CA bundle that signs every node's certificate; peers are checked against it"},
+	{"cluster.tls.cert_file", "string", `""`, "this node's certificate, for serving and dialing: its names or IPs must cover its advertise host"},
+	{"cluster.tls.key_file", "string", `""`, "this node's key"},
 	{"cluster.lease_ttl", "duration", "5s", "the node's etcd lease, whole seconds, at least 2s: when it expires the node leaves the ring and its sessions may be taken over by anyone"},
 	{"cluster.replicas_per_session", "integer", "2", "nodes that are to hold a session, the owner first in ring order; read and checked, not used yet (today the owner alone holds it, and any node takes it over when the owner is gone)"},
 }

@@ -1,0 +1,152 @@
+package cluster
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resilienced/resilienced/internal/cluster/etcdtest"
+)
+
+// testCA makes a CA and writes, for each name, a certificate it signs
+// for 127.0.0.1 and its key; it returns the directory holding
+// ca.pem, NAME.pem and NAME.key.
+func testCA(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	write := func(name, typ string, der []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caKey := key()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test cluster CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	write("ca.pem", "CERTIFICATE", caDER)
+	for i, name := range names {
+		k := key()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, _ := x509.MarshalECPrivateKey(k)
+		write(name+".pem", "CERTIFICATE", der)
+		write(name+".key", "EC PRIVATE KEY", kder)
+	}
+	return dir
+}
+
+// TestMeshMutualTLS: with cluster.tls the nodes forward calls to each
+// other over TLS; a client without a certificate the cluster's CA signed
+// is refused in the handshake, token or not, and so is plain h2c.
+func TestMeshMutualTLS(t *testing.T) {
+	dir := testCA(t, "a", "b")
+	stranger := testCA(t, "x") // another CA's certificate
+	withTLS := func(name string) func(*MeshOptions) {
+		return func(o *MeshOptions) {
+			cfg, err := MeshTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.TLS = cfg
+		}
+	}
+	srv := etcdtest.Start(t)
+	a, b := startMesh(t, srv, "a", withTLS("a")), startMesh(t, srv, "b", withTLS("b"))
+	eventually(t, "b has a TLS connection to a", func() bool { return !b.mesh.PeerDead("a") })
+	call(t, a.mesh, "s", 1)
+	for i := 2; i <= 3; i++ {
+		if res := call(t, b.mesh, "s", i); res.Agent != "a" {
+			t.Fatalf("call %d through b served by %s, want the owner a over TLS", i, res.Agent)
+		}
+	}
+
+	ping := func(c *http.Client, scheme string) error {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, scheme+a.ln.Addr().String()+"/cluster/v1/ping", nil)
+		req.Header.Set("Authorization", "Bearer "+string(testToken))
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return &net.OpError{Op: resp.Status}
+		}
+		return nil
+	}
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	pool.AppendCertsFromPEM(caPEM)
+	xCert, err := tls.LoadX509KeyPair(filepath.Join(stranger, "x.pem"), filepath.Join(stranger, "x.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]*tls.Config{
+		"no client certificate":    {RootCAs: pool},
+		"another CA's certificate": {RootCAs: pool, Certificates: []tls.Certificate{xCert}},
+	} {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
+		if err := ping(c, "https://"); err == nil || !strings.Contains(err.Error(), "tls") {
+			t.Errorf("%s, with the token: %v, want a TLS handshake refusal", name, err)
+		}
+	}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &protos}}
+	if err := ping(c, "http://"); err == nil {
+		t.Errorf("plain h2c to a TLS mesh was answered")
+	}
+	// Its own certificate, as a peer presents it: answered.
+	cfg, _ := MeshTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "b.pem"), filepath.Join(dir, "b.key"))
+	c = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
+	if err := ping(c, "https://"); err != nil {
+		t.Errorf("a peer's certificate: %v", err)
+	}
+}
+
+func TestMeshTLSErrors(t *testing.T) {
+	dir := testCA(t, "a")
+	if _, err := MeshTLS(filepath.Join(dir, "nope.pem"), filepath.Join(dir, "a.pem"), filepath.Join(dir, "a.key")); err == nil || !strings.Contains(err.Error(), "cluster.tls.ca_file") {
+		t.Errorf("missing CA: %v", err)
+	}
+	if _, err := MeshTLS(filepath.Join(dir, "a.key"), filepath.Join(dir, "a.pem"), filepath.Join(dir, "a.key")); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("a key as the CA: %v", err)
+	}
+	if _, err := MeshTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "a.pem"), filepath.Join(dir, "ca.pem")); err == nil || !strings.Contains(err.Error(), "cluster.tls: cert_file") {
+		t.Errorf("a certificate as the key: %v", err)
+	}
+}

@@ -3,8 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -522,7 +522,7 @@ func (m *Mesh) peerClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Protocols:       m.protocols(),
 		TLSClientConfig: tlsCfg,
-		DialContext: (&net.Dialer{Timeout: time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		DialContext:     (&net.Dialer{Timeout: time.Second, KeepAlive: 15 * time.Second}).DialContext,
 		// HTTP/2's own ping closes a connection that stopped answering,
 		// so that the next call dials again instead of waiting on it.
 		// Not as fast as the heartbeat: a connection closed under load

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/cluster/etcdtest"
+	"github.com/resilienced/resilienced/internal/testcert"
 )
 
 // TestClusterSessionSurvivesItsOwnerDaemon runs two real daemons in
@@ -116,6 +118,12 @@ func clusterDaemons(t *testing.T, srv *etcdtest.Server) func(name string) *daemo
 // clusterDaemonsWith is clusterDaemons with the given pools (YAML list
 // items).
 func clusterDaemonsWith(t *testing.T, srv *etcdtest.Server, pools string) func(name string) *daemonProc {
+	return clusterDaemonsTLS(t, srv, pools, "")
+}
+
+// clusterDaemonsTLS is clusterDaemonsWith; with certs (a testcert.CA
+// directory holding NAME.pem for each node) the mesh is mutual TLS.
+func clusterDaemonsTLS(t *testing.T, srv *etcdtest.Server, pools, certs string) func(name string) *daemonProc {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	if err := os.WriteFile(token, []byte("e2e-cluster-token-0123456789\n"), 0o600); err != nil {
@@ -135,14 +143,19 @@ func clusterDaemonsWith(t *testing.T, srv *etcdtest.Server, pools string) func(n
 		}
 		ddir := filepath.Join(dir, name)
 		os.MkdirAll(ddir, 0o755)
+		tlsYAML := ""
+		if certs != "" {
+			tlsYAML = fmt.Sprintf("\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}",
+				filepath.Join(certs, "ca.pem"), filepath.Join(certs, name+".pem"), filepath.Join(certs, name+".key"))
+		}
 		cfg := writeConfig(t, ddir, fmt.Sprintf(`cluster:
   name: e2e
   node: %s
   advertise: "%s"
   token_file: %s
   etcd: {endpoints: [%s]}
-  lease_ttl: 10s
-pools:%s`, name, addr, token, srv.Endpoints[0], pools))
+  lease_ttl: 10s%s
+pools:%s`, name, addr, token, srv.Endpoints[0], tlsYAML, pools))
 		return startDaemon(t, cfg, filepath.Join(ddir, "state"), "--cgroup-name", fmt.Sprintf("resilienced-test-%d-%s", os.Getpid(), name))
 	}
 }
@@ -402,4 +415,63 @@ func TestClusterLostSessionIsolatesItsAgent(t *testing.T) {
 		t.Fatalf("call 3: seq %d; want 3, or 2 if the in-flight call 2 was not committed", res.Seq)
 	}
 	t.Logf("agent %s of a isolated mid-call; call 3 at seq %d", isolated, res.Seq)
+}
+
+// TestClusterMeshMutualTLS: two real daemons with cluster.tls forward a
+// session's calls to its owner over mutual TLS, its context whole.
+func TestClusterMeshMutualTLS(t *testing.T) {
+	srv := etcdtest.Start(t)
+	start := clusterDaemonsTLS(t, srv, poolYAML(binaries(t), "echo"), testcert.CA(t, []string{"a", "b"}))
+	a, b := start("a"), start("b")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i, d := range []*daemonProc{a, b, b, a, b} {
+		res, err := d.client.Call(ctx, "echo", api.CallRequest{Input: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i+1)), Session: "s", Key: fmt.Sprint("k", i+1)})
+		if err != nil {
+			t.Fatalf("call %d: %v\n%s", i+1, err, d.log)
+		}
+		if res.Seq != uint64(i+1) {
+			t.Fatalf("call %d: seq %d (lost or doubled)", i+1, res.Seq)
+		}
+	}
+	// b's calls were served by the owner a: forwarded over TLS, and a's
+	// mesh answers nothing in h2c.
+	out, code := ctlRunner(t, b)("nodes", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"alive"`) {
+		t.Fatalf("nodes through b: exit %d:\n%s", code, out)
+	}
+	var v struct {
+		Nodes []struct{ Name, Advertise string }
+	}
+	json.Unmarshal([]byte(out), &v)
+	for _, n := range v.Nodes {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &protos}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Advertise+"/cluster/v1/ping", nil)
+		req.Header.Set("Authorization", "Bearer e2e-cluster-token-0123456789")
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Errorf("node %s's mesh answered a ping in h2c: it is not on TLS", n.Name)
+			}
+		}
+	}
+	if len(v.Nodes) != 2 {
+		t.Fatalf("nodes: %s", out)
+	}
+	r, err := srv.Client(t).Get(t.Context(), "/resilienced/e2e/ctx/echo/s/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j, kv := range r.Kvs {
+		var x struct{ Node string }
+		json.Unmarshal(kv.Value, &x)
+		if x.Node != "a" {
+			t.Errorf("exchange %d committed by %s, want the owner a (b forwards over TLS)", j+1, x.Node)
+		}
+	}
+	if len(r.Kvs) != 5 {
+		t.Fatalf("etcd holds %d exchanges, want 5", len(r.Kvs))
+	}
 }

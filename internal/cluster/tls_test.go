@@ -1,14 +1,8 @@
 package cluster
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -18,64 +12,15 @@ import (
 	"time"
 
 	"github.com/resilienced/resilienced/internal/cluster/etcdtest"
+	"github.com/resilienced/resilienced/internal/testcert"
 )
-
-// testCA makes a CA and writes, for each name, a certificate it signs
-// for 127.0.0.1 and its key; it returns the directory holding
-// ca.pem, NAME.pem and NAME.key.
-func testCA(t *testing.T, names ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	caKey := key()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test cluster CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	write("ca.pem", "CERTIFICATE", caDER)
-	for i, name := range names {
-		k := key()
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-			KeyUsage:    x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(k)
-		write(name+".pem", "CERTIFICATE", der)
-		write(name+".key", "EC PRIVATE KEY", kder)
-	}
-	return dir
-}
 
 // TestMeshMutualTLS: with cluster.tls the nodes forward calls to each
 // other over TLS; a client without a certificate the cluster's CA signed
 // is refused in the handshake, token or not, and so is plain h2c.
 func TestMeshMutualTLS(t *testing.T) {
-	dir := testCA(t, "a", "b")
-	stranger := testCA(t, "x") // another CA's certificate
+	dir := testcert.CA(t, []string{"a", "b"})
+	stranger := testcert.CA(t, []string{"x"}) // another CA's certificate
 	withTLS := func(name string) func(*MeshOptions) {
 		return func(o *MeshOptions) {
 			cfg, err := MeshTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key"))
@@ -139,7 +84,7 @@ func TestMeshMutualTLS(t *testing.T) {
 }
 
 func TestMeshTLSErrors(t *testing.T) {
-	dir := testCA(t, "a")
+	dir := testcert.CA(t, []string{"a"})
 	if _, err := MeshTLS(filepath.Join(dir, "nope.pem"), filepath.Join(dir, "a.pem"), filepath.Join(dir, "a.key")); err == nil || !strings.Contains(err.Error(), "cluster.tls.ca_file") {
 		t.Errorf("missing CA: %v", err)
 	}

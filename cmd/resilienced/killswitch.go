@@ -196,7 +196,7 @@ func (k *killSwitch) routes(s *api.Server) {
 	s.Handle("POST /v1/node/isolate", func(w http.ResponseWriter, r *http.Request) {
 		mesh := k.d.cfg.Load().Mesh
 		if mesh.Interface == "" {
-			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: "node isolation needs `mesh: {interface: IFACE, cidrs: [...]}` in the config"})
+			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: errNoMesh.Error()})
 			return
 		}
 		if err := k.isolateNode(r.Context(), "node isolated from mesh "+mesh.Interface); err != nil {
@@ -226,6 +226,9 @@ func (k *killSwitch) routes(s *api.Server) {
 	})
 }
 
+// errNoMesh: node isolation without mesh: in the config.
+var errNoMesh = errors.New("node isolation needs `mesh: {interface: IFACE, cidrs: [...]}` in the config")
+
 // nodeSwitch is the Switch for node isolation: the Kill Switch's, or,
 // when BPF is off, a netlink-only one that done closes.
 func (k *killSwitch) nodeSwitch(ctx context.Context) (sw *isolate.Switch, done func(), err error) {
@@ -245,7 +248,7 @@ func (k *killSwitch) nodeSwitch(ctx context.Context) (sw *isolate.Switch, done f
 func (k *killSwitch) isolateNode(ctx context.Context, why string) error {
 	mesh := k.d.cfg.Load().Mesh
 	if mesh.Interface == "" {
-		return errors.New("node isolation needs `mesh: {interface: IFACE, cidrs: [...]}` in the config")
+		return errNoMesh
 	}
 	sw, done, err := k.nodeSwitch(ctx)
 	if err != nil {

@@ -501,8 +501,6 @@ func (m *Mesh) syncPeers(ctx context.Context) {
 	}
 }
 
-// peerClient is the client of one peer: HTTP/2 without TLS, on one
-// connection that all calls and pings share.
 // protocols is HTTP/2 alone: over TLS with MeshOptions.TLS, else h2c.
 func (m *Mesh) protocols() *http.Protocols {
 	var protos http.Protocols
@@ -514,6 +512,8 @@ func (m *Mesh) protocols() *http.Protocols {
 	return &protos
 }
 
+// peerClient is the client of one peer: HTTP/2 (see protocols), on one
+// connection that all calls and pings share.
 func (m *Mesh) peerClient() *http.Client {
 	var tlsCfg *tls.Config
 	if m.opts.TLS != nil {

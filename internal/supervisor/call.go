@@ -395,27 +395,16 @@ func (p *Pool) dispatch(ctx context.Context, sessionID, avoid string, params jso
 		p.giveBack(sl)
 		return callResult{bounced: true}, nil
 	}
-	// The session it serves, for AgentsServing; cleared only if no later
-	// call of the same slot set its own.
-	var serving *string
-	if sessionID != "" {
-		serving = &sessionID
-		sl.session.Store(serving)
-	}
-	done := func() {
-		if serving != nil {
-			sl.session.CompareAndSwap(serving, nil)
-		}
-	}
+	serving := sl.beginServing(sessionID)
 	at := p.begin(sl, params, progress)
 	if at.wait(ctx.Done()) {
-		done()
+		sl.endServing(serving)
 		return at.finish(), nil
 	}
 	if context.Cause(ctx) == errHedgeLost {
 		p.goTracked(func() {
 			at.wait(nil)
-			done()
+			sl.endServing(serving)
 			at.finish()
 		})
 	} else {
@@ -423,9 +412,28 @@ func (p *Pool) dispatch(ctx context.Context, sessionID, avoid string, params jso
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			why = "the caller's deadline passed"
 		}
-		p.goTracked(func() { at.abandon(why); done() })
+		p.goTracked(func() { at.abandon(why); sl.endServing(serving) })
 	}
 	return callResult{}, ctx.Err()
+}
+
+// beginServing records the session of the call the slot is lent to (none
+// for a sessionless call, which costs nothing here), for AgentsServing.
+func (sl *slot) beginServing(sessionID string) *string {
+	if sessionID == "" {
+		return nil
+	}
+	s := sessionID // only a session call allocates
+	sl.session.Store(&s)
+	return &s
+}
+
+// endServing clears what beginServing recorded, unless a later call of
+// the slot has recorded its own.
+func (sl *slot) endServing(serving *string) {
+	if serving != nil {
+		sl.session.CompareAndSwap(serving, nil)
+	}
 }
 
 // AgentsServing are the agents of pool running a call of session now: in

@@ -301,6 +301,9 @@ func (d *daemon) notifyReady(ctx context.Context) {
 	cancel()
 	d.adopt.serving()
 	sddaemon.SdNotify(false, sddaemon.SdNotifyReady+"\nSTATUS="+d.statusLine())
+	if os.Getenv("NOTIFY_SOCKET") == "" {
+		return // not under systemd: nobody reads STATUS or a watchdog
+	}
 	interval, err := sddaemon.SdWatchdogEnabled(false)
 	tick := 2 * time.Second
 	if err == nil && interval > 0 {
@@ -371,6 +374,9 @@ func (d *daemon) onEvent(ev supervisor.Event) {
 	}
 }
 
+// journalFlushDelay bounds how long an event waits to be journaled.
+const journalFlushDelay = 100 * time.Millisecond
+
 // journal writes events to the event journal in batches.
 func (d *daemon) journal() {
 	defer d.bg.Done()
@@ -385,13 +391,20 @@ func (d *daemon) journal() {
 		clear(batch) // no strings kept alive past their time
 		batch = batch[:0]
 	}
-	t := time.NewTicker(100 * time.Millisecond)
+	// The flush timer runs only while a batch waits: an idle node's
+	// journal wakes nobody (a 10 Hz ticker was a tenth of its wake-ups).
+	t := time.NewTimer(journalFlushDelay)
+	t.Stop()
 	defer t.Stop()
 	for {
 		select {
 		case ev := <-d.events:
+			if len(batch) == 0 {
+				t.Reset(journalFlushDelay)
+			}
 			batch = append(batch, ev)
 			if len(batch) == cap(batch) {
+				t.Stop()
 				flush()
 			}
 		case <-t.C:

@@ -41,6 +41,7 @@ func (at *attempt) abandon(why string) {
 	defer p.giveBack(sl)
 	defer at.cancel(nil)
 	at.timer.Stop()
+	p.sup.sched.release()
 	grace := p.sup.opts.CancelGrace
 	told := at.pending.Cancel(why)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)

@@ -87,9 +87,10 @@ func (s *Supervisor) pingDue(now time.Time) time.Duration {
 		}
 		sleep = min(sleep, pc.PingInterval)
 		// Agents due within slack are pinged now too: the pinger wakes
-		// about 20 times an interval, not once per agent (each wake-up
-		// scans the pool).
-		slack := pc.PingInterval / 20
+		// about 4 times an interval, not once per agent (each wake-up
+		// scans the pool, and wakes the runtime: on an idle node the
+		// wake-ups, not the pings, are the cost).
+		slack := pc.PingInterval / 4
 		p.mu.Lock()
 		for _, sl := range p.slots {
 			if !pingable(sl) {
@@ -144,8 +145,11 @@ func (d dueSlot) start(now time.Time) {
 }
 
 // pingBudgetWait is how long the pinger sleeps when agents wait for the
-// ping budget: about a tenth of a second's budget per wake-up.
-const pingBudgetWait = 100 * time.Millisecond
+// ping budget: a second's budget in one burst per wake-up. Ten smaller
+// bursts a second cost the idle daemon (1,000 agents, 2 CPUs) three times
+// the context switches for the same pings: each burst wakes a thread,
+// the runtime's sysmon and the netpoller again.
+const pingBudgetWait = time.Second
 
 // pingBudget is a token bucket of pings per second for the whole node, at
 // most a second's worth saved up. Used only by the pinger's goroutine;
@@ -187,6 +191,8 @@ func (p *Pool) ping(sl *slot, timeout time.Duration) {
 		return // cut off on purpose (maybe frozen), or at work: not a hang
 	}
 	defer p.giveBack(sl)
+	p.sup.sched.hold()
+	defer p.sup.sched.release()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var excused atomic.Int64

@@ -10,11 +10,19 @@ import (
 // get to look: a ticker that fires late means the daemon's goroutines
 // waited for a CPU (the node is overloaded, or the daemon is throttled),
 // and a missed ping or a stalled call decided meanwhile is no evidence
-// against the agent. Ten wake-ups a second cost nothing measurable.
+// against the agent.
+//
+// It ticks only while a liveness check is in flight (a call's attempt, a
+// ping) and for one period after: those are the only ones who ask, and an
+// idle node's ten wake-ups a second were a tenth of its idle cost.
 type schedWatch struct {
 	lastTick atomic.Int64 // unix nanos of the last tick seen
 	lateAt   atomic.Int64 // unix nanos of the last tick seen late
 	maxLate  atomic.Int64 // the largest lateness seen, nanos (for the log)
+
+	holds atomic.Int64  // liveness checks in flight
+	used  atomic.Bool   // a hold began since the last tick
+	wake  chan struct{} // kicks a stopped watch; cap 1
 
 	// forced, in tests, reports starvation regardless.
 	forced atomic.Bool
@@ -28,6 +36,21 @@ const (
 	// 500 ms, stall periods of hundreds of ms).
 	schedLate = 50 * time.Millisecond
 )
+
+// hold keeps the watch ticking until release: a liveness check that may
+// ask starvedWithin holds it for its whole life, so the watch has seen
+// every moment the check may ask about.
+func (w *schedWatch) hold() {
+	w.used.Store(true)
+	if w.holds.Add(1) == 1 {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *schedWatch) release() { w.holds.Add(-1) }
 
 func (w *schedWatch) run(quit <-chan struct{}) {
 	t := time.NewTicker(schedPeriod)
@@ -50,11 +73,25 @@ func (w *schedWatch) run(quit <-chan struct{}) {
 		}
 		prev = now
 		w.lastTick.Store(now.UnixNano())
+		if w.holds.Load() > 0 || w.used.Swap(false) {
+			continue
+		}
+		// Nobody asks: stop until someone holds the watch again.
+		t.Stop()
+		select {
+		case <-quit:
+			return
+		case <-w.wake:
+		}
+		prev = time.Now()
+		w.lastTick.Store(prev.UnixNano())
+		t.Reset(schedPeriod)
 	}
 }
 
 // starvedWithin reports whether the daemon was short of CPU at some time in
-// the last d, or is now (its ticker is overdue).
+// the last d, or is now (its ticker is overdue). The caller holds the
+// watch: a watch that is not ticking reads as overdue.
 func (w *schedWatch) starvedWithin(d time.Duration) bool {
 	if w.forced.Load() {
 		return true

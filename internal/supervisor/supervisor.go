@@ -153,6 +153,7 @@ func New(opts Options) *Supervisor {
 
 		pingKick: make(chan struct{}, 1),
 	}
+	s.sched.wake = make(chan struct{}, 1)
 	s.bg.Go(func() { s.sched.run(s.quit) })
 	s.bg.Go(s.pingLoop)
 	return s

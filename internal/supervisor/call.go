@@ -554,7 +554,8 @@ func (p *Pool) begin(sl *slot, params json.RawMessage, progress func(agent.Progr
 	// twice the allocations and timer operations on every call.
 	at.ctx, at.cancel = context.WithCancelCause(context.Background())
 	started := time.Now()
-	p.sup.sched.hold()                                                         // expire may ask whether the daemon starved; finish or abandon releases
+	// expire may ask whether the daemon starved; finish or abandon releases.
+	p.sup.sched.hold()
 	at.timer = time.AfterFunc(365*24*time.Hour, func() { at.expire(started) }) // set before it can fire
 	at.timer.Reset(min(at.stall, deadline))
 	at.start = p.sup.opts.Now()

@@ -16,7 +16,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/resilienced/resilienced/internal/agentscope"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -24,6 +23,8 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/resilienced/resilienced/internal/agent"
+	"github.com/resilienced/resilienced/internal/agentscope"
 	"github.com/resilienced/resilienced/internal/api"
 	"github.com/resilienced/resilienced/internal/config"
 	"github.com/resilienced/resilienced/internal/tracectx"
@@ -75,6 +76,11 @@ func run() int {
 		return 2
 	}
 	slog.SetDefault(log)
+	if err := agent.StartSpawners(); err != nil {
+		// Agents still start, each copying the daemon's whole
+		// descriptor table and closing it at exec.
+		log.Warn("agents start without spawner threads", "err", err)
+	}
 
 	cfg := config.Default()
 	if *configPath != "" {

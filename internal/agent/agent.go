@@ -150,24 +150,31 @@ func Start(cfg Config) (*Agent, error) {
 	} else {
 		attr.Setpgid = true
 	}
-	// The clone's pidfd is the agent's; os/exec keeps a duplicate of it
-	// as its handle, released at once below (an agent holds one pidfd,
-	// not two: descriptors are what bounds the agents of a node).
+	// Started from a spawner thread (spawner.go), the agent's pidfd is
+	// opened below. Started by os/exec, the clone's pidfd is the agent's;
+	// os/exec keeps a duplicate of it as its handle, released at once
+	// below (an agent holds one pidfd, not two: descriptors are what
+	// bounds the agents of a node).
 	pidfd := -1
 	attr.PidFD = &pidfd
 	cmd.SysProcAttr = attr
-	if err := cmd.Start(); err != nil {
-		closeChildEnds()
+	pid, err := spawnProcess(cmd)
+	if errors.Is(err, errNoSpawner) {
+		if err = cmd.Start(); err == nil {
+			pid = cmd.Process.Pid
+			// Never reaped by os/exec (wait does it), and signalled
+			// through the agent's own pidfd: the handle os/exec keeps
+			// goes now.
+			cmd.Process.Release()
+		}
+	}
+	closeChildEnds()
+	if err != nil {
 		inW.Close()
 		outR.Close()
 		errR.Close()
 		return nil, fmt.Errorf("agent %s: start %q: %w", cfg.ID, cfg.Command[0], err)
 	}
-	closeChildEnds()
-	pid := cmd.Process.Pid
-	// Never reaped by os/exec (wait does it), and signalled through the
-	// agent's own pidfd: the handle os/exec keeps goes now.
-	cmd.Process.Release()
 	a := newAgent(cfg, pid, inW, outR, errR)
 	a.child = true
 	if pidfd < 0 { // no CLONE_PIDFD: the child is unreaped, its pid ours still

@@ -20,6 +20,7 @@ func TestMain(m *testing.M) {
 		testAgent(mode)
 		os.Exit(0)
 	}
+	StartSpawners() // from the main goroutine, as the daemon does
 	os.Exit(m.Run())
 }
 

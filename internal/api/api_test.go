@@ -29,6 +29,7 @@ import (
 // goroutines or file descriptors behind (each test also checks its own).
 func TestMain(m *testing.M) {
 	agent.StartPollers() // the node's, for the life of the process
+	agent.StartSpawners()
 	code := leakcheck.Main(m)
 	testagent.Cleanup()
 	os.Exit(code)

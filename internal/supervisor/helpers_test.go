@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	agent.StartPollers() // the node's, for the life of the process
+	agent.StartSpawners()
 	os.Exit(leakcheck.Main(m))
 }
 

@@ -96,6 +96,14 @@ func (p *Pool) run(sl *slot, delay time.Duration, urgent bool, pc config.Pool, c
 		held.release()
 		held = next
 	}
+	if !urgent {
+		// A first start, a scale-up or a rollout waits behind the
+		// whole batch it came with: no measure of what a replacement
+		// takes, and a surge sized on it after a thousand agents had
+		// started (seconds each, in the queue) kept hundreds of spares
+		// after a hundred deaths.
+		asked = time.Time{}
+	}
 	err := p.spawn(sl, pc, cred, started)
 	ok := err == nil && p.ready(sl, asked)
 	if held != nil {
@@ -266,8 +274,9 @@ func (p *Pool) spawnFailed(sl *slot, err error) {
 
 // ready places a freshly handshaken agent: active if the pool is short,
 // else spare. It reports false if the agent is no longer wanted. asked is
-// when the slot asked for its turn in the spawn budget: the wait for it is
-// part of what a replacement takes, and spares are sized to that.
+// when a replacement asked for its turn in the spawn budget (zero for
+// other starts): the wait for it is part of what a replacement takes, and
+// spares are sized to that.
 func (p *Pool) ready(sl *slot, asked time.Time) bool {
 	now := p.sup.opts.Now()
 	p.mu.Lock()
@@ -281,7 +290,9 @@ func (p *Pool) ready(sl *slot, asked time.Time) bool {
 		p.mu.Unlock()
 		return false
 	}
-	p.noteStartLocked(now.Sub(asked))
+	if !asked.IsZero() {
+		p.noteStartLocked(now.Sub(asked))
+	}
 	evs := []Event{{Kind: EventReady, Pool: p.name, Agent: sl.id, Reason: fmt.Sprintf("pid %d", sl.a.PID())}}
 	if p.activeN < p.effectiveReplicas() {
 		p.mustTransitionLocked(sl, AgentActive, now)

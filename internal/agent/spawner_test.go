@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// An agent started from a spawner thread does not see descriptors the
+// daemon opened after the spawners started: they are not in the table
+// its clone copies. A descriptor left inheritable on purpose shows it (an
+// inheritable one in the daemon's table would reach a child of os/exec).
+func TestSpawnerChildDoesNotCopyLaterDescriptors(t *testing.T) {
+	if err := StartSpawners(); err != nil {
+		t.Skipf("no spawner threads here: %v", err)
+	}
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil { // no O_CLOEXEC
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	out := filepath.Join(t.TempDir(), "fds")
+	a, err := Start(Config{
+		ID:      "spawned",
+		Command: []string{"/bin/sh", "-c", `ls /proc/self/fd > "$0"; cat >/dev/null`, out},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { a.Close(); <-a.Done() }() // cat sees its stdin's end
+	var seen []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(out)
+		if err == nil && strings.HasSuffix(string(b), "\n") {
+			seen = strings.Fields(string(b))
+			break
+		}
+	}
+	if seen == nil {
+		t.Fatal("the agent did not list its descriptors within 10 s")
+	}
+	for _, fd := range seen {
+		if fd == strconv.Itoa(p[0]) || fd == strconv.Itoa(p[1]) {
+			t.Fatalf("the agent holds the daemon's inheritable descriptor %s (its descriptors: %v): it was not started from a spawner's table", fd, seen)
+		}
+	}
+	for _, want := range []string{"0", "1", "2"} {
+		if !strings.Contains(" "+strings.Join(seen, " ")+" ", " "+want+" ") {
+			t.Fatalf("the agent has no descriptor %s: %v", want, seen)
+		}
+	}
+	if a.PID() <= 0 {
+		t.Fatalf("pid %d", a.PID())
+	}
+}
+
+// The spawners never take the main thread: its table is the one
+// /proc/self shows, and libraries read descriptors' details there
+// (cilium/ebpf: /proc/self/fdinfo). TestMain started them from the main
+// goroutine, which may run on the main thread.
+func TestSpawnersLeaveTheMainThreadsTable(t *testing.T) {
+	if err := StartSpawners(); err != nil {
+		t.Skipf("no spawner threads here: %v", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if _, err := os.Stat("/proc/self/fdinfo/" + strconv.Itoa(int(r.Fd()))); err != nil {
+		t.Fatalf("a descriptor just opened is not in /proc/self: the main thread's table is not the daemon's: %v", err)
+	}
+}

@@ -9,7 +9,8 @@
 #   load      calls/s and p99 under DENSITY_CONCURRENCY callers (resilient-load)
 #   recovery  SIGKILL of 10 % of the agents at once: how many recovered
 #             events, their recover_ms p99 and max, and the time until the
-#             pool is back at strength
+#             pool is back at strength (its Nth new agent ready after
+#             the kill of N, by the daemon's clock)
 # Beside it, the same N echo agents under runit (runsvdir + one runsv per
 # agent, Debian's runit) as the baseline of a supervisor that waits on
 # events: its idle CPU, RSS, fds and restart time after the same kill.
@@ -199,29 +200,44 @@ print(n)')
 import json, random, sys
 a = [(x["id"], x["pid"]) for x in json.load(sys.stdin) if x["state"] == "active"]
 for id, pid in random.sample(a, min(int(sys.argv[1]), len(a))): print(id, pid)' "$kill_n")
+	# The wait counts lines in the stream already followed (grep, from
+	# the stream's size at the kill): a python parse of every event ten
+	# times a second took a CPU from the recovery it measured. The
+	# figures come from the daemon's own timestamps afterwards: recovered
+	# events (recover_ms), and back at strength at the kill_n-th ready
+	# event after the kill (one new agent per death; a surge's spares
+	# come on top).
+	local off
+	off=$(stat -c %s "$evfile")
 	k0=$(now)
 	# shellcheck disable=SC2046
 	kill -KILL $(cut -d' ' -f2 <<<"$victims")
-	for _ in $(seq 1200); do
-		rec=$(events "$k0" | python3 -c '
+	for _ in $(seq 600); do
+		[ "$(tail -c +$((off + 1)) "$evfile" | grep -c '"kind":"recovered"')" -ge "$kill_n" ] &&
+			[ "$(tail -c +$((off + 1)) "$evfile" | grep -c '"kind":"ready"')" -ge "$kill_n" ] && break
+		sleep 0.1
+	done
+	read -r rec back < <(events "$k0" | python3 -c '
 import json, sys
+from datetime import datetime
 ids = set(l.split()[0] for l in sys.argv[1].splitlines() if l.strip())
-rs = []
+k0, n = float(sys.argv[2]), int(sys.argv[3])
+def ts(t):
+    base, _, frac = t.rstrip("Z").partition(".")
+    return datetime.fromisoformat(base + "+00:00").timestamp() + float("0." + (frac or "0"))
+rs, ready = [], []
 for line in sys.stdin:
     try: ev = json.loads(line)
     except ValueError: continue
     if ev.get("kind") == "recovered" and ev.get("agent") in ids: rs.append(ev.get("recover_ms", 0))
-rs.sort()
-if rs: print(len(rs), round(rs[min(len(rs) - 1, int(len(rs) * 0.99))], 1), round(rs[-1], 1))
-else: print(0, "-", "-")' "$victims")
-		if [ "${rec%% *}" -ge "$kill_n" ]; then
-			st=$(ctl -o json status 2>/dev/null | python3 -c 'p = __import__("json").load(__import__("sys").stdin)["pools"][0]; print(p["active"], p["state"])')
-			if [ "${st%% *}" = "$n" ]; then back=$(calc "round(1000 * ($(now) - $k0))"); break; fi
-		fi
-		sleep 0.1
-	done
+    if ev.get("kind") == "ready": ready.append(ts(ev["time"]))
+rs.sort(); ready.sort()
+rec = "%d/%s/%s" % (len(rs), round(rs[min(len(rs) - 1, int(len(rs) * 0.99))], 1), round(rs[-1], 1)) if rs else "0/-/-"
+print(rec, round(1000 * (ready[n - 1] - k0)) if len(ready) >= n and len(rs) >= n else "")' "$victims" "$k0" "$kill_n")
+	st=$(ctl -o json status 2>/dev/null | python3 -c 'p = __import__("json").load(__import__("sys").stdin)["pools"][0]; print(p["active"], p["state"])')
+	[ "${st%% *}" = "$n" ] || back=
 	[ -n "$back" ] || { back="not-back(${st// /,})"; fail=1; }
-	rows+=("$name $n $ready $cpu $rss $thr $fd $kills ${cps:--} ${p99:--} ${rec// /\/} $back")
+	rows+=("$name $n $ready $cpu $rss $thr $fd $kills ${cps:--} ${p99:--} $rec $back")
 	echo "$name $n agents: ready ${ready}s; idle ${cpu}% CPU, RSS ${rss} MB, ${thr} threads, ${fd} fds, ${gor} goroutines, ${kills} killed; ${cps:--} calls/s p99 ${p99:--} ms; killed ${kill_n}: recovered n/p99/max ${rec} ms, back at strength in ${back} ms   (load $(load))"
 	if [ -n "$prof" ]; then
 		go tool pprof -top -nodecount 25 "$bin" "$out/idle-$tag.pprof" >"$out/idle-$tag.top" 2>/dev/null

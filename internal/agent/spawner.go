@@ -239,6 +239,16 @@ func spawnProcess(cmd *exec.Cmd) (int, error) {
 	if cmd.Err != nil {
 		return 0, cmd.Err
 	}
+	if cmd.Dir != "" {
+		// As os.StartProcess: the child's failed chdir would be a bare
+		// errno, with no word of the directory.
+		if _, err := os.Stat(cmd.Dir); err != nil {
+			if pe, ok := err.(*os.PathError); ok {
+				pe.Op = "chdir"
+			}
+			return 0, err
+		}
+	}
 	stdin, stdout, stderr := cmd.Stdin.(*os.File), cmd.Stdout.(*os.File), cmd.Stderr.(*os.File)
 	sys := cmd.SysProcAttr
 	fds := []int{int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd())}

@@ -78,3 +78,30 @@ func TestSpawnersLeaveTheMainThreadsTable(t *testing.T) {
 		t.Fatalf("a descriptor just opened is not in /proc/self: the main thread's table is not the daemon's: %v", err)
 	}
 }
+
+// A start that cannot happen says what and where, as os/exec would.
+func TestSpawnerStartErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"missing binary", Config{ID: "x", Command: []string{"/nonexistent/agent"}}, []string{"fork/exec /nonexistent/agent", "no such file or directory"}},
+		{"not in PATH", Config{ID: "x", Command: []string{"no-such-agent-binary"}}, []string{"no-such-agent-binary", "not found"}},
+		{"missing directory", Config{ID: "x", Command: []string{"/bin/true"}, Dir: "/nonexistent-dir"}, []string{"chdir /nonexistent-dir", "no such file or directory"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := Start(tc.cfg)
+			if err == nil {
+				a.Close()
+				<-a.Done()
+				t.Fatal("started")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -200,6 +200,12 @@ type poolState struct {
 	templates *Templater
 	latency   map[string]float64 // agent → smoothed call latency, seconds
 	scratch   []float64
+	// The median of latency, computed at most every medianMaxAge: a
+	// sort of every agent's latency for each agent's features was
+	// O(N log N) per sample, and after 100 deaths at 1,000 agents the
+	// Arbiter's busiest code.
+	medianAt  time.Time
+	medianVal float64
 
 	failures   float64 // decayed count, time constant poolFailureTau
 	failuresAt time.Time
@@ -217,10 +223,22 @@ func newPoolState() *poolState {
 	}
 }
 
-func (ps *poolState) median() float64 {
+// medianMaxAge bounds how stale the pool's median latency may be: it
+// moves with the smoothed latencies of many agents, slowly.
+const medianMaxAge = time.Second
+
+func (ps *poolState) median(now time.Time) float64 {
 	if len(ps.latency) < minPoolForMedian {
 		return 0
 	}
+	if !ps.medianAt.IsZero() && now.Sub(ps.medianAt) < medianMaxAge && now.Sub(ps.medianAt) >= 0 {
+		return ps.medianVal
+	}
+	ps.medianAt, ps.medianVal = now, ps.computeMedian()
+	return ps.medianVal
+}
+
+func (ps *poolState) computeMedian() float64 {
 	ps.scratch = ps.scratch[:0]
 	for _, v := range ps.latency {
 		ps.scratch = append(ps.scratch, v)
@@ -423,7 +441,7 @@ func (st *agentState) features(cfg *Config, ps *poolState, now time.Time) featur
 	}
 	st.latMedian = 0
 	if _, ok := ps.latency[st.agent]; ok {
-		if m := ps.median(); m > 0 {
+		if m := ps.median(now); m > 0 {
 			st.latMedian = m
 			x[fOutlier] = clamp((math.Log2(st.latency.current()/m)-2)/3, 0, secondaryCap)
 		}

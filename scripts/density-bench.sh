@@ -10,7 +10,8 @@
 #   recovery  SIGKILL of 10 % of the agents at once: how many recovered
 #             events, their recover_ms p99 and max, and the time until the
 #             pool is back at strength (its Nth new agent ready after
-#             the kill of N, by the daemon's clock)
+#             the kill of N, by the daemon's clock), and the agents started
+#             until 2 s after that (the spares of a surge with them)
 # Beside it, the same N echo agents under runit (runsvdir + one runsv per
 # agent, Debian's runit) as the baseline of a supervisor that waits on
 # events: its idle CPU, RSS, fds and restart time after the same kill.
@@ -217,7 +218,8 @@ for id, pid in random.sample(a, min(int(sys.argv[1]), len(a))): print(id, pid)' 
 			[ "$(tail -c +$((off + 1)) "$evfile" | grep -c '"kind":"ready"')" -ge "$kill_n" ] && break
 		sleep 0.1
 	done
-	read -r rec back < <(events "$k0" | python3 -c '
+	sleep 2 # starts that follow the recovery (a surge's spares) are counted too
+	read -r rec starts back < <(events "$k0" | python3 -c '
 import json, sys
 from datetime import datetime
 ids = set(l.split()[0] for l in sys.argv[1].splitlines() if l.strip())
@@ -225,20 +227,21 @@ k0, n = float(sys.argv[2]), int(sys.argv[3])
 def ts(t):
     base, _, frac = t.rstrip("Z").partition(".")
     return datetime.fromisoformat(base + "+00:00").timestamp() + float("0." + (frac or "0"))
-rs, ready = [], []
+rs, ready, starts = [], [], 0
 for line in sys.stdin:
     try: ev = json.loads(line)
     except ValueError: continue
     if ev.get("kind") == "recovered" and ev.get("agent") in ids: rs.append(ev.get("recover_ms", 0))
     if ev.get("kind") == "ready": ready.append(ts(ev["time"]))
+    starts += ev.get("kind") == "spawn"
 rs.sort(); ready.sort()
 rec = "%d/%s/%s" % (len(rs), round(rs[min(len(rs) - 1, int(len(rs) * 0.99))], 1), round(rs[-1], 1)) if rs else "0/-/-"
-print(rec, round(1000 * (ready[n - 1] - k0)) if len(ready) >= n and len(rs) >= n else "")' "$victims" "$k0" "$kill_n")
+print(rec, starts, round(1000 * (ready[n - 1] - k0)) if len(ready) >= n and len(rs) >= n else "")' "$victims" "$k0" "$kill_n")
 	st=$(ctl -o json status 2>/dev/null | python3 -c 'p = __import__("json").load(__import__("sys").stdin)["pools"][0]; print(p["active"], p["state"])')
 	[ "${st%% *}" = "$n" ] || back=
 	[ -n "$back" ] || { back="not-back(${st// /,})"; fail=1; }
-	rows+=("$name $n $ready $cpu $rss $thr $fd $kills ${cps:--} ${p99:--} $rec $back")
-	echo "$name $n agents: ready ${ready}s; idle ${cpu}% CPU, RSS ${rss} MB, ${thr} threads, ${fd} fds, ${gor} goroutines, ${kills} killed; ${cps:--} calls/s p99 ${p99:--} ms; killed ${kill_n}: recovered n/p99/max ${rec} ms, back at strength in ${back} ms   (load $(load))"
+	rows+=("$name $n $ready $cpu $rss $thr $fd $kills ${cps:--} ${p99:--} $rec $back $starts")
+	echo "$name $n agents: ready ${ready}s; idle ${cpu}% CPU, RSS ${rss} MB, ${thr} threads, ${fd} fds, ${gor} goroutines, ${kills} killed; ${cps:--} calls/s p99 ${p99:--} ms; killed ${kill_n}: recovered n/p99/max ${rec} ms, back at strength in ${back} ms, ${starts} starts until 2 s after   (load $(load))"
 	if [ -n "$prof" ]; then
 		go tool pprof -top -nodecount 25 "$bin" "$out/idle-$tag.pprof" >"$out/idle-$tag.top" 2>/dev/null
 		go tool pprof -top -sample_index=inuse_space -nodecount 25 "$bin" "$out/heap-$tag.pprof" >"$out/heap-$tag.top" 2>/dev/null
@@ -305,7 +308,7 @@ while left and time.time() - t0 < 60:
         if p and p != old: del left[d]
     time.sleep(0.005)
 print(round(1000 * (time.time() - t0)) if not left else "not-back(%d)" % len(left))' "$tmp" "$kill_n")
-	rows+=("runit $n $ready $cpu $rss $thr $fd - - - - $back")
+	rows+=("runit $n $ready $cpu $rss $thr $fd - - - - $back $kill_n")
 	echo "runit       $n agents: ready ${ready}s; idle ${cpu}% CPU (runsvdir + ${#sv[@]} runsv), RSS ${rss} MB, ${thr} threads, ${fd} fds; killed ${kill_n}: back at strength in ${back} ms   (load $(load))"
 	stop_runit
 }
@@ -319,7 +322,7 @@ done
 echo
 echo "=== summary (idle CPU: % of one CPU over ${idle}s; per agent: idle CPU and RSS divided by N)"
 {
-	echo "supervisor agents ready_s idle_cpu_% rss_MB threads fds idle_kills calls/s p99_ms recovered/p99_ms/max_ms back_ms"
+	echo "supervisor agents ready_s idle_cpu_% rss_MB threads fds idle_kills calls/s p99_ms recovered/p99_ms/max_ms back_ms starts"
 	printf '%s\n' "${rows[@]}"
 } | column -t
 # Idle cost per agent: CPU and RSS divided by N, and, beside it, what each

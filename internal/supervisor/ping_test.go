@@ -193,3 +193,40 @@ func TestSchedWatchSeesLateTicks(t *testing.T) {
 		t.Fatal("not starved although the ticker is a second overdue")
 	}
 }
+
+// The scheduling watch ticks only while held (and a tick after): an idle
+// node is not woken ten times a second for nobody; held again, it ticks
+// again and does not read as starved.
+func TestSchedWatchTicksOnlyWhileHeld(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &schedWatch{wake: make(chan struct{}, 1)}
+		quit := make(chan struct{})
+		done := make(chan struct{})
+		go func() { w.run(quit); close(done) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		stopped := w.lastTick.Load()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if w.lastTick.Load() != stopped {
+			t.Fatal("the watch still ticks with nobody holding it")
+		}
+		w.hold()
+		synctest.Wait()
+		time.Sleep(3 * schedPeriod / 2)
+		synctest.Wait()
+		if w.lastTick.Load() == stopped {
+			t.Fatal("held, the watch did not tick again")
+		}
+		if w.starvedWithin(time.Second) {
+			t.Fatal("held and ticking on time, the watch reads as starved")
+		}
+		time.Sleep(time.Second)
+		if w.starvedWithin(time.Second) {
+			t.Fatal("held for a second on time, the watch reads as starved")
+		}
+		w.release()
+		close(quit)
+		<-done
+	})
+}

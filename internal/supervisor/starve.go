@@ -76,8 +76,18 @@ func (w *schedWatch) run(quit <-chan struct{}) {
 		if w.holds.Load() > 0 || w.used.Swap(false) {
 			continue
 		}
-		// Nobody asks: stop until someone holds the watch again.
+		// Nobody asks: stop until someone holds the watch again. A kick
+		// left from while it ran goes first, then holds is looked at
+		// again: a hold after that look kicks the wait below.
 		t.Stop()
+		select {
+		case <-w.wake:
+		default:
+		}
+		if w.holds.Load() > 0 {
+			t.Reset(schedPeriod)
+			continue
+		}
 		select {
 		case <-quit:
 			return

@@ -23,9 +23,9 @@ import (
 // closing them all: ~20 % of the CPU of a mass restart on a 2-CPU host
 // (perf: do_close_on_exec 18.8 %, dup_fd 2.7 %), and a restart of 10 % of
 // N agents cost O(N²). A spawner is a goroutine locked to an OS thread
-// that unshared its descriptor table (unshare(CLONE_FILES)) early, while
-// the table was small: its children copy and close only what the daemon
-// held then. The child's ends of its pipes and its cgroup cross over to
+// that unshared its descriptor table (unshare(CLONE_FILES)) and closed in
+// it every copy but the Go runtime's: its children copy and close a dozen
+// descriptors, however many agents the daemon holds. The child's ends of its pipes and its cgroup cross over to
 // the spawner's table as SCM_RIGHTS over a socketpair made before the
 // unshare (so both tables hold it), and the spawner closes its copies
 // once the child runs. The process stays our child: reaping, pidfds and
@@ -60,10 +60,11 @@ var spawners struct {
 	err  error
 }
 
-// StartSpawners starts the node's spawner threads now, one per CPU. Call it
-// early, before the daemon opens many descriptors: a spawner's children
-// copy the table as it was then. Without it they start with the first
-// agent. They live as long as the process, like the pollers.
+// StartSpawners starts the node's spawner threads now, one per CPU (at
+// most 8), and reports why they could not start: agents then start
+// through os/exec. Without it they start with the first agent. They live
+// as long as the process, like the pollers: a test that checks for
+// leaked goroutines and descriptors calls this first.
 func StartSpawners() error {
 	spawners.once.Do(func() {
 		n := min(max(runtime.NumCPU(), 1), 8)

@@ -251,7 +251,10 @@ func TestStaleOwnerIsFenced(t *testing.T) {
 			t.Errorf("exchange %d committed by %s at epoch %d, want %s at %d", r.Seq, r.Node, r.Epoch, wantNode, wantEpoch)
 		}
 	}
-	// a, asked for the session again, finds b serving it.
+	// a, asked for the session again, finds b serving it. Only while a
+	// sees b serving: one that missed b's heartbeats (make test's load
+	// delays them) takes a session from it, by design, fenced by etcd.
+	eventually(t, "a sees b serving", func() bool { return a.store.serving("b") })
 	if _, err := a.store.Context(t.Context(), "p", "s"); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("a's context after the takeover: %v, want ErrNotOwner", err)
 	}

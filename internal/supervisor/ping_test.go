@@ -226,6 +226,19 @@ func TestSchedWatchTicksOnlyWhileHeld(t *testing.T) {
 			t.Fatal("held for a second on time, the watch reads as starved")
 		}
 		w.release()
+
+		// A watch woken late after a kick saw starvation: the check
+		// that kicked it was waiting meanwhile.
+		time.Sleep(time.Second)
+		synctest.Wait()
+		w.holds.Add(1)
+		w.kickAt.Store(time.Now().Add(-200 * time.Millisecond).UnixNano())
+		w.wake <- struct{}{}
+		synctest.Wait()
+		if !w.starvedWithin(time.Second) {
+			t.Fatal("woken 200 ms after its kick, the watch does not read as starved")
+		}
+		w.holds.Add(-1)
 		close(quit)
 		<-done
 	})

@@ -20,9 +20,10 @@ type schedWatch struct {
 	lateAt   atomic.Int64 // unix nanos of the last tick seen late
 	maxLate  atomic.Int64 // the largest lateness seen, nanos (for the log)
 
-	holds atomic.Int64  // liveness checks in flight
-	used  atomic.Bool   // a hold began since the last tick
-	wake  chan struct{} // kicks a stopped watch; cap 1
+	holds  atomic.Int64  // liveness checks in flight
+	used   atomic.Bool   // a hold began since the last tick
+	kickAt atomic.Int64  // unix nanos of the last hold that found none
+	wake   chan struct{} // kicks a stopped watch; cap 1
 
 	// forced, in tests, reports starvation regardless.
 	forced atomic.Bool
@@ -43,6 +44,7 @@ const (
 func (w *schedWatch) hold() {
 	w.used.Store(true)
 	if w.holds.Add(1) == 1 {
+		w.kickAt.Store(time.Now().UnixNano())
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -94,6 +96,14 @@ func (w *schedWatch) run(quit <-chan struct{}) {
 		case <-w.wake:
 		}
 		prev = time.Now()
+		// Woken late, the watch was starved since the hold that kicked
+		// it, while the check it protects already ran.
+		if late := prev.UnixNano() - w.kickAt.Load(); late > int64(schedLate) {
+			w.lateAt.Store(prev.UnixNano())
+			if late > w.maxLate.Load() {
+				w.maxLate.Store(late)
+			}
+		}
 		w.lastTick.Store(prev.UnixNano())
 		t.Reset(schedPeriod)
 	}

@@ -21,7 +21,7 @@ type schedWatch struct {
 	maxLate  atomic.Int64 // the largest lateness seen, nanos (for the log)
 
 	holds  atomic.Int64  // liveness checks in flight
-	used   atomic.Bool   // a hold began since the last tick
+	used   atomic.Bool   // a hold found none since the last tick
 	kickAt atomic.Int64  // unix nanos of the last hold that found none
 	wake   chan struct{} // kicks a stopped watch; cap 1
 
@@ -42,8 +42,10 @@ const (
 // ask starvedWithin holds it for its whole life, so the watch has seen
 // every moment the check may ask about.
 func (w *schedWatch) hold() {
-	w.used.Store(true)
+	// Every call holds it: past the one atomic add, only a hold that
+	// finds none writes more (a busy node's holds overlap).
 	if w.holds.Add(1) == 1 {
+		w.used.Store(true)
 		w.kickAt.Store(time.Now().UnixNano())
 		select {
 		case w.wake <- struct{}{}:

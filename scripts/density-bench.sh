@@ -2,7 +2,8 @@
 # Issue #13's density benchmark: N lean C echo agents (examples/agents/echo)
 # in one pool on default settings, for each N in DENSITY_N:
 #   ready     seconds from the daemon's start to N active agents
-#   idle      the daemon's CPU (% of one CPU, from /proc/PID/stat) over
+#   idle      the daemon's CPU (% of one CPU, from /proc/PID/stat) and
+#             context switches a second (its threads' /proc status) over
 #             DENSITY_IDLE seconds with no calls, and the agents it killed
 #             meanwhile (hang, exit, oom events: all spurious here)
 #   rss, threads, fds of the daemon at the end of the idle window
@@ -74,6 +75,9 @@ trap cleanup EXIT
 # ticks PID...: user+system CPU ticks of the processes, summed.
 ticks() { local s=0 p t; for p in "$@"; do t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + t)); done; echo $s; }
 field() { local s=0 p v; for p in "${@:2}"; do v=$(awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/status" 2>/dev/null) && s=$((s + ${v:-0})); done; echo $s; }
+# switches PID: context switches of the process's threads, summed: an idle
+# daemon's cost is how often it wakes.
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ {s += $2} END {print s + 0}'; }
 nfds() { local s=0 p; for p in "$@"; do s=$((s + $(ls "/proc/$p/fd" 2>/dev/null | wc -l))); done; echo $s; }
 now() { date +%s.%N; }
 calc() { python3 -c "print($*)"; }
@@ -149,22 +153,22 @@ print(p["active"], p["state"])' 2>/dev/null)
 	done
 	if [ -z "$ready" ]; then
 		echo "!!! resilienced, $n agents: not ready after 120 s (active, state: ${st:-no answer})"
-		rows+=("$name $n not-ready(${st// /,}) - - - - - - - - - -")
+		rows+=("$name $n not-ready(${st// /,}) - - - - - - - - - - - -")
 		fail=1
 		kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
 		kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=
 		return
 	fi
 	sleep 2 # spares and the first telemetry settle
-	local since c0 w0 c1 w1 cpu rss thr fd kills prof=
+	local since c0 w0 c1 w1 x0 x1 cpu sw rss thr fd kills prof=
 	since=$(now)
-	c0=$(ticks "$daemon"); w0=$(now)
+	c0=$(ticks "$daemon"); w0=$(now); x0=$(switches "$daemon")
 	if [ "$pprof" = 1 ]; then
 		curl -s -o "$out/idle-$tag.pprof" "http://${pp[1]}/debug/pprof/profile?seconds=$((idle < 20 ? idle : 20))" &
 		prof=$!
 	fi
 	sleep "$idle"
-	c1=$(ticks "$daemon"); w1=$(now)
+	c1=$(ticks "$daemon"); w1=$(now); x1=$(switches "$daemon")
 	[ -n "$prof" ] && wait "$prof"
 	local gor=-
 	if [ "$pprof" = 1 ]; then
@@ -173,6 +177,7 @@ print(p["active"], p["state"])' 2>/dev/null)
 		curl -s "http://${pp[1]}/debug/pprof/heap?debug=1" | grep -E '^# (HeapAlloc|HeapSys|HeapIdle|HeapInuse|HeapReleased|Stack|Sys|NextGC|NumGC) ' >"$out/memstats-$tag.txt"
 	fi
 	cpu=$(calc "round(100 * ($c1 - $c0) / $hz / ($w1 - $w0), 2)")
+	sw=$(calc "round(($x1 - $x0) / ($w1 - $w0))")
 	rss=$(calc "round($(field VmRSS "$daemon") / 1024, 1)")
 	thr=$(field Threads "$daemon")
 	fd=$(nfds "$daemon")
@@ -240,8 +245,8 @@ print(rec, starts, round(1000 * (ready[n - 1] - k0)) if len(ready) >= n and len(
 	st=$(ctl -o json status 2>/dev/null | python3 -c 'p = __import__("json").load(__import__("sys").stdin)["pools"][0]; print(p["active"], p["state"])')
 	[ "${st%% *}" = "$n" ] || back=
 	[ -n "$back" ] || { back="not-back(${st// /,})"; fail=1; }
-	rows+=("$name $n $ready $cpu $rss $thr $fd $kills ${cps:--} ${p99:--} $rec $back $starts")
-	echo "$name $n agents: ready ${ready}s; idle ${cpu}% CPU, RSS ${rss} MB, ${thr} threads, ${fd} fds, ${gor} goroutines, ${kills} killed; ${cps:--} calls/s p99 ${p99:--} ms; killed ${kill_n}: recovered n/p99/max ${rec} ms, back at strength in ${back} ms, ${starts} starts until 2 s after   (load $(load))"
+	rows+=("$name $n $ready $cpu $sw $rss $thr $fd $kills ${cps:--} ${p99:--} $rec $back $starts")
+	echo "$name $n agents: ready ${ready}s; idle ${cpu}% CPU, ${sw} switches/s, RSS ${rss} MB, ${thr} threads, ${fd} fds, ${gor} goroutines, ${kills} killed; ${cps:--} calls/s p99 ${p99:--} ms; killed ${kill_n}: recovered n/p99/max ${rec} ms, back at strength in ${back} ms, ${starts} starts until 2 s after   (load $(load))"
 	if [ -n "$prof" ]; then
 		go tool pprof -top -nodecount 25 "$bin" "$out/idle-$tag.pprof" >"$out/idle-$tag.top" 2>/dev/null
 		go tool pprof -top -sample_index=inuse_space -nodecount 25 "$bin" "$out/heap-$tag.pprof" >"$out/heap-$tag.top" 2>/dev/null
@@ -308,7 +313,7 @@ while left and time.time() - t0 < 60:
         if p and p != old: del left[d]
     time.sleep(0.005)
 print(round(1000 * (time.time() - t0)) if not left else "not-back(%d)" % len(left))' "$tmp" "$kill_n")
-	rows+=("runit $n $ready $cpu $rss $thr $fd - - - - $back $kill_n")
+	rows+=("runit $n $ready $cpu - $rss $thr $fd - - - - $back $kill_n")
 	echo "runit       $n agents: ready ${ready}s; idle ${cpu}% CPU (runsvdir + ${#sv[@]} runsv), RSS ${rss} MB, ${thr} threads, ${fd} fds; killed ${kill_n}: back at strength in ${back} ms   (load $(load))"
 	stop_runit
 }
@@ -322,7 +327,7 @@ done
 echo
 echo "=== summary (idle CPU: % of one CPU over ${idle}s; per agent: idle CPU and RSS divided by N)"
 {
-	echo "supervisor agents ready_s idle_cpu_% rss_MB threads fds idle_kills calls/s p99_ms recovered/p99_ms/max_ms back_ms starts"
+	echo "supervisor agents ready_s idle_cpu_% switches/s rss_MB threads fds idle_kills calls/s p99_ms recovered/p99_ms/max_ms back_ms starts"
 	printf '%s\n' "${rows[@]}"
 } | column -t
 # Idle cost per agent: CPU and RSS divided by N, and, beside it, what each
@@ -338,7 +343,7 @@ rows = [l.split() for l in sys.stdin if l.strip()]
 first = {}
 print("supervisor agents cpu/agent rss/agent cpu/added-agent rss/added-agent over")
 for r in rows:
-    try: name, n, cpu, rss = r[0], int(r[1]), float(r[3]), float(r[4])
+    try: name, n, cpu, rss = r[0], int(r[1]), float(r[3]), float(r[5])
     except (ValueError, IndexError): continue
     f = first.setdefault(name, (n, cpu, rss))
     added = ("%.5f %.4f %d" % ((cpu - f[1]) / (n - f[0]), (rss - f[2]) / (n - f[0]), f[0])) if n > f[0] else "- - -"

@@ -256,27 +256,35 @@ print(rec, starts, round(1000 * (ready[n - 1] - k0)) if len(ready) >= n and len(
 }
 
 stop_runit() {
-	kill -HUP "$rsvd" 2>/dev/null # TERM to every runsv, which stops its service
-	wait "$rsvd" 2>/dev/null
-	for _ in $(seq 100); do pgrep -x runsv -P "$rsvd" >/dev/null || break; sleep 0.1; done
+	local d
+	for d in $rsvd; do kill -HUP "$d" 2>/dev/null; done # TERM to every runsv, which stops its service
+	for d in $rsvd; do wait "$d" 2>/dev/null; done
+	for _ in $(seq 100); do pgrep -x runsv -P "${rsvd// /,}" >/dev/null || break; sleep 0.1; done
 	rsvd=
 }
 
 run_runit() {
 	local n=$1 kill_n=$(((n + 9) / 10)) i
 	rm -rf "$tmp/sv"
+	# runsvdir watches at most 1,000 services (MAXSERVICES in runit's
+	# runsvdir.c): one runsvdir per 1,000, as an operator of more would run.
+	local d
 	for i in $(seq "$n"); do
-		mkdir -p "$tmp/sv/echo-$i"
-		mkfifo "$tmp/sv/echo-$i/in"
+		d=$tmp/sv/$(((i - 1) / 1000))/echo-$i
+		mkdir -p "$d"
+		mkfifo "$d/in"
 		# stdin from a FIFO opened read-write: it never sees EOF, as the
 		# agents under resilienced never do.
-		printf '#!/bin/sh\nexec %s <>in >/dev/null 2>&1\n' "$tmp/bin/echo-runit" >"$tmp/sv/echo-$i/run"
-		chmod +x "$tmp/sv/echo-$i/run"
+		printf '#!/bin/sh\nexec %s <>in >/dev/null 2>&1\n' "$tmp/bin/echo-runit" >"$d/run"
+		chmod +x "$d/run"
 	done
 	local t0 ready= got
 	t0=$(now)
-	setsid runsvdir "$tmp/sv" </dev/null >/dev/null 2>&1 &
-	rsvd=$!
+	rsvd=
+	for d in "$tmp"/sv/*; do
+		setsid runsvdir "$d" </dev/null >/dev/null 2>&1 &
+		rsvd="${rsvd:+$rsvd }$!"
+	done
 	for _ in $(seq 1200); do
 		got=$(pgrep -c -x echo-runit)
 		if [ "$got" -ge "$n" ]; then ready=$(calc "round($(now) - $t0, 1)"); break; fi
@@ -285,14 +293,19 @@ run_runit() {
 	[ -n "$ready" ] || { echo "!!! runit, $n agents: only $got running after 120 s"; ready="not-ready($got)"; }
 	sleep 2
 	local sv c0 w0 c1 w1 cpu rss fd thr
-	mapfile -t sv < <(pgrep -x runsv -P "$rsvd")
-	c0=$(ticks "$rsvd" "${sv[@]}"); w0=$(now)
+	mapfile -t sv < <(pgrep -x runsv -P "${rsvd// /,}")
+	# shellcheck disable=SC2086 # one pid per runsvdir
+	c0=$(ticks $rsvd "${sv[@]}"); w0=$(now)
 	sleep "$idle"
-	c1=$(ticks "$rsvd" "${sv[@]}"); w1=$(now)
+	# shellcheck disable=SC2086
+	c1=$(ticks $rsvd "${sv[@]}"); w1=$(now)
 	cpu=$(calc "round(100 * ($c1 - $c0) / $hz / ($w1 - $w0), 2)")
-	rss=$(calc "round($(field VmRSS "$rsvd" "${sv[@]}") / 1024, 1)")
-	thr=$(field Threads "$rsvd" "${sv[@]}")
-	fd=$(nfds "$rsvd" "${sv[@]}")
+	# shellcheck disable=SC2086
+	rss=$(calc "round($(field VmRSS $rsvd "${sv[@]}") / 1024, 1)")
+	# shellcheck disable=SC2086
+	thr=$(field Threads $rsvd "${sv[@]}")
+	# shellcheck disable=SC2086
+	fd=$(nfds $rsvd "${sv[@]}")
 	# Kill 10 % of the agents; each is back once its runsv has started a
 	# new process (supervise/pid changed), polled every 5 ms.
 	local back
@@ -302,7 +315,7 @@ n = int(sys.argv[2])
 def pid(d):
     try: return open(d + "/supervise/pid").read().strip()
     except OSError: return ""
-svs = [(d, pid(d)) for d in glob.glob(sys.argv[1] + "/sv/*")]
+svs = [(d, pid(d)) for d in glob.glob(sys.argv[1] + "/sv/*/*")]
 victims = random.sample([v for v in svs if v[1]], n)
 t0 = time.time()
 for _, p in victims: os.kill(int(p), signal.SIGKILL)
@@ -314,7 +327,7 @@ while left and time.time() - t0 < 60:
     time.sleep(0.005)
 print(round(1000 * (time.time() - t0)) if not left else "not-back(%d)" % len(left))' "$tmp" "$kill_n")
 	rows+=("runit $n $ready $cpu - $rss $thr $fd - - - - $back $kill_n")
-	echo "runit       $n agents: ready ${ready}s; idle ${cpu}% CPU (runsvdir + ${#sv[@]} runsv), RSS ${rss} MB, ${thr} threads, ${fd} fds; killed ${kill_n}: back at strength in ${back} ms   (load $(load))"
+	echo "runit       $n agents: ready ${ready}s; idle ${cpu}% CPU ($(wc -w <<<"$rsvd") runsvdir + ${#sv[@]} runsv), RSS ${rss} MB, ${thr} threads, ${fd} fds; killed ${kill_n}: back at strength in ${back} ms   (load $(load))"
 	stop_runit
 }
 

@@ -90,7 +90,7 @@ type config struct {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], pollableStdin(), os.Stdout, os.Stderr))
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {

@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -675,4 +677,52 @@ func benchPipe(b *testing.B, bin string, call []byte, pipelined bool) (wallNs, c
 	b.StopTimer()
 	calls = n
 	return wall(), cpuNs
+}
+
+// TestPipeStdinIsPolled checks that the agent reads a pipe stdin through
+// Go's netpoller (non-blocking), so that an idle agent does not keep the
+// runtime's sysmon polling (stdin.go), and that it still reads a stdin
+// that is a regular file.
+func TestPipeStdinIsPolled(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/PID/fdinfo")
+	}
+	p := startFlaky(t)
+	p.handshake()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/0", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags int64 = -1
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "flags:"); ok {
+			flags, err = strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+			if err != nil {
+				t.Fatalf("fdinfo flags %q: %v", v, err)
+			}
+		}
+	}
+	if flags < 0 || flags&syscall.O_NONBLOCK == 0 {
+		t.Fatalf("stdin flags %o (fdinfo %q): want O_NONBLOCK on a pipe", flags, b)
+	}
+	r := p.request("task/run", newCall("x", nil, ""))
+	if r.Error != nil {
+		t.Fatalf("call after the handshake: %+v", r.Error)
+	}
+
+	f := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(f, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"agent":"a1","pool":"test","protocol":"resilient/1"}}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	cmd := exec.Command(flakyBin)
+	cmd.Stdin = in
+	out, err := cmd.Output()
+	if err != nil || !bytes.Contains(out, []byte(`"id":1`)) {
+		t.Fatalf("a regular file as stdin: %v, out %q", err, out)
+	}
 }

@@ -202,6 +202,26 @@ func (b *Breaker) Allow() (*Call, error) {
 	return c, nil
 }
 
+// Refusal returns the error [Breaker.Allow] gives a new call while the
+// breaker is open, or nil. Unlike Allow it takes no half-open probe's
+// turn: a call under way asks it before a retry, which could only wait
+// for the agents that an open breaker does not start.
+func (b *Breaker) Refusal() error {
+	b.mu.Lock()
+	now := b.cfg.Now()
+	var changes []transition
+	b.advance(now, &changes)
+	var err error
+	if b.state == Open {
+		e := b.trip
+		e.RetryIn = b.openUntil.Sub(now)
+		err = &e
+	}
+	b.mu.Unlock()
+	b.notify(changes)
+	return err
+}
+
 // FirstCall reports the outcome of a new agent's first call (nil: it
 // succeeded). Agents in a row that fail their first call trip a closed
 // breaker: every agent the pool starts is broken.

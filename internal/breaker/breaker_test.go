@@ -342,3 +342,31 @@ func TestBreakerAbandonedCallsAreNotCounted(t *testing.T) {
 		t.Fatalf("state %s", s)
 	}
 }
+
+// Refusal tells a call under way that the breaker opened, with the error
+// a new call gets, and takes no half-open probe's turn.
+func TestRefusalTakesNoProbeTurn(t *testing.T) {
+	b, clock, _ := newTestBreaker(Config{Window: time.Minute, MinCalls: 2, FailureRatio: 1, OpenFor: 3 * time.Second, StartStreak: 2})
+	if err := b.Refusal(); err != nil {
+		t.Fatalf("Refusal while closed: %v", err)
+	}
+	b.FirstCall(errors.New("schema: missing answer"))
+	b.FirstCall(errors.New("schema: missing answer"))
+	err := b.Refusal()
+	var open *OpenError
+	if !errors.Is(err, ErrOpen) || !errors.As(err, &open) || open.StartFailures != 2 || open.RetryIn != 3*time.Second {
+		t.Fatalf("Refusal once open: %v (%+v)", err, open)
+	}
+	if _, aerr := b.Allow(); aerr == nil || aerr.Error() != err.Error() {
+		t.Fatalf("Allow says %v, Refusal %v: want the same refusal", aerr, err)
+	}
+	clock.Advance(3 * time.Second)
+	for range 3 {
+		if err := b.Refusal(); err != nil {
+			t.Fatalf("Refusal while half-open: %v", err)
+		}
+	}
+	if _, err := b.Allow(); err != nil {
+		t.Fatalf("the probe's turn was taken by Refusal: %v", err)
+	}
+}

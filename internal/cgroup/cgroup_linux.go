@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -221,7 +220,7 @@ func (c *Cgroup) Wait(ctx context.Context) error {
 
 // Populated reports whether any process is in the cgroup or below it.
 func (c *Cgroup) Populated() (bool, error) {
-	b, err := os.ReadFile(c.file("cgroup.events"))
+	b, err := readFile(c.file("cgroup.events"))
 	if err != nil {
 		return false, notExist(err, c.path)
 	}
@@ -237,16 +236,12 @@ func (c *Cgroup) Remove() error {
 	if c.removed {
 		return nil
 	}
-	if exists(c.path) {
-		pop, err := c.Populated()
-		if err != nil && !errors.Is(err, ErrNotExist) {
-			return err
-		}
-		if pop {
-			return fmt.Errorf("%w: %s still holds processes", ErrBusy, c.path)
-		}
-	}
+	// No check of cgroup.events first: rmdir refuses a populated cgroup
+	// (EBUSY), and the teardown of every agent pays for each file read.
 	if err := rmdir(c.path); err != nil {
+		if errors.Is(err, ErrBusy) {
+			return fmt.Errorf("%w: %s still holds processes or child cgroups", ErrBusy, c.path)
+		}
 		return err
 	}
 	if c.fd >= 0 {
@@ -269,13 +264,20 @@ func (c *Cgroup) Remove() error {
 }
 
 // Destroy kills the cgroup's processes, waits until they are gone and
-// removes the cgroup.
+// removes the cgroup. A cgroup found empty is removed at once: the usual
+// teardown, after the agent's exit was seen, costs a read and an rmdir.
 func (c *Cgroup) Destroy(ctx context.Context) error {
-	if err := c.Kill(); err != nil && !errors.Is(err, ErrNotExist) {
-		return err
+	pop, err := c.Populated()
+	if errors.Is(err, ErrNotExist) {
+		return c.Remove() // its v1 directories, if any, and the handle
 	}
-	if err := c.Wait(ctx); err != nil {
-		return err
+	if err != nil || pop {
+		if err := c.Kill(); err != nil && !errors.Is(err, ErrNotExist) {
+			return err
+		}
+		if err := c.Wait(ctx); err != nil {
+			return err
+		}
 	}
 	return c.Remove()
 }
@@ -325,7 +327,7 @@ func (c *Cgroup) Stats() (Stats, error) {
 		read(func() (e error) { s.MemoryCurrent, e = readInt(c.file("memory.current")); return })
 		read(func() (e error) { s.MemoryMax, e = readLimit(c.file("memory.max")); return })
 		read(func() error {
-			b, e := os.ReadFile(c.file("memory.events"))
+			b, e := readFile(c.file("memory.events"))
 			s.OOMKills = parseFlatKeyed(b)["oom_kill"]
 			return e
 		})
@@ -334,7 +336,7 @@ func (c *Cgroup) Stats() (Stats, error) {
 		read(func() (e error) { s.MemoryCurrent, e = readInt(filepath.Join(d, "memory.usage_in_bytes")); return })
 		read(func() (e error) { s.MemoryMax, e = readLimit(filepath.Join(d, "memory.limit_in_bytes")); return })
 		read(func() error {
-			b, e := os.ReadFile(filepath.Join(d, "memory.oom_control"))
+			b, e := readFile(filepath.Join(d, "memory.oom_control"))
 			s.OOMKills = parseFlatKeyed(b)["oom_kill"]
 			return e
 		})
@@ -353,7 +355,7 @@ func (c *Cgroup) Stats() (Stats, error) {
 	switch {
 	case m.cpuStat:
 		read(func() error {
-			b, e := os.ReadFile(c.file("cpu.stat"))
+			b, e := readFile(c.file("cpu.stat"))
 			s.CPUUsage = time.Duration(parseFlatKeyed(b)["usage_usec"]) * time.Microsecond
 			return e
 		})
@@ -371,7 +373,7 @@ func (c *Cgroup) Stats() (Stats, error) {
 }
 
 func readLimit(p string) (int64, error) {
-	b, err := os.ReadFile(p)
+	b, err := readFile(p)
 	if err != nil {
 		return 0, err
 	}
@@ -387,7 +389,7 @@ func readLimit(p string) (int64, error) {
 func (c *Cgroup) MemoryEvents() (MemoryEvents, error) {
 	switch {
 	case slices.Contains(c.m.v2, "memory"):
-		b, err := os.ReadFile(c.file("memory.events"))
+		b, err := readFile(c.file("memory.events"))
 		if err != nil {
 			return MemoryEvents{}, notExist(err, c.path)
 		}
@@ -396,7 +398,7 @@ func (c *Cgroup) MemoryEvents() (MemoryEvents, error) {
 			OOMKill: kv["oom_kill"], OOMGroupKill: kv["oom_group_kill"]}, nil
 	case c.v1["memory"] != "":
 		d := c.v1["memory"]
-		b, err := os.ReadFile(filepath.Join(d, "memory.oom_control"))
+		b, err := readFile(filepath.Join(d, "memory.oom_control"))
 		if err != nil {
 			return MemoryEvents{}, notExist(err, d)
 		}

@@ -23,19 +23,19 @@ const (
 // waitEvent blocks until key in dir/cgroup.events has the value want
 // ("populated", "frozen"). The kernel signals every change of that file as
 // an inotify IN_MODIFY; without inotify it polls. A missing file returns an
-// error wrapping ErrNotExist.
+// error wrapping ErrNotExist. The file is read before any watch is made:
+// most waits (a teardown after the agent's exit was seen) are over
+// already, and an inotify descriptor is six system calls.
 func waitEvent(ctx context.Context, dir, key string, want bool, pollOnly bool) error {
 	file := filepath.Join(dir, "cgroup.events")
 	var w *inotifyWatch
-	if !pollOnly {
-		// Watch first, then read: a change between the two still wakes us.
-		w, _ = watchModify(file) // on error, poll
-	}
-	if w != nil {
-		defer w.Close()
-	}
-	for {
-		b, err := os.ReadFile(file)
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
+	for watched := pollOnly; ; {
+		b, err := readFile(file)
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: %s", ErrNotExist, dir)
 		}
@@ -48,6 +48,13 @@ func waitEvent(ctx context.Context, dir, key string, want bool, pollOnly bool) e
 		}
 		if (v != 0) == want {
 			return nil
+		}
+		if !watched {
+			// Watch, then read again: a change between the two still
+			// wakes us.
+			watched = true
+			w, _ = watchModify(file) // on error, poll
+			continue
 		}
 		if w != nil {
 			err = w.wait(ctx, recheckInterval)

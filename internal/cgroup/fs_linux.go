@@ -9,25 +9,20 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/resilienced/resilienced/internal/kfile"
 )
 
 // writeFile writes s to a cgroup interface file in one write(2), as the
-// kernel parses each write separately.
-func writeFile(p, s string) error {
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, werr := f.WriteString(s)
-	cerr := f.Close()
-	if werr != nil {
-		return werr
-	}
-	return cerr
-}
+// kernel parses each write separately; readFile reads one. Both skip the
+// netpoller (package kfile), on the path of every agent start and
+// teardown.
+func writeFile(p, s string) error { return kfile.Write(p, s) }
+
+func readFile(p string) ([]byte, error) { return kfile.Read(p) }
 
 func readInt(p string) (int64, error) {
-	b, err := os.ReadFile(p)
+	b, err := readFile(p)
 	if err != nil {
 		return 0, err
 	}
@@ -111,7 +106,7 @@ func subdirs(dir string) ([]string, error) {
 // readProcs returns the pids in dir/cgroup.procs and, recursively, in its
 // child cgroups.
 func readProcs(dir string) ([]int, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	b, err := readFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
 		return nil, err
 	}

@@ -401,10 +401,10 @@ func (m *Manager) Create(pool, agent string, lim Limits) (*Cgroup, error) {
 		return nil, fmt.Errorf("%w: %s", ErrExist, key)
 	}
 	poolDir := filepath.Join(m.root, "agents", pool)
-	if _, err := mkdir(poolDir); err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
-	}
-	if !m.enabled[poolDir] {
+	if !m.enabled[poolDir] { // made and enabled once; removeEmptyPools forgets it
+		if _, err := mkdir(poolDir); err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
 		if err := enableControllers([]string{poolDir}, m.v2); err != nil {
 			return nil, fmt.Errorf("cgroup: %w", err)
 		}
@@ -680,7 +680,10 @@ func (m *Manager) removeEmptyPools(strict bool) error {
 			if live && !strict {
 				continue
 			}
-			if err := rmdir(filepath.Join(root, "agents", p)); err != nil && strict {
+			err := rmdir(filepath.Join(root, "agents", p))
+			if err == nil {
+				delete(m.enabled, filepath.Join(root, "agents", p))
+			} else if strict {
 				errs = append(errs, err)
 			}
 		}

@@ -27,7 +27,7 @@ func (c *Cgroup) ProcsFile() (*os.File, error) {
 
 // Holds reports whether pid is a member of the cgroup (cgroup2).
 func (c *Cgroup) Holds(pid int) (bool, error) {
-	b, err := os.ReadFile(c.file("cgroup.procs"))
+	b, err := readFile(c.file("cgroup.procs"))
 	if err != nil {
 		return false, notExist(err, c.path)
 	}

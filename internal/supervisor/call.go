@@ -213,6 +213,16 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 	var lastFailure error // the last attempt's violation or unavailability
 	var avoid string      // an agent kept after it violated: retry elsewhere
 	for res.Attempts <= pc.Retries {
+		if res.Attempts > 0 && lastFailure != nil {
+			// The breaker opened under this call (its failed attempts
+			// were the last straws): no agent starts until it
+			// half-opens, so a retry could only wait for one. The call
+			// fails now, as a new call would.
+			if err := brk.Refusal(); err != nil {
+				bc.Failed(lastFailure.Error())
+				return nil, fmt.Errorf("%w: %w", ErrBreakerOpen, err)
+			}
+		}
 		raw := params.encode(make([]byte, 0, params.size()))
 		var r callResult
 		if pc.Hedge > 0 {

@@ -426,6 +426,7 @@ func (p *Pool) proven(sl *slot) {
 // killNow kills the slot's whole process tree at once, without waiting;
 // the worker goroutine then reaps it and removes the sandbox (destroy).
 func (p *Pool) killNow(sl *slot) {
+	sl.killed.Store(true)
 	if sl.sb != nil {
 		// A cgroup already gone (ENOENT, ENODEV) has nothing left to kill.
 		if err := sl.sb.Kill(); err != nil && !errors.Is(err, cgroup.ErrNotExist) && !errors.Is(err, syscall.ENODEV) {
@@ -464,6 +465,18 @@ func (p *Pool) destroy(sl *slot) {
 		defer hook(sl.id, sl.sb)
 	}
 	if sl.sb != nil {
+		if sl.a != nil {
+			// The kernel takes an exiting task out of its cgroup before
+			// its pidfd says it exited: once the agent's exit is seen
+			// (its pidfd is in the netpoller already), Destroy finds
+			// the cgroup empty and only removes it, with no second
+			// kill and no inotify watch on cgroup.events, unless the
+			// agent left children behind.
+			if !sl.killed.Load() {
+				p.killNow(sl)
+			}
+			<-sl.a.Done()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := sl.sb.Destroy(ctx); err != nil {
 			p.log.Error("removing agent cgroup", "agent", sl.id, "err", err)

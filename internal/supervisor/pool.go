@@ -200,6 +200,7 @@ type slot struct {
 	activeSince     time.Time
 	retries         int                      // failed starts before this one
 	graceful        atomic.Bool              // a SIGTERM stop is under way; destroy waits for it
+	killed          atomic.Bool              // killNow sent its SIGKILL: destroy need not again
 	inject          atomic.Pointer[injected] // chaos: misbehaviour in the message path
 	isolated        atomic.Bool              // out of service and cut off; not pinged
 	session         atomic.Pointer[string]   // the session of the call it serves, if any (AgentsServing)

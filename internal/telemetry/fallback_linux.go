@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
+
+	"github.com/resilienced/resilienced/internal/kfile"
 )
 
 // ProcStats reads one process's resource use from procfs.
@@ -123,30 +125,7 @@ func readPSIFiles(scope string, path func(resource string) string) (PSI, error) 
 }
 
 // readSmallFile reads a small kernel file (PSI, cgroup.procs) with plain
-// syscalls. os.ReadFile would register it with Go's netpoller (pressure
-// files are pollable, for PSI triggers) and remove it again at Close: two
-// epoll_ctl calls per file, a third of the cost of sampling an idle agent.
-func readSmallFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	b := make([]byte, 0, 512)
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := unix.Read(fd, b[len(b):cap(b)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return b, nil
-		}
-		b = b[:len(b)+n]
-	}
-}
+// syscalls (package kfile): os.ReadFile would register it with Go's
+// netpoller (pressure files are pollable, for PSI triggers) and remove it
+// again at Close, a third of the cost of sampling an idle agent.
+func readSmallFile(path string) ([]byte, error) { return kfile.Read(path) }

@@ -217,7 +217,8 @@ func (p *Pool) Call(ctx context.Context, req CallRequest) (res *CallResult, err 
 			// The breaker opened under this call (its failed attempts
 			// were the last straws): no agent starts until it
 			// half-opens, so a retry could only wait for one. The call
-			// fails now, as a new call would.
+			// fails now, as a new call would. (A call waiting for an
+			// agent when it opens fails in acquire.)
 			if err := brk.Refusal(); err != nil {
 				bc.Failed(lastFailure.Error())
 				return nil, fmt.Errorf("%w: %w", ErrBreakerOpen, err)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -439,5 +440,54 @@ func TestInputSchemaRefusesBeforeAnyAgent(t *testing.T) {
 	}
 	if got := h.mustCall("in", "s1", `{"text":"ok"}`); got["answer"] != "ok" || got["context_len"] != float64(0) {
 		t.Fatalf("valid input: %v, want the answer on an empty session context", got)
+	}
+}
+
+// A call waiting for an agent when the breaker opens fails at once with
+// the breaker's error: an open breaker starts no agent, and the agent it
+// waits for may be stuck.
+func TestCallWaitingForAnAgentFailsWhenTheBreakerOpens(t *testing.T) {
+	pc := defaultsPool(t, "bw", func(pc *config.Pool) {
+		pc.Replicas, pc.Spares, pc.MaxSpares = 1, 0, 0
+		pc.Breaker.MinCalls, pc.Breaker.FailureRatio = 1, 1
+		pc.Breaker.OpenFor = time.Minute
+		pc.Contract.Deadline = time.Minute
+		pc.StallTimeout = time.Minute // the hung call stays in flight
+	})
+	h := newHarness(t, cfgOf(pc))
+	h.ready()
+	p, _ := h.sup.Pool("bw")
+	go h.call("bw", "", `{"op":"hang","text":"x"}`) // holds the only agent
+	h.waitFor("the agent to be lent", func() bool {
+		p.lend.mu.Lock()
+		defer p.lend.mu.Unlock()
+		return len(p.lend.idle) == 0
+	})
+	waited := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := h.sup.Call(ctx, "bw", CallRequest{Input: json.RawMessage(`{"op":"echo","text":"y"}`)})
+		waited <- err
+	}()
+	h.waitFor("the second call to wait for an agent", func() bool {
+		p.lend.mu.Lock()
+		defer p.lend.mu.Unlock()
+		return len(p.lend.waiting) == 1
+	})
+	c, err := p.breaker.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Failed("upstream down") // min_calls 1, ratio 1: it opens
+	err = <-waited
+	var open *breaker.OpenError
+	if !errors.Is(err, ErrBreakerOpen) || !errors.As(err, &open) || open.Cause != "upstream down" {
+		t.Fatalf("the waiting call: %v, want the breaker's refusal", err)
+	}
+	p.lend.mu.Lock()
+	defer p.lend.mu.Unlock()
+	if len(p.lend.waiting) != 0 {
+		t.Fatalf("%d callers still queued after the refusal", len(p.lend.waiting))
 	}
 }

@@ -2,8 +2,10 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Agents are lent to the goroutines that call them: a caller takes a free
@@ -22,6 +24,34 @@ type lender struct {
 	mu      sync.Mutex
 	idle    []*slot   // free active agents, the longest idle first
 	waiting []*waiter // sessionless callers waiting for any agent
+
+	// opened is closed (and replaced) each time the pool's breaker
+	// opens: a caller waiting for an agent then fails as a new call
+	// would, instead of waiting out the cool-down for an agent an open
+	// breaker does not start.
+	opened atomic.Pointer[chan struct{}]
+}
+
+// breakerOpened returns the channel the next opening of the breaker
+// closes.
+func (l *lender) breakerOpened() chan struct{} {
+	for {
+		if ch := l.opened.Load(); ch != nil {
+			return *ch
+		}
+		ch := make(chan struct{})
+		if l.opened.CompareAndSwap(nil, &ch) {
+			return ch
+		}
+	}
+}
+
+// breakerOpens wakes the callers waiting for an agent: the breaker opened.
+func (l *lender) breakerOpens() {
+	next := make(chan struct{})
+	if old := l.opened.Swap(&next); old != nil {
+		close(*old)
+	}
 }
 
 // waiter is a caller waiting for an agent: it receives the agent, now
@@ -44,6 +74,10 @@ type slotLease struct {
 // call.
 func (p *Pool) acquire(ctx context.Context, sessionID, avoid string, down chan struct{}) (*slot, error) {
 	l := &p.lend
+	opened := l.breakerOpened() // taken before the check: no opening missed
+	if err := p.breakerRefusal(); err != nil {
+		return nil, err
+	}
 	for {
 		var target *slot
 		if sessionID != "" {
@@ -106,8 +140,26 @@ func (p *Pool) acquire(ctx context.Context, sessionID, avoid string, down chan s
 		case <-down:
 			p.abandon(w, target)
 			return nil, p.downErr()
+		case <-opened:
+			p.abandon(w, target)
+			if err := p.breakerRefusal(); err != nil {
+				return nil, err
+			}
+			opened = l.breakerOpened() // it half-opened since: wait on
 		}
 	}
+}
+
+// breakerRefusal is the error of a call that waits for an agent while the
+// pool's breaker is open (nil when it is not).
+func (p *Pool) breakerRefusal() error {
+	p.mu.Lock()
+	b := p.breaker
+	p.mu.Unlock()
+	if err := b.Refusal(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBreakerOpen, err)
+	}
+	return nil
 }
 
 // abandon takes a waiter that gave up out of its queue; an agent handed to

@@ -300,6 +300,9 @@ func (p *Pool) configure(pc config.Pool) error {
 		MaxOpenFor:   pc.Breaker.MaxOpenFor,
 		Now:          p.sup.opts.Now,
 	}, func(from, to breaker.State) {
+		if to == breaker.Open {
+			p.lend.breakerOpens()
+		}
 		p.sup.emit(Event{Kind: EventBreaker, Pool: name, Reason: fmt.Sprintf("%s -> %s", from, to)})
 	})
 	return nil

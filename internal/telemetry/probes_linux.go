@@ -65,6 +65,10 @@ type Probes struct {
 	closed  bool
 	watched map[uint64]*watch
 	free    []uint32 // unused counter slots
+	// onBit counts the watched cgroups on each watch_filter bit (ids
+	// share a bit modulo its size), so that a word is rewritten from its
+	// 64 bits, not from every watched cgroup on every start and exit.
+	onBit map[uint32]uint32
 }
 
 type watch struct {
@@ -253,6 +257,7 @@ func load(ctx context.Context, opts Options, cfg loadConfig) (_ *Probes, err err
 		events:  make(chan Event, eventsBuffer),
 		closing: make(chan struct{}),
 		watched: make(map[uint64]*watch),
+		onBit:   make(map[uint32]uint32),
 		free:    make([]uint32, 0, slots),
 	}
 	for s := int(slots) - 1; s >= 0; s-- {
@@ -418,12 +423,14 @@ func (p *Probes) Watch(cgroupID uint64, cgroupPath string) error {
 		return fmt.Errorf("telemetry: watch cgroup %d: %w", cgroupID, err)
 	}
 	p.watched[cgroupID] = w
+	p.onBit[filterIndex(cgroupID)]++
 	err := p.objs.SlotOwner.Update(w.slot, cgroupID, ebpf.UpdateAny)
 	if err == nil {
 		err = p.updateFilter(cgroupID)
 	}
 	if err != nil {
 		delete(p.watched, cgroupID)
+		p.bitOff(cgroupID)
 		p.objs.SlotOwner.Update(w.slot, uint64(0), ebpf.UpdateAny)
 		p.objs.Watched.Delete(cgroupID)
 		w.net.Close()
@@ -436,18 +443,32 @@ func (p *Probes) Watch(cgroupID uint64, cgroupPath string) error {
 // filterBit returns the word and bit of watch_filter that stand for the
 // cgroup id.
 func filterBit(cgroupID uint64) (word uint32, bit uint64) {
-	b := cgroupID % (filterWords * 64)
-	return uint32(b / 64), 1 << (b % 64)
+	b := filterIndex(cgroupID)
+	return b / 64, 1 << (b % 64)
+}
+
+// filterIndex is the index of the cgroup id's bit in watch_filter.
+func filterIndex(cgroupID uint64) uint32 { return uint32(cgroupID % (filterWords * 64)) }
+
+// bitOff takes a cgroup that is no longer watched off its bit's count.
+// Callers hold p.mu.
+func (p *Probes) bitOff(cgroupID uint64) {
+	b := filterIndex(cgroupID)
+	if p.onBit[b] <= 1 {
+		delete(p.onBit, b)
+	} else {
+		p.onBit[b]--
+	}
 }
 
 // updateFilter rewrites the watch_filter word of cgroupID's bit from the
-// watched set. Callers hold p.mu.
+// counts of its 64 bits. Callers hold p.mu.
 func (p *Probes) updateFilter(cgroupID uint64) error {
 	word, _ := filterBit(cgroupID)
 	var v uint64
-	for id := range p.watched {
-		if w, bit := filterBit(id); w == word {
-			v |= bit
+	for i := range uint32(64) {
+		if p.onBit[word*64+i] > 0 {
+			v |= 1 << i
 		}
 	}
 	if err := p.objs.WatchFilter.Update(word, v, ebpf.UpdateAny); err != nil {
@@ -468,6 +489,7 @@ func (p *Probes) Unwatch(cgroupID uint64) error {
 		return ErrNotWatched
 	}
 	delete(p.watched, cgroupID)
+	p.bitOff(cgroupID)
 	// Tasks that remember the slot stop using it once it has no owner.
 	oerr := p.objs.SlotOwner.Update(w.slot, uint64(0), ebpf.UpdateAny)
 	ferr := p.updateFilter(cgroupID)

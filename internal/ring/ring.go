@@ -124,7 +124,7 @@ type Ring struct {
 type member struct {
 	name   string
 	state  State
-	vnodes []uint64 // the member's points, sorted
+	vnodes []uint64 // the member's points, sorted; nil until the ring is first built with it
 	keys   map[string]struct{}
 }
 
@@ -160,8 +160,10 @@ func (r *Ring) Add(name string, st State) error {
 	if !st.Valid() {
 		return fmt.Errorf("%w: %q for member %q", ErrInvalidState, st, name)
 	}
-	// The virtual-node hashes are computed outside the lock.
-	m := &member{name: name, state: st, keys: make(map[string]struct{}), vnodes: r.virtualNodes(name)}
+	// The virtual-node hashes are computed when the ring is first
+	// wanted (fresh): a pool whose calls carry no session never asks,
+	// and 256 points are 2 KiB of memory and ~10 µs per agent start.
+	m := &member{name: name, state: st, keys: make(map[string]struct{})}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.members[name]; ok {
@@ -494,6 +496,9 @@ func (r *Ring) fresh() {
 	all := make([]point, 0, r.active*r.vnodes)
 	for _, m := range r.members {
 		if m.state == Active {
+			if m.vnodes == nil {
+				m.vnodes = r.virtualNodes(m.name)
+			}
 			for _, h := range m.vnodes {
 				all = append(all, point{h, m})
 			}
@@ -525,7 +530,7 @@ func (r *Ring) deactivate(m *member) []string {
 	if r.stale {
 		r.fresh() // without m: it is not Active
 	} else {
-		points := make([]uint64, 0, len(r.points)-len(m.vnodes))
+		points := make([]uint64, 0, max(len(r.points)-r.vnodes, 0))
 		owners := make([]*member, 0, cap(points))
 		for i, o := range r.owners {
 			if o != m {

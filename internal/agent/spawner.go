@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -259,7 +258,7 @@ func spawnProcess(cmd *exec.Cmd) (int, error) {
 	r := &spawnRequest{
 		path: cmd.Path,
 		argv: cmd.Args,
-		attr: syscall.ProcAttr{Dir: cmd.Dir, Env: dedupEnv(cmd.Env), Sys: sys},
+		attr: syscall.ProcAttr{Dir: cmd.Dir, Env: cmd.Environ(), Sys: sys}, // deduplicated, with PWD, as os/exec starts it
 		nfds: len(fds),
 		done: make(chan struct{}),
 	}
@@ -287,23 +286,4 @@ func sendFDs(sock int, fds []int) error {
 		}
 		return os.NewSyscallError("sendmsg", err)
 	}
-}
-
-// dedupEnv keeps the last value of each variable, as os/exec does: a
-// pool's env overrides the daemon's.
-func dedupEnv(env []string) []string {
-	seen := make(map[string]bool, len(env))
-	out := make([]string, 0, len(env))
-	for i := len(env) - 1; i >= 0; i-- {
-		k, _, _ := strings.Cut(env[i], "=")
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		out = append(out, env[i])
-	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out
 }

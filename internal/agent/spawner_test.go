@@ -105,3 +105,40 @@ func TestSpawnerStartErrors(t *testing.T) {
 		})
 	}
 }
+
+// A pool's variable overrides the daemon's of the same name, once, as
+// os/exec would start the agent: the spawner passes cmd.Environ().
+func TestSpawnedAgentsEnvironment(t *testing.T) {
+	t.Setenv("RESILIENT_SPAWN_ENV_TEST", "daemon")
+	out := filepath.Join(t.TempDir(), "env")
+	a, err := Start(Config{
+		ID:      "env",
+		Command: []string{"/bin/sh", "-c", `env > "$0.tmp" && mv "$0.tmp" "$0"; cat >/dev/null`, out},
+		Env:     []string{"RESILIENT_SPAWN_ENV_TEST=pool"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { a.Close(); <-a.Done() }()
+	var b []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if b, err = os.ReadFile(out); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the agent did not write its environment within 10 s: %v", err)
+	}
+	var got []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "RESILIENT_SPAWN_ENV_TEST=") {
+			got = append(got, l)
+		}
+	}
+	if len(got) != 1 || got[0] != "RESILIENT_SPAWN_ENV_TEST=pool" {
+		t.Fatalf("the agent's RESILIENT_SPAWN_ENV_TEST: %q, want the pool's value once", got)
+	}
+	if !strings.Contains(string(b), "RESILIENT_AGENT_ID=env\n") {
+		t.Fatalf("no RESILIENT_AGENT_ID in the agent's environment:\n%s", b)
+	}
+}

@@ -74,10 +74,9 @@ type slotLease struct {
 // call.
 func (p *Pool) acquire(ctx context.Context, sessionID, avoid string, down chan struct{}) (*slot, error) {
 	l := &p.lend
-	opened := l.breakerOpened() // taken before the check: no opening missed
-	if err := p.breakerRefusal(); err != nil {
-		return nil, err
-	}
+	// Taken before anything is looked at: an opening after this closes
+	// it, one before is seen by the check before a wait.
+	opened := l.breakerOpened()
 	for {
 		var target *slot
 		if sessionID != "" {
@@ -122,6 +121,12 @@ func (p *Pool) acquire(ctx context.Context, sessionID, avoid string, down chan s
 			l.waiting = append(l.waiting, w)
 		}
 		l.mu.Unlock()
+		// Only a call that must wait asks the breaker (the call path's
+		// free agent costs no lock more).
+		if err := p.breakerRefusal(); err != nil {
+			p.abandon(w, target)
+			return nil, err
+		}
 		var dead chan struct{}
 		if target != nil {
 			dead = target.dead
@@ -142,10 +147,7 @@ func (p *Pool) acquire(ctx context.Context, sessionID, avoid string, down chan s
 			return nil, p.downErr()
 		case <-opened:
 			p.abandon(w, target)
-			if err := p.breakerRefusal(); err != nil {
-				return nil, err
-			}
-			opened = l.breakerOpened() // it half-opened since: wait on
+			opened = l.breakerOpened() // the check above refuses, or it half-opened since: wait on
 		}
 	}
 }
